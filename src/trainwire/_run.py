@@ -1,0 +1,382 @@
+"""The run: what a training job holds while it reports, and ``trainwire.init()``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+
+from . import _lifecycle
+from ._config import Config, PathLike, load_config
+from ._errors import ConfigError, TrainingError
+from ._explain import LANGUAGES, explain_exception, explain_exit_status, explain_signal, text
+from ._protocol import Status, done_message, error_message
+from ._rank import global_rank
+from ._spool import OFFLINE_FILE
+from ._transport import AmqpTransport, FileTransport, NullTransport, Outbox, Transport
+
+if TYPE_CHECKING:
+    from ._metrics import MetricsWriter
+
+__all__ = ["MODE_ENV", "Run", "init"]
+
+log = logging.getLogger("trainwire")
+
+MODE_ENV = "TRAINWIRE_MODE"
+#: Set by ``trainwire run`` for its child: where the child records that it sent its own end.
+STATE_FILE_ENV = "TRAINWIRE_STATE_FILE"
+_MODES = ("online", "offline", "disabled")
+
+
+class Run:
+    """One training or validation job reporting to the platform.
+
+    Create it with :func:`trainwire.init`. ``progress()`` is safe to call at every step:
+    it only records the step for the I/O thread and returns. ``done()`` or ``fail()``
+    sends the one terminal message; if neither is called, the process's exit decides (see
+    :func:`trainwire.init`). After the terminal message every call is a no-op with one
+    warning.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        total_steps: Optional[int],
+        max_rate: Optional[float],
+        flush_timeout: float,
+        language: str,
+        mode: str,
+        reporting: bool,
+    ) -> None:
+        self.config = config
+        self.total_steps = total_steps
+        self.max_rate = max_rate
+        self.flush_timeout = flush_timeout
+        self.language = language
+        self.mode = mode if reporting else "disabled"
+        self._scale = 100.0 / total_steps if total_steps else None
+        self._outbox = Outbox(config.identity, max_rate)
+        self._push = self._outbox.push
+        self._reporting = reporting
+        self._inactive = not reporting
+        self._ended = False
+        self._warned_after_end = False
+        self._end_lock = threading.Lock()
+        self._status: Optional[Status] = None
+        self._confirmed: Optional[bool] = None
+        self._metrics: Optional[MetricsWriter] = None
+        self._metrics_lock = threading.Lock()
+        self._transport = self._make_transport()
+        self._transport.start()
+        if reporting:
+            _lifecycle.register(self)
+
+    def _make_transport(self) -> Transport:
+        if self.mode == "disabled":
+            return NullTransport(self._outbox)
+        if self.mode == "offline" or not self.config.has_broker:
+            self.mode = "offline"
+            return FileTransport(self._outbox, self.config.save_dir / OFFLINE_FILE)
+        return AmqpTransport(self._outbox, self.config)
+
+    def __repr__(self) -> str:
+        state = self._status.value if self._status else "running"
+        return (
+            f"<trainwire.Run {self.config.kind.value} {self.config.job_id!r} "
+            f"mode={self.mode} state={state}>"
+        )
+
+    # -- progress: the hot path ------------------------------------------------------
+
+    def progress(self, step: int, percentage: Optional[float] = None) -> None:
+        """Report that training reached ``step`` (``training_ing``).
+
+        ``percentage`` defaults to ``step / total_steps * 100``; give it when the total is
+        unknown. It is clamped to 0..100; NaN is an error. Never blocks, never raises for
+        broker trouble.
+        """
+        if self._inactive:
+            self._after_end("progress")
+            return
+        if type(step) is not int:
+            step = _as_step(step)
+        if percentage is None:
+            scale = self._scale
+            if scale is None:
+                raise ValueError(
+                    "progress(step) needs total_steps (trainwire.init(total_steps=...)) or an "
+                    "explicit percentage: run.progress(step, percentage=37.5)"
+                )
+            percentage = step * scale
+        elif type(percentage) is not float or not 0.0 <= percentage <= 100.0:
+            percentage = _as_percentage(percentage)
+        if percentage > 100.0:
+            percentage = 100.0
+        elif percentage < 0.0:
+            percentage = 0.0
+        self._push((step, percentage))
+
+    # -- the terminal message -------------------------------------------------------
+
+    def done(self) -> None:
+        """Send ``training_done``, wait up to ``flush_timeout`` for the broker, and close."""
+        self._end(done_message(self.config.identity), Status.DONE, "done")
+
+    def fail(self, message: Union[str, BaseException]) -> None:
+        """Send ``training_error`` with ``message`` (shown to the user), flush and close.
+
+        An exception is turned into a plain sentence (``TrainingError`` text verbatim).
+        """
+        if isinstance(message, BaseException):
+            text_ = explain_exception(message, self.language)
+        elif isinstance(message, str) and message.strip():
+            text_ = message
+        else:
+            raise TypeError("fail() needs a non-empty message for the user, or an exception")
+        self._end(error_message(self.config.identity, text_), Status.ERROR, "fail")
+
+    def _end(self, body: dict[str, Any], status: Status, caller: str) -> None:
+        with self._end_lock:
+            if self._ended or not self._reporting:
+                if self._reporting:
+                    self._after_end(caller)
+                return
+            self._ended = True
+            self._inactive = True
+        self._status = status
+        self._outbox.set_terminal(body)
+        self._transport.wake()
+        try:
+            self._confirmed = self._transport.finish(self.flush_timeout)
+        finally:
+            _lifecycle.forget(self)
+            self._close_metrics()
+            self._tell_supervisor()
+
+    def _after_end(self, caller: str) -> None:
+        if self._ended and not self._warned_after_end:
+            self._warned_after_end = True
+            log.warning(
+                "trainwire: %s() after the run ended (%s) is ignored: the platform accepts "
+                "nothing after the terminal message",
+                caller,
+                self._status.value if self._status else "?",
+            )
+
+    def _tell_supervisor(self) -> None:
+        path = os.environ.get(STATE_FILE_ENV)
+        if not path or self._status is None:
+            return
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump({"status": self._status.value, "confirmed": self._confirmed,
+                           "pid": os.getpid()}, fh)
+        except OSError as exc:
+            log.warning("trainwire: cannot write %s=%s: %s", STATE_FILE_ENV, path, exc)
+
+    # -- ends decided by the lifecycle hooks ---------------------------------------
+
+    def _end_by_exception(self, exc: BaseException) -> None:
+        self.fail(exc)
+
+    def _end_by_signal(self, signum: int) -> None:
+        self.fail(explain_signal(signum, self.language))
+
+    def _end_at_exit(self, code: Any) -> None:
+        if code == 0:
+            self.done()
+        elif code is _lifecycle.UNKNOWN_EXIT:
+            self.fail(text("exit_unknown", self.language))
+        else:
+            self.fail(explain_exit_status(code, self.language))
+
+    def _detach_after_fork(self) -> None:
+        self._inactive = True
+        self._reporting = False
+        self._transport.abandon()
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.disable()
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """``"running"``, or the terminal status sent (``"training_done"``/``"training_error"``)."""
+        return self._status.value if self._status else "running"
+
+    @property
+    def delivered(self) -> Optional[bool]:
+        """After the end: True when the broker (or the offline file) confirmed the terminal
+        message, False when it was kept in the spool for ``trainwire replay``."""
+        return self._confirmed
+
+    @property
+    def is_reporting(self) -> bool:
+        """False on processes that never send (non-zero ranks, forked children, disabled)."""
+        return self._reporting and self.mode != "disabled"
+
+    # -- graphs ------------------------------------------------------------------------
+
+    def _writer(self) -> Optional[MetricsWriter]:
+        metrics = self._metrics
+        if metrics is None and self._reporting:
+            with self._metrics_lock:
+                if self._metrics is None:
+                    from ._metrics import MetricsWriter
+
+                    self._metrics = MetricsWriter(self.config.save_dir / "metrics")
+                metrics = self._metrics
+        return metrics
+
+    def log(self, graph: str, x: float, *, x_axis: str = "step", **series: Any) -> None:
+        """Append one row to the graph file ``<model_write_path>/save/metrics/<graph>.log``.
+
+        ``x`` is the time axis value, each keyword one line of the graph::
+
+            run.log("loss", step, train=0.31, val=0.29)
+        """
+        if self._inactive:
+            if self._ended:
+                self._after_end("log")
+            return
+        writer = self._writer()
+        if writer is not None:
+            writer.log(graph, x, series, x_axis=x_axis)
+
+    def log_dict(self, metrics: Mapping[str, Any], step: float) -> None:
+        """Log ``{"graph/series": value, "graph": value}`` at ``step``; see docs/metrics.md."""
+        if self._inactive:
+            if self._ended:
+                self._after_end("log_dict")
+            return
+        writer = self._writer()
+        if writer is not None:
+            writer.log_dict(metrics, step)
+
+    def _close_metrics(self) -> None:
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.close()
+
+    # -- context manager ---------------------------------------------------------------
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if exc is None:
+            self.done()
+        elif isinstance(exc, SystemExit) and exc.code in (None, 0):
+            self.done()
+        else:
+            self.fail(exc)
+
+
+def _as_step(step: Any) -> int:
+    if isinstance(step, bool):
+        raise TypeError("step must be an integer, got bool")
+    try:
+        value = step.__index__()
+    except AttributeError:
+        raise TypeError(f"step must be an integer, got {type(step).__name__}") from None
+    if value < 0:
+        raise ValueError(f"step must be >= 0, got {value}")
+    return int(value)
+
+
+def _as_percentage(percentage: Any) -> float:
+    if isinstance(percentage, bool):
+        raise TypeError("percentage must be a number, got bool")
+    try:
+        value = float(percentage)
+    except (TypeError, ValueError):
+        raise TypeError(f"percentage must be a number, got {type(percentage).__name__}") from None
+    if math.isnan(value):
+        raise ValueError("percentage is NaN: pass a number between 0 and 100")
+    return value
+
+
+def _check_options(
+    total_steps: Optional[int], max_rate: Optional[float], flush_timeout: float, language: str
+) -> None:
+    if total_steps is not None and (
+        isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0
+    ):
+        raise ValueError(f"total_steps must be a positive integer or None, got {total_steps!r}")
+    if max_rate is not None and (
+        isinstance(max_rate, bool) or not isinstance(max_rate, (int, float)) or not max_rate > 0
+    ):
+        raise ValueError(f"max_rate must be a positive number or None, got {max_rate!r}")
+    if isinstance(flush_timeout, bool) or not isinstance(flush_timeout, (int, float)) or not (
+        flush_timeout >= 0
+    ):
+        raise ValueError(f"flush_timeout must be a number of seconds >= 0, got {flush_timeout!r}")
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
+
+
+def _mode() -> str:
+    mode = os.environ.get(MODE_ENV, "").strip().lower() or "online"
+    if mode not in _MODES:
+        raise ConfigError(
+            f"environment variable {MODE_ENV}={mode!r} is not one of {_MODES}: "
+            "unset it to report to the broker, or set it to 'offline' or 'disabled'."
+        )
+    return mode
+
+
+def init(
+    config: Optional[PathLike] = None,
+    *,
+    total_steps: Optional[int] = None,
+    kind: Optional[str] = None,
+    max_rate: Optional[float] = 10,
+    flush_timeout: float = 30,
+    language: str = "ko",
+) -> Run:
+    """Start reporting a training (or validation) job to the platform.
+
+    :param config: the training config file (JSON or YAML); defaults to ``$TRAINWIRE_CONFIG``.
+        Every problem with it raises :class:`trainwire.ConfigError` here, before training.
+    :param total_steps: the number of steps, so that ``progress(step)`` computes the
+        percentage; without it pass ``percentage=`` to ``progress``.
+    :param kind: ``"training"`` or ``"validation"``; by default a config with
+        ``validation_id`` and no ``model_id`` is a validation job.
+    :param max_rate: at most this many ``training_ing`` per second (newest step wins, and
+        the last step before the end is always sent); ``None`` sends every step.
+    :param flush_timeout: seconds ``done()``/``fail()``/exit wait for the broker to confirm
+        the terminal message; what is not confirmed by then is kept in the local spool.
+    :param language: ``"ko"`` (default) or ``"en"``, for the sentences trainwire writes.
+
+    The run ends with exactly one terminal message however the program ends: ``with``
+    block or ``done()``/``fail()``; an uncaught exception, ``sys.exit(n != 0)`` or SIGTERM
+    sends ``training_error``; a normal end of the program sends ``training_done``.
+    ``TRAINWIRE_MODE=offline`` (or a config without ``message_host``) writes the messages to
+    ``<model_write_path>/save/trainwire-offline.jsonl`` instead; ``disabled`` sends nothing.
+    Only global rank 0 reports.
+    """
+    _check_options(total_steps, max_rate, flush_timeout, language)
+    mode = _mode()
+    loaded = load_config(config, kind=kind)
+    reporting = global_rank() == 0
+    return Run(
+        loaded,
+        total_steps=total_steps,
+        max_rate=max_rate,
+        flush_timeout=float(flush_timeout),
+        language=language,
+        mode=mode,
+        reporting=reporting,
+    )
+

@@ -1,0 +1,130 @@
+"""The durable local spool: messages the broker did not confirm, kept for replay.
+
+One JSON object per line, appended and fsynced, under ``<model_write_path>/save/``.
+Each record keeps its ``message_id``, so a consumer can drop the duplicates that
+at-least-once delivery may produce. Records are removed only after the broker confirmed
+them, by rewriting the file atomically (write, fsync, rename) under an exclusive lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+__all__ = ["OFFLINE_FILE", "SPOOL_FILE", "Spool", "SpoolRecord"]
+
+SPOOL_FILE = "trainwire-spool.jsonl"
+OFFLINE_FILE = "trainwire-offline.jsonl"
+
+
+@dataclass(frozen=True)
+class SpoolRecord:
+    """One kept message: where it was going and what it was."""
+
+    message_id: str
+    queue: str
+    body: dict[str, Any]
+    terminal: bool
+    spooled_at: float
+
+    def to_json(self) -> str:
+        """The record as one line of JSON (UTF-8, no escapes for Korean)."""
+        return json.dumps(
+            {
+                "message_id": self.message_id,
+                "queue": self.queue,
+                "terminal": self.terminal,
+                "spooled_at": self.spooled_at,
+                "body": self.body,
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> SpoolRecord:
+        """Parse one line; ``ValueError`` when it is not a spool record."""
+        data = json.loads(line)
+        if not isinstance(data, dict) or not isinstance(data.get("body"), dict):
+            raise ValueError("not a spool record")
+        return cls(
+            message_id=str(data["message_id"]),
+            queue=str(data.get("queue", "")),
+            body=data["body"],
+            terminal=bool(data.get("terminal", False)),
+            spooled_at=float(data.get("spooled_at", 0.0)),
+        )
+
+
+class Spool:
+    """An append-only JSON-lines file of records."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(self.path) + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def append(self, records: Iterable[SpoolRecord]) -> None:
+        """Append records in one write and fsync them before returning."""
+        data = "".join(record.to_json() + "\n" for record in records).encode("utf-8")
+        if not data:
+            return
+        with self._locked():
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def read(self) -> list[SpoolRecord]:
+        """Every readable record in file order; a torn last line (a crash mid-write) is skipped."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        records = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                records.append(SpoolRecord.from_json(line))
+            except (ValueError, KeyError):
+                continue
+        return records
+
+    def remove(self, message_ids: Iterable[str]) -> int:
+        """Drop the records with these ids (confirmed by the broker); returns how many remain."""
+        gone = set(message_ids)
+        with self._locked():
+            keep = [r for r in self.read() if r.message_id not in gone]
+            if not keep:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+                return 0
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.writelines(r.to_json() + "\n" for r in keep)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            return len(keep)
+
+
+def make_record(message_id: str, queue: str, body: dict[str, Any], terminal: bool) -> SpoolRecord:
+    """A record stamped with the current time."""
+    return SpoolRecord(message_id, queue, body, terminal, time.time())

@@ -1,0 +1,105 @@
+"""Transports that need no server: the offline file (the embedded default) and nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+from ._base import Outbox, Transport
+
+__all__ = ["FileTransport", "NullTransport"]
+
+log = logging.getLogger("trainwire")
+
+
+class FileTransport(Transport):
+    """Appends what would have been sent to a JSON-lines file, from its own thread.
+
+    Used when the config names no ``message_host`` or ``TRAINWIRE_MODE=offline``: the run
+    behaves exactly as with a broker (same rate limit, same terminal rule), and the file
+    shows what the platform would have received.
+    """
+
+    name = "offline"
+    interval = 0.05
+
+    def __init__(self, outbox: Outbox, path: Path) -> None:
+        super().__init__(outbox)
+        self.path = path
+        self._wake_event = threading.Event()
+        self._done = threading.Event()
+        self._stop = False
+        self._broken = False
+        self._thread = threading.Thread(target=self._main, name="trainwire-offline", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake_event.set()
+
+    def finish(self, timeout: float) -> bool:
+        self.wake()
+        self._done.wait(timeout)
+        self._stop = True
+        self.wake()
+        return self._done.is_set()
+
+    def abandon(self) -> None:
+        self._stop = True
+
+    def _write(self, lines: list[str], sync: bool) -> None:
+        if self._broken or not lines:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, "".join(lines).encode("utf-8"))
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._broken = True
+            log.warning("trainwire: cannot write the offline record %s: %s", self.path, exc)
+
+    def _main(self) -> None:
+        while not self._stop:
+            self._wake_event.wait(self.interval)
+            self._wake_event.clear()
+            ending = self.outbox.terminal is not None
+            lines = []
+            while True:
+                envelope = self.outbox.take_progress(ignore_rate=ending)
+                if envelope is None:
+                    break
+                lines.append(_line(envelope.message_id, envelope.body))
+                if self.outbox.max_rate and not ending:
+                    break
+            terminal = self.outbox.terminal
+            if terminal is not None:
+                lines.append(_line(terminal.message_id, terminal.body))
+            self._write(lines, sync=terminal is not None)
+            if terminal is not None:
+                self._done.set()
+                return
+
+
+def _line(message_id: str, body: dict[str, object]) -> str:
+    return json.dumps({"message_id": message_id, "body": body}, ensure_ascii=False) + "\n"
+
+
+class NullTransport(Transport):
+    """Sends nothing (``TRAINWIRE_MODE=disabled``, other ranks, forked children)."""
+
+    name = "disabled"
+
+    def start(self) -> None:
+        pass
+
+    def finish(self, timeout: float) -> bool:
+        return True
