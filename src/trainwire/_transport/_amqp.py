@@ -140,6 +140,36 @@ def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str
     return ("other", f"cannot connect to the broker at {where}: {text[:200]}", True)
 
 
+def _inline_resolver_ioloop() -> Any:
+    """pika's I/O services with name resolution done inline, in the I/O thread itself.
+
+    pika resolves host names in a helper thread per connection attempt. Python 3.12+
+    forbids starting threads once the interpreter is exiting, which is exactly when a
+    short program's terminal message may still need its first connection. The I/O
+    thread is ours and may block, so resolving inline costs nothing.
+    """
+    from pika.adapters.select_connection import IOLoop
+    from pika.adapters.utils.selector_ioloop_adapter import SelectorIOServicesAdapter
+
+    class _Cancelled:
+        def cancel(self) -> bool:
+            return False
+
+    class InlineResolverServices(SelectorIOServicesAdapter):  # type: ignore[misc]
+        def getaddrinfo(
+            self, host: str, port: int, on_done: Any, family: int = 0, socktype: int = 0,
+            proto: int = 0, flags: int = 0,
+        ) -> Any:
+            try:
+                result: Any = socket.getaddrinfo(host, port, family, socktype, proto, flags)
+            except Exception as exc:
+                result = exc
+            self._loop.add_callback(lambda: on_done(result))
+            return _Cancelled()
+
+    return InlineResolverServices(IOLoop())
+
+
 class AmqpTransport(Transport):
     """Publishes a run's messages to ``queue_name`` through the default exchange."""
 
@@ -221,6 +251,7 @@ class AmqpTransport(Transport):
                     on_open_callback=lambda c: self._on_open(c, opened),
                     on_open_error_callback=self._on_open_error,
                     on_close_callback=self._on_close,
+                    custom_ioloop=_inline_resolver_ioloop(),
                 )
                 self._connection.ioloop.start()
             except Exception as exc:  # never let the I/O thread die silently
