@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from ._config import Config, load_config
 from ._errors import ConfigError, ProtocolError, TrainingError, TrainwireError
+from ._metrics import MetricsError
 from ._run import Run, init
+from ._track import track
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Config",
     "ConfigError",
+    "MetricsError",
     "ProtocolError",
     "Run",
     "TrainingError",
@@ -32,4 +35,5 @@ __all__ = [
     "__version__",
     "init",
     "load_config",
+    "track",
 ]

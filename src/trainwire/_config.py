@@ -81,6 +81,10 @@ def _read(path: Path) -> Mapping[str, Any]:
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: the training config file cannot be read ({exc.strerror or exc})."
+        ) from None
     if path.suffix.lower() in (".yaml", ".yml"):
         data = _parse_yaml(path, text)
     else:

@@ -83,6 +83,7 @@ def demo(config_path: Optional[str], steps: int, seconds: float, language: str,
     received. With --config it reports to that config's broker.
     """
     import trainwire
+    from trainwire._protocol import Status
     from trainwire._spool import OFFLINE_FILE
 
     if config_path is None:
@@ -118,5 +119,5 @@ def demo(config_path: Optional[str], steps: int, seconds: float, language: str,
     save = run.config.save_dir
     if run.mode == "offline":
         click.echo(_summary(save / OFFLINE_FILE, save / "metrics"))
-    if run.status != "training_done":
+    if run.status != Status.DONE.value:
         sys.exit(1)

@@ -1,0 +1,202 @@
+"""Every kind of config mistake gets an error naming the file, the key and the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import trainwire
+from trainwire import ConfigError, load_config
+from trainwire._protocol import Kind
+
+GOOD = {
+    "message_host": "127.0.0.1",
+    "message_port": 5672,
+    "message_id": "trainer",
+    "message_pw": "s3cret-pw",
+    "queue_name": "status",
+    "project_key": "pk",
+    "model_id": "m-1",
+    "model_write_path": "/tmp/model",
+}
+
+
+def write(tmp_path, data, name="train_config.json"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def with_(**changes):
+    data = dict(GOOD)
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key)
+        else:
+            data[key] = value
+    return data
+
+
+def test_good_json_config_loads_every_field(tmp_path):
+    config = load_config(write(tmp_path, GOOD))
+    assert config.kind is Kind.TRAINING
+    assert (config.message_host, config.message_port, config.queue_name) == (
+        "127.0.0.1", 5672, "status")
+    assert config.job_id == "m-1" and config.project_key == "pk"
+    assert str(config.model_write_path) == "/tmp/model"
+
+
+def test_yaml_config_loads(tmp_path):
+    text = "".join(f"{k}: {json.dumps(v)}\n" for k, v in GOOD.items())
+    config = load_config(write(tmp_path, text, "c.yaml"))
+    assert config.message_pw == "s3cret-pw" and config.job_id == "m-1"
+
+
+def test_path_comes_from_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINWIRE_CONFIG", str(write(tmp_path, GOOD)))
+    assert load_config().job_id == "m-1"
+
+
+def test_no_path_and_no_environment_variable_says_how_to_give_one(monkeypatch):
+    monkeypatch.delenv("TRAINWIRE_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="TRAINWIRE_CONFIG"):
+        load_config()
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.json: the training config file does not exist"):
+        load_config(tmp_path / "nope.json")
+
+
+def test_a_folder_instead_of_a_file(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+
+
+def test_unreadable_file(tmp_path):
+    path = write(tmp_path, GOOD)
+    if os.geteuid() == 0:  # root reads anything: make it unreadable for real
+        path.unlink()
+        path.symlink_to("/proc/self/mem")
+        with pytest.raises(ConfigError, match=str(path)):
+            load_config(path)
+    else:
+        path.chmod(0)
+        with pytest.raises(ConfigError, match="permission denied"):
+            load_config(path)
+
+
+def test_malformed_json_gives_line_and_column(tmp_path):
+    path = write(tmp_path, '{"model_id": "m",\n "project_key": }')
+    with pytest.raises(ConfigError, match=r"not valid JSON: .* line 2, column 17"):
+        load_config(path)
+
+
+def test_malformed_yaml_gives_line(tmp_path):
+    path = write(tmp_path, "model_id: m\nproject_key: [unclosed\n", "c.yml")
+    with pytest.raises(ConfigError, match=r"not valid YAML: .*line \d+"):
+        load_config(path)
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_bytes(b'{"model_id": "\xff"}')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="expected a mapping .* found list"):
+        load_config(write(tmp_path, [1, 2]))
+
+
+@pytest.mark.parametrize("key", ["project_key", "model_id", "model_write_path", "message_id",
+                                 "message_pw", "queue_name"])
+def test_missing_required_key_is_named(tmp_path, key):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, with_(**{key: None})))
+    text = str(info.value)
+    assert f"key {key!r} is missing" in text and "train_config.json" in text
+    assert "Add it to the file" in text
+
+
+def test_missing_identifier_mentions_validation_alternative(tmp_path):
+    with pytest.raises(ConfigError, match="validation_id"):
+        load_config(write(tmp_path, with_(model_id=None)))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("message_port", "abc", "a port number between 1 and 65535"),
+        ("message_port", 70000, "a port number between 1 and 65535"),
+        ("message_port", True, "a port number"),
+        ("project_key", ["a"], "a string"),
+        ("model_id", "  ", "a non-empty string"),
+        ("queue_name", {"x": 1}, "a string"),
+        ("message_tls", "yes", "true or false"),
+    ],
+)
+def test_wrong_type_names_key_expected_and_found(tmp_path, key, value, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, with_(**{key: value})))
+    text = str(info.value)
+    assert f"key {key!r} must be {expected}" in text
+    assert "found" in text and "train_config.json" in text
+
+
+def test_port_given_as_digit_string_is_accepted(tmp_path):
+    assert load_config(write(tmp_path, with_(message_port="5673"))).message_port == 5673
+
+
+def test_password_never_appears_in_errors_or_repr(tmp_path):
+    config = load_config(write(tmp_path, GOOD))
+    assert "s3cret-pw" not in repr(config) and "s3cret-pw" not in config.describe_broker()
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, with_(message_pw=["s3cret-pw"])))
+    assert "s3cret-pw" not in str(info.value) and "<hidden>" in str(info.value)
+
+
+def test_missing_ca_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="'message_ca_file' names .* not a readable file"):
+        load_config(write(tmp_path, with_(message_tls=True, message_ca_file="ca.pem")))
+
+
+def test_validation_job_is_detected(tmp_path):
+    config = load_config(write(tmp_path, with_(model_id=None, validation_id="v-1")))
+    assert config.kind is Kind.VALIDATION and config.job_id == "v-1"
+    assert config.identity.base(trainwire._protocol.Status.DONE)["cmd"] == "validation_status"
+
+
+def test_kind_argument_must_be_known(tmp_path):
+    with pytest.raises(ValueError, match="kind must be 'training' or 'validation'"):
+        load_config(write(tmp_path, GOOD), kind="testing")
+
+
+def test_no_message_host_means_offline_and_other_broker_keys_optional(tmp_path):
+    config = load_config(write(tmp_path, {"project_key": "p", "model_id": "m",
+                                          "model_write_path": "out"}))
+    assert not config.has_broker
+    assert config.model_write_path == tmp_path / "out"  # relative to the config's folder
+
+
+def test_init_raises_config_error_before_training_starts(tmp_path):
+    with pytest.raises(ConfigError, match="model_write_path"):
+        trainwire.init(config=write(tmp_path, with_(model_write_path=None)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"total_steps": 0}, "total_steps must be a positive integer"),
+        ({"total_steps": 1.5}, "total_steps must be a positive integer"),
+        ({"max_rate": 0}, "max_rate must be a positive number or None"),
+        ({"flush_timeout": -1}, "flush_timeout must be a number of seconds"),
+        ({"language": "fr"}, "language must be one of"),
+    ],
+)
+def test_bad_init_arguments_raise_at_the_call(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        trainwire.init(config=write(tmp_path, GOOD), **kwargs)
