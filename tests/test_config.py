@@ -43,7 +43,10 @@ def test_good_json_config_loads_every_field(tmp_path):
     config = load_config(write(tmp_path, GOOD))
     assert config.kind is Kind.TRAINING
     assert (config.message_host, config.message_port, config.queue_name) == (
-        "127.0.0.1", 5672, "status")
+        "127.0.0.1",
+        5672,
+        "status",
+    )
     assert config.job_id == "m-1" and config.project_key == "pk"
     assert str(config.model_write_path) == "/tmp/model"
 
@@ -108,12 +111,13 @@ def test_not_utf8(tmp_path):
 
 
 def test_top_level_must_be_a_mapping(tmp_path):
-    with pytest.raises(ConfigError, match="expected a mapping .* found list"):
+    with pytest.raises(ConfigError, match=r"expected a mapping .* found list"):
         load_config(write(tmp_path, [1, 2]))
 
 
-@pytest.mark.parametrize("key", ["project_key", "model_id", "model_write_path", "message_id",
-                                 "message_pw", "queue_name"])
+@pytest.mark.parametrize(
+    "key", ["project_key", "model_id", "model_write_path", "message_id", "message_pw", "queue_name"]
+)
 def test_missing_required_key_is_named(tmp_path, key):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, with_(**{key: None})))
@@ -160,7 +164,7 @@ def test_password_never_appears_in_errors_or_repr(tmp_path):
 
 
 def test_missing_ca_file_is_named(tmp_path):
-    with pytest.raises(ConfigError, match="'message_ca_file' names .* not a readable file"):
+    with pytest.raises(ConfigError, match=r"'message_ca_file' names .* not a readable file"):
         load_config(write(tmp_path, with_(message_tls=True, message_ca_file="ca.pem")))
 
 
@@ -176,8 +180,9 @@ def test_kind_argument_must_be_known(tmp_path):
 
 
 def test_no_message_host_means_offline_and_other_broker_keys_optional(tmp_path):
-    config = load_config(write(tmp_path, {"project_key": "p", "model_id": "m",
-                                          "model_write_path": "out"}))
+    config = load_config(
+        write(tmp_path, {"project_key": "p", "model_id": "m", "model_write_path": "out"})
+    )
     assert not config.has_broker
     assert config.model_write_path == tmp_path / "out"  # relative to the config's folder
 

@@ -9,8 +9,18 @@ import pytest
 
 import trainwire
 from trainwire._protocol import (
-    Identity, InvalidMessage, Job, JobState, Kind, Rejection, Status, decode, done_message,
-    encode, error_message, progress_message, validate,
+    Identity,
+    InvalidMessage,
+    Job,
+    JobState,
+    Kind,
+    Rejection,
+    decode,
+    done_message,
+    encode,
+    error_message,
+    progress_message,
+    validate,
 )
 
 TRAIN = Identity(Kind.TRAINING, "pk", "m-1")
@@ -19,17 +29,32 @@ VALID = Identity(Kind.VALIDATION, "pk", "v-1")
 
 def test_message_shapes_match_the_spec_exactly():
     assert progress_message(TRAIN, 425, 42.5) == {
-        "cmd": "training_status", "project_key": "pk", "model_id": "m-1",
-        "status": "training_ing", "percentage": 42.5, "step": 425}
+        "cmd": "training_status",
+        "project_key": "pk",
+        "model_id": "m-1",
+        "status": "training_ing",
+        "percentage": 42.5,
+        "step": 425,
+    }
     assert done_message(TRAIN) == {
-        "cmd": "training_status", "project_key": "pk", "model_id": "m-1",
-        "status": "training_done"}
+        "cmd": "training_status",
+        "project_key": "pk",
+        "model_id": "m-1",
+        "status": "training_done",
+    }
     assert error_message(TRAIN, "x") == {
-        "cmd": "training_status", "project_key": "pk", "model_id": "m-1",
-        "status": "training_error", "message": "x"}
+        "cmd": "training_status",
+        "project_key": "pk",
+        "model_id": "m-1",
+        "status": "training_error",
+        "message": "x",
+    }
     assert done_message(VALID) == {
-        "cmd": "validation_status", "project_key": "pk", "validation_id": "v-1",
-        "status": "training_done"}
+        "cmd": "validation_status",
+        "project_key": "pk",
+        "validation_id": "v-1",
+        "status": "training_done",
+    }
 
 
 def test_encode_writes_korean_as_itself_in_utf8():
@@ -48,22 +73,42 @@ def test_encode_refuses_nan():
     [
         (b"{not json", Rejection.MALFORMED_JSON),
         (b"[1,2]", Rejection.NOT_AN_OBJECT),
-        (b'{"cmd":"x_status","project_key":"p","model_id":"m","status":"training_done"}',
-         Rejection.UNKNOWN_CMD),
-        (b'{"cmd":"training_status","project_key":"p","model_id":"m","status":"running"}',
-         Rejection.UNKNOWN_STATUS),
-        (b'{"cmd":"training_status","model_id":"m","status":"training_done"}',
-         Rejection.MISSING_FIELD),
-        (b'{"cmd":"training_status","project_key":"p","model_id":"m","status":"training_ing",'
-         b'"step":1}', Rejection.MISSING_FIELD),
-        (b'{"cmd":"training_status","project_key":"p","model_id":"m","status":"training_ing",'
-         b'"step":1,"percentage":101}', Rejection.PERCENTAGE_OUT_OF_RANGE),
-        (b'{"cmd":"training_status","project_key":"p","model_id":"m","status":"training_ing",'
-         b'"step":"1","percentage":1}', Rejection.BAD_FIELD),
-        (b'{"cmd":"training_status","project_key":"p","model_id":"m","status":"training_error"}',
-         Rejection.MISSING_FIELD),
-        (b'{"cmd":"validation_status","project_key":"p","model_id":"m",'
-         b'"status":"training_done"}', Rejection.MISSING_FIELD),
+        (
+            b'{"cmd":"x_status","project_key":"p","model_id":"m","status":"training_done"}',
+            Rejection.UNKNOWN_CMD,
+        ),
+        (
+            b'{"cmd":"training_status","project_key":"p","model_id":"m","status":"running"}',
+            Rejection.UNKNOWN_STATUS,
+        ),
+        (
+            b'{"cmd":"training_status","model_id":"m","status":"training_done"}',
+            Rejection.MISSING_FIELD,
+        ),
+        (
+            b'{"cmd":"training_status","project_key":"p","model_id":"m","status":"training_ing",'
+            b'"step":1}',
+            Rejection.MISSING_FIELD,
+        ),
+        (
+            b'{"cmd":"training_status","project_key":"p","model_id":"m","status":"training_ing",'
+            b'"step":1,"percentage":101}',
+            Rejection.PERCENTAGE_OUT_OF_RANGE,
+        ),
+        (
+            b'{"cmd":"training_status","project_key":"p","model_id":"m","status":"training_ing",'
+            b'"step":"1","percentage":1}',
+            Rejection.BAD_FIELD,
+        ),
+        (
+            b'{"cmd":"training_status","project_key":"p","model_id":"m","status":"training_error"}',
+            Rejection.MISSING_FIELD,
+        ),
+        (
+            b'{"cmd":"validation_status","project_key":"p","model_id":"m",'
+            b'"status":"training_done"}',
+            Rejection.MISSING_FIELD,
+        ),
     ],
 )
 def test_invalid_messages_are_rejected_with_their_reason(raw, reason):
@@ -107,8 +152,13 @@ def test_status_vocabulary_lives_only_in_the_protocol_module():
         if path.name == "_protocol.py":
             continue
         text = path.read_text(encoding="utf-8")
-        for word in ("training_ing", "training_done", "training_error", "training_status",
-                     "validation_status"):
+        for word in (
+            "training_ing",
+            "training_done",
+            "training_error",
+            "training_status",
+            "validation_status",
+        ):
             if f'"{word}"' in text or f"'{word}'" in text:
                 offenders.append(f"{path.relative_to(src)}: {word}")
     assert offenders == []

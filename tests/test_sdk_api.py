@@ -26,7 +26,9 @@ def test_every_public_object_has_a_docstring():
         assert inspect.getdoc(obj), f"trainwire.{name} has no docstring"
         if inspect.isclass(obj):
             for attr, member in vars(obj).items():
-                if attr.startswith("_") or not callable(member) and not isinstance(member, property):
+                if attr.startswith("_") or (
+                    not callable(member) and not isinstance(member, property)
+                ):
                     continue
                 assert inspect.getdoc(member), f"trainwire.{name}.{attr} has no docstring"
 

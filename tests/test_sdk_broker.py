@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 import trainwire
-from trainwire._protocol import Status, StatusMessage, decode, encode, validate
-
 from _broker import Broker
+from trainwire._protocol import Status, StatusMessage, decode, encode, validate
 
 PROGRESS, DONE, ERROR = Status.PROGRESS.value, Status.DONE.value, Status.ERROR.value
 
@@ -51,8 +50,9 @@ def run_script(code, config, *, env=None, timeout=60, wait=True):
     full_env.update(env or {})
     args = [sys.executable, "-c", textwrap.dedent(code)]
     if not wait:
-        return subprocess.Popen(args, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        return subprocess.Popen(
+            args, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     return subprocess.run(args, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -68,8 +68,12 @@ def test_fifty_step_with_block_sends_increasing_progress_then_one_done(broker, q
     progress = [b for b in seq if b["status"] == PROGRESS]
     assert 1 <= len(progress) <= 50
     assert progress[-1]["step"] == 50 and progress[-1]["percentage"] == 100
-    assert seq[-1] == {"cmd": "training_status", "project_key": "pk-test", "model_id": "model-1",
-                       "status": DONE}
+    assert seq[-1] == {
+        "cmd": "training_status",
+        "project_key": "pk-test",
+        "model_id": "model-1",
+        "status": DONE,
+    }
     props = [m["properties"] for m in msgs]
     assert all(p.delivery_mode == 2 and p.content_type == "application/json" for p in props)
     assert len({p.message_id for p in props}) == len(props)
@@ -115,7 +119,10 @@ def test_exception_at_step_ten_sends_a_readable_error_and_exits_nonzero(broker, 
 
 
 def test_training_error_text_is_sent_verbatim_in_korean(broker, queue, make_config):
-    text = "학습용 이미지의 크기가 적절하지 않습니다. 3000x2000을 기대했는데, 300x200이 제공 되었습니다"
+    text = (
+        "학습용 이미지의 크기가 적절하지 않습니다. "
+        "3000x2000을 기대했는데, 300x200이 제공 되었습니다"
+    )
     with pytest.raises(trainwire.TrainingError), trainwire.init(config=make_config()):
         raise trainwire.TrainingError(text)
     _, msgs = bodies(broker, queue)
@@ -183,7 +190,9 @@ def test_sys_exit_status_is_exact_on_python_312(broker, queue, make_config, code
     result = subprocess.run(
         [python312(), "-c", f"import sys, trainwire\ntrainwire.init()\nsys.exit({code})\n"],
         env={**os.environ, "TRAINWIRE_CONFIG": str(make_config()), "PYTHONPATH": src},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "Traceback" not in result.stderr, result.stderr
     seq, _ = bodies(broker, queue)
@@ -272,11 +281,20 @@ def test_broker_down_at_init_then_started_still_delivers_without_blocking(tmp_pa
     late = Broker()
     try:
         config = tmp_path / "c.json"
-        config.write_text(json.dumps({
-            "message_host": late.host, "message_port": late.port, "message_id": "guest",
-            "message_pw": "guest", "queue_name": "late-q", "project_key": "pk",
-            "model_id": "m-late", "model_write_path": str(tmp_path / "m"),
-        }))
+        config.write_text(
+            json.dumps(
+                {
+                    "message_host": late.host,
+                    "message_port": late.port,
+                    "message_id": "guest",
+                    "message_pw": "guest",
+                    "queue_name": "late-q",
+                    "project_key": "pk",
+                    "model_id": "m-late",
+                    "model_write_path": str(tmp_path / "m"),
+                }
+            )
+        )
         proc = run_script(
             """
             import json, time, trainwire
@@ -346,8 +364,14 @@ def test_kind_argument_forces_validation(broker, queue, make_config):
     with trainwire.init(config=config, kind="validation"):
         pass
     seq, _ = bodies(broker, queue)
-    assert seq == [{"cmd": "validation_status", "project_key": "pk-test",
-                    "validation_id": "val-9", "status": DONE}]
+    assert seq == [
+        {
+            "cmd": "validation_status",
+            "project_key": "pk-test",
+            "validation_id": "val-9",
+            "status": DONE,
+        }
+    ]
 
 
 def test_forked_child_progress_sends_nothing_and_parent_ends_correctly(broker, queue, make_config):
@@ -424,7 +448,7 @@ def test_unknown_mode_is_a_config_error(monkeypatch, make_config):
 
 def test_missing_queue_is_reported_and_terminal_kept_in_spool(broker, make_config, caplog):
     config = make_config(queue_name="no-such-queue-here")
-    with caplog.at_level("WARNING", logger="trainwire"):
+    with caplog.at_level("WARNING", logger="trainwire"):  # noqa: SIM117 (3.9 syntax)
         with trainwire.init(config=config, total_steps=3, flush_timeout=2) as run:
             run.progress(1)
     assert run.delivered is False

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Union
 
 from ._errors import ConfigError
 from ._protocol import Identity, Kind
@@ -29,16 +30,16 @@ class Config:
     project_key: str
     job_id: str
     model_write_path: Path
-    message_host: Optional[str] = None
+    message_host: str | None = None
     message_port: int = 5672
     message_id: str = "guest"
     message_pw: str = field(default="", repr=False)
     queue_name: str = ""
     message_vhost: str = "/"
     message_tls: bool = False
-    message_ca_file: Optional[Path] = None
-    message_cert_file: Optional[Path] = None
-    message_key_file: Optional[Path] = None
+    message_ca_file: Path | None = None
+    message_cert_file: Path | None = None
+    message_key_file: Path | None = None
 
     @property
     def identity(self) -> Identity:
@@ -80,7 +81,9 @@ def _read(path: Path) -> Mapping[str, Any]:
             "Make it readable by the user that runs training."
         ) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+        raise ConfigError(
+            f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start})."
+        ) from None
     except OSError as exc:
         raise ConfigError(
             f"{path}: the training config file cannot be read ({exc.strerror or exc})."
@@ -135,7 +138,7 @@ class _Reader:
     def missing(self, key: str, why: str) -> ConfigError:
         return ConfigError(f"{self.path}: key {key!r} is missing; {why}. Add it to the file.")
 
-    def text(self, key: str, *, required: bool, why: str = "") -> Optional[str]:
+    def text(self, key: str, *, required: bool, why: str = "") -> str | None:
         if key not in self.data or self.data[key] is None:
             if required:
                 raise self.missing(key, why or "it is required")
@@ -162,7 +165,7 @@ class _Reader:
             raise self._fail(key, "true or false", value)
         return value
 
-    def file(self, key: str) -> Optional[Path]:
+    def file(self, key: str) -> Path | None:
         value = self.text(key, required=False)
         if value is None:
             return None
@@ -176,7 +179,7 @@ class _Reader:
         return path
 
 
-def _resolve_path(path: Optional[PathLike]) -> Path:
+def _resolve_path(path: PathLike | None) -> Path:
     if path is None:
         env = os.environ.get(CONFIG_ENV)
         if not env:
@@ -190,7 +193,7 @@ def _resolve_path(path: Optional[PathLike]) -> Path:
     return Path(path).expanduser()
 
 
-def load_config(path: Optional[PathLike] = None, *, kind: Optional[str] = None) -> Config:
+def load_config(path: PathLike | None = None, *, kind: str | None = None) -> Config:
     """Read and check a training config (JSON, or YAML by ``.yaml``/``.yml`` suffix).
 
     ``path`` defaults to ``$TRAINWIRE_CONFIG``. ``kind`` ("training" or "validation")

@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -39,9 +39,9 @@ __all__ = ["forget", "register"]
 _runs: list[Run] = []
 _lock = threading.Lock()
 _installed = False
-_previous_excepthook: Optional[Callable[..., Any]] = None
+_previous_excepthook: Callable[..., Any] | None = None
 _previous_sigterm: Any = None
-_main_frame: Optional[FrameType] = None
+_main_frame: FrameType | None = None
 _UNSET = object()
 _exit_code: Any = _UNSET
 _MONITOR_TOOL = 4
@@ -86,7 +86,7 @@ def _install() -> None:
 
 
 def _excepthook(
-    exc_type: type[BaseException], exc: BaseException, tb: Optional[TracebackType]
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
     for run in _open_runs():
         run._end_by_exception(exc)
@@ -94,7 +94,7 @@ def _excepthook(
     hook(exc_type, exc, tb)
 
 
-def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     for run in _open_runs():
         run._end_by_signal(signum)
     previous = _previous_sigterm
@@ -139,8 +139,8 @@ def _exit_verdict() -> Any:
 UNKNOWN_EXIT = object()
 
 
-def _find_main_frame() -> Optional[FrameType]:
-    frame: Optional[FrameType] = sys._getframe()
+def _find_main_frame() -> FrameType | None:
+    frame: FrameType | None = sys._getframe()
     found = None
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":

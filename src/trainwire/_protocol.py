@@ -11,8 +11,9 @@ import enum
 import json
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from ._errors import ProtocolError
 
@@ -163,9 +164,9 @@ class StatusMessage:
     project_key: str
     job_id: str
     status: Status
-    step: Optional[int] = None
-    percentage: Optional[float] = None
-    message: Optional[str] = None
+    step: int | None = None
+    percentage: float | None = None
+    message: str | None = None
 
 
 def decode(raw: bytes) -> dict[str, Any]:
@@ -259,10 +260,10 @@ class Job:
     kind: Kind
     job_id: str
     state: JobState = JobState.WAITING
-    step: Optional[int] = None
-    percentage: Optional[float] = None
-    message: Optional[str] = None
-    last_seen: Optional[float] = None
+    step: int | None = None
+    percentage: float | None = None
+    message: str | None = None
+    last_seen: float | None = None
     applied: int = field(default=0)
 
     def apply(self, msg: StatusMessage, now: float) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Optional
 
 import click
 
@@ -32,7 +31,7 @@ class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
@@ -62,7 +61,7 @@ def configure_logging(verbosity: int) -> None:
 @click.option("-q", "--quiet", "verbose", flag_value=-1, help="Show only errors.")
 @click.version_option(package_name="trainwire")
 @click.pass_context
-def main(ctx: click.Context, verbose: Optional[int]) -> None:
+def main(ctx: click.Context, verbose: int | None) -> None:
     """trainwire: report training status to the ML platform, and check what it receives.
 
     Start with `trainwire demo`. The config file defaults to $TRAINWIRE_CONFIG.

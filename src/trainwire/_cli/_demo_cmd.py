@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -26,8 +26,12 @@ def _simulate(run: Any, steps: int, seconds: float, out: Any) -> None:
         run.progress(step)
         run.log("loss", step, train=round(loss, 4), val=round(loss * 1.1 + 0.02, 4))
         if step % max(1, steps // 10) == 0:
-            run.log("accuracy", step // max(1, steps // 10), x_axis="epoch",
-                    top1=round(1 - loss / 2.2, 4))
+            run.log(
+                "accuracy",
+                step // max(1, steps // 10),
+                x_axis="epoch",
+                top1=round(1 - loss / 2.2, 4),
+            )
         filled = width * step // steps
         out.write(
             f"\r  [{'#' * filled}{'.' * (width - filled)}] {100 * step // steps:3d}%"
@@ -59,23 +63,44 @@ def _summary(path: Path, metrics_dir: Path) -> str:
         lines.append(f"Training graphs the platform would draw ({metrics_dir}):")
         for graph in graphs:
             rows = graph.read_text("utf-8").splitlines()
-            lines.append(f"  {graph.name}: header '{rows[0]}', {len(rows) - 1} rows, "
-                         f"last '{rows[-1]}'")
+            lines.append(
+                f"  {graph.name}: header '{rows[0]}', {len(rows) - 1} rows, last '{rows[-1]}'"
+            )
     return "\n".join(lines)
 
 
 @click.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Report to the broker named in this training config instead of offline.")
-@click.option("--steps", default=100, show_default=True, type=click.IntRange(1, 100_000),
-              help="Number of simulated steps.")
-@click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(0, 3600),
-              help="How long the simulated training takes.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Report to the broker named in this training config instead of offline.",
+)
+@click.option(
+    "--steps",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Number of simulated steps.",
+)
+@click.option(
+    "--seconds",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="How long the simulated training takes.",
+)
 @click.option("--language", type=click.Choice(["ko", "en"]), default="ko", show_default=True)
-@click.option("--fail-at", type=int, default=None,
-              help="Raise an error at this step, to see a training_error.")
-def demo(config_path: Optional[str], steps: int, seconds: float, language: str,
-         fail_at: Optional[int]) -> None:
+@click.option(
+    "--fail-at",
+    type=int,
+    default=None,
+    help="Raise an error at this step, to see a training_error.",
+)
+def demo(
+    config_path: str | None, steps: int, seconds: float, language: str, fail_at: int | None
+) -> None:
     """Run a short simulated training (no ML libraries, no broker needed).
 
     Without --config it writes a throw-away training config that names no broker, so the
@@ -89,17 +114,25 @@ def demo(config_path: Optional[str], steps: int, seconds: float, language: str,
     if config_path is None:
         folder = Path(tempfile.mkdtemp(prefix="trainwire-demo-"))
         config = folder / "train_config.json"
-        config.write_text(json.dumps({
-            "project_key": "demo-project", "model_id": "demo-model",
-            "model_write_path": str(folder / "model"),
-        }, indent=2), encoding="utf-8")
+        config.write_text(
+            json.dumps(
+                {
+                    "project_key": "demo-project",
+                    "model_id": "demo-model",
+                    "model_write_path": str(folder / "model"),
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
         config_path = str(config)
         click.echo(f"trainwire demo: offline, config {config}")
     else:
         click.echo(f"trainwire demo: reporting with config {config_path}")
     try:
-        run = trainwire.init(config=config_path, total_steps=steps, language=language,
-                             flush_timeout=10)
+        run = trainwire.init(
+            config=config_path, total_steps=steps, language=language, flush_timeout=10
+        )
     except trainwire.ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"  {run!r}")
@@ -109,7 +142,8 @@ def demo(config_path: Optional[str], steps: int, seconds: float, language: str,
                 steps_before = max(0, min(fail_at, steps))
                 _simulate(run, steps_before, seconds * steps_before / steps, sys.stdout)
                 raise trainwire.TrainingError(
-                    "데모 학습이 의도적으로 실패했습니다." if language == "ko"
+                    "데모 학습이 의도적으로 실패했습니다."
+                    if language == "ko"
                     else "The demo training failed on purpose."
                 )
             _simulate(run, steps, seconds, sys.stdout)

@@ -1,4 +1,4 @@
-"""What every transport shares: the envelope, the outbox the training thread fills, the interface."""
+"""What every transport shares: the envelope, the outbox the training thread fills."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Deque, Optional, Tuple
+from typing import Any
 
 from .._protocol import Identity, new_message_id, progress_message
 
@@ -23,10 +23,10 @@ class Envelope:
     terminal: bool = False
     #: A message from the spool of an earlier run, replayed before this run's own.
     replayed: bool = False
-    queue: Optional[str] = None
+    queue: str | None = None
 
     @property
-    def step(self) -> Optional[int]:
+    def step(self) -> int | None:
         """The step of a progress message, else None."""
         step = self.body.get("step")
         return step if isinstance(step, int) else None
@@ -45,19 +45,19 @@ class Outbox:
     memory stays constant however long the broker is away.
     """
 
-    def __init__(self, identity: Identity, max_rate: Optional[float]) -> None:
+    def __init__(self, identity: Identity, max_rate: float | None) -> None:
         self.identity = identity
         self.max_rate = max_rate
         self._min_interval = 1.0 / max_rate if max_rate else 0.0
         maxlen = 1 if max_rate else EVERY_STEP_BACKLOG
-        self.pending: Deque[Tuple[int, float]] = collections.deque(maxlen=maxlen)
+        self.pending: collections.deque[tuple[int, float]] = collections.deque(maxlen=maxlen)
         self.push = self.pending.append  # the hot path: one bound C method
         self._next_allowed = 0.0
-        self._terminal: Optional[Envelope] = None
+        self._terminal: Envelope | None = None
         self.terminal_set = threading.Event()
-        self.last_progress: Optional[Envelope] = None
+        self.last_progress: Envelope | None = None
 
-    def take_progress(self, *, ignore_rate: bool = False) -> Optional[Envelope]:
+    def take_progress(self, *, ignore_rate: bool = False) -> Envelope | None:
         """The next progress message to publish, or None (nothing new, or rate limit)."""
         if not self.pending:
             return None
@@ -89,7 +89,7 @@ class Outbox:
         return self._terminal
 
     @property
-    def terminal(self) -> Optional[Envelope]:
+    def terminal(self) -> Envelope | None:
         """The terminal message once set."""
         return self._terminal
 
@@ -121,6 +121,8 @@ class Transport(abc.ABC):
 
     def wake(self) -> None:
         """Ask the I/O thread to look at the outbox now (a terminal message is waiting)."""
+        return None
 
     def abandon(self) -> None:
         """Forget everything without touching sockets or files (in a forked child)."""
+        return None
