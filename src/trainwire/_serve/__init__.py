@@ -1,0 +1,12 @@
+"""``trainwire serve``: a faithful local platform that receives, tracks and shows jobs.
+
+- :mod:`._store`: jobs and the message log in SQLite or PostgreSQL, one interface;
+- :mod:`._receiver`: the AMQP consumer (manual acks after the store commits) and the
+  stale-job watcher;
+- :mod:`._registry`: jobs registered from their training config files;
+- :mod:`._web`: the web page, the JSON API and the live event stream.
+
+See docs/serve.md.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,877 @@
+"""Where ``trainwire serve`` keeps jobs and messages: one interface, SQLite and PostgreSQL.
+
+Every delivery is settled in **one transaction** (:meth:`Store.receive`):
+
+1. its AMQP ``message_id`` is inserted into ``tw_seen`` (primary key): a second copy of
+   the message, in this process or another one on the same database, finds the row and
+   is recorded as a ``duplicate``, never applied again;
+2. a rejected message (malformed, missing field, unknown project key, ...) is written to
+   ``tw_messages`` with its reason;
+3. otherwise the job's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+   takes the database's write lock with ``BEGIN IMMEDIATE``), the message is settled
+   against it by :func:`settle` (the protocol's :class:`~trainwire._protocol.Job` plus the
+   ordering rule below), and the row and the message log are written.
+
+The receiver acknowledges the delivery only after the commit, so a crash at any point
+either loses nothing (the broker redelivers) or finds the ``message_id`` already seen.
+
+Ordering. Several consumers (two ``serve`` processes, or one with prefetch) may deliver a
+job's messages out of publish order. The publisher's AMQP ``timestamp`` (seconds) and the
+``step`` say which is newer: a ``training_ing`` that is older than what the job already
+shows is recorded as ``late`` and moves nothing, so progress never goes backwards, and a
+``training_ing`` published no later than the job's terminal message (same second or
+before) is ``late`` too instead of ``after_done``/``after_error``. A terminal state stays
+terminal either way.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._errors import TrainwireError
+from .._protocol import (
+    InvalidMessage,
+    Job,
+    JobState,
+    Kind,
+    Rejection,
+    Status,
+    StatusMessage,
+    decode,
+    validate,
+)
+
+__all__ = [
+    "APPLIED",
+    "DEFAULT_DB_URL",
+    "LATE",
+    "Delivery",
+    "JobRecord",
+    "MessageRecord",
+    "Outcome",
+    "PostgresStore",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "describe_db_url",
+    "open_store",
+    "settle",
+]
+
+#: The default database: a SQLite file in the current folder.
+DEFAULT_DB_URL = "sqlite:///trainwire-serve.sqlite3"
+#: The message moved its job.
+APPLIED = "applied"
+#: A valid message that arrived after newer news of its job (out-of-order delivery).
+LATE = "late"
+#: Bodies of rejected messages are kept up to this many characters.
+BODY_LIMIT = 4096
+SCHEMA_VERSION = "1"
+
+
+class StoreError(TrainwireError):
+    """The database cannot be opened or used; the text says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as the broker delivered it."""
+
+    body: bytes
+    message_id: str | None = None
+    #: AMQP ``timestamp`` property: when the publisher sent it (whole seconds).
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a delivery."""
+
+    outcome: str
+    kind: str | None = None
+    job_id: str | None = None
+    detail: str = ""
+
+    @property
+    def rejected(self) -> bool:
+        """True when the message was not applied (a :class:`Rejection` reason)."""
+        return self.outcome not in (APPLIED, LATE)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as stored."""
+
+    kind: str
+    job_id: str
+    state: str
+    step: int | None
+    percentage: float | None
+    message: str | None
+    last_seen: float | None
+    applied: int
+    created_at: float
+    updated_at: float
+    registered: bool
+    project_key: str | None
+    model_write_path: str | None
+    config_path: str | None
+
+    @property
+    def metrics_dir(self) -> Path | None:
+        """``<model_write_path>/save/metrics`` for a registered job, else None."""
+        if not self.model_write_path:
+            return None
+        return Path(self.model_write_path) / "save" / "metrics"
+
+    def to_json(self) -> dict[str, Any]:
+        """The job as the JSON API shows it (no project key, no file paths)."""
+        return {
+            "kind": self.kind,
+            "id": self.job_id,
+            "state": self.state,
+            "percentage": self.percentage,
+            "step": self.step,
+            "message": self.message,
+            "last_message_at": iso_time(self.last_seen),
+            "applied": self.applied,
+            "registered": self.registered,
+            "created_at": iso_time(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One received message as logged (``body`` only for rejected ones)."""
+
+    id: int
+    received_at: float
+    message_id: str | None
+    published_ts: int | None
+    kind: str | None
+    job_id: str | None
+    status: str | None
+    step: int | None
+    percentage: float | None
+    outcome: str
+    detail: str | None
+    body: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The message as the JSON API shows it (project keys shortened)."""
+        return {
+            "seq": self.id,
+            "received_at": iso_time(self.received_at),
+            "message_id": self.message_id,
+            "published_at": iso_time(self.published_ts),
+            "kind": self.kind,
+            "id": self.job_id,
+            "status": self.status,
+            "step": self.step,
+            "percentage": self.percentage,
+            "outcome": self.outcome,
+            "rejected": self.outcome not in (APPLIED, LATE),
+            "detail": self.detail,
+            "body": _mask_body(self.body),
+        }
+
+
+def iso_time(ts: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds, or None."""
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def mask_key(key: str) -> str:
+    """A project key shortened for display: its first 4 characters and its length."""
+    return f"{key[:4]}… ({len(key)} chars)" if len(key) > 4 else "…"
+
+
+def _mask_body(body: str | None) -> str | None:
+    if body is None:
+        return None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(value, dict) and isinstance(value.get("project_key"), str):
+        value["project_key"] = mask_key(value["project_key"])
+        return json.dumps(value, ensure_ascii=False)
+    return body
+
+
+# -- the rules ---------------------------------------------------------------------------
+
+
+def _older(msg: StatusMessage, msg_ts: int | None, job: Job, job_ts: int | None) -> bool:
+    if msg_ts is not None and job_ts is not None and msg_ts != job_ts:
+        return msg_ts < job_ts
+    return job.step is not None and msg.step is not None and msg.step < job.step
+
+
+def settle(job: Job, job_ts: int | None, msg: StatusMessage, msg_ts: int | None, now: float) -> str:
+    """Apply ``msg`` to ``job`` in place and return ``APPLIED`` or ``LATE``.
+
+    ``job_ts``/``msg_ts`` are the publisher's timestamps of the job's last applied message
+    and of ``msg`` (None when unknown). Raises ``InvalidMessage`` (``after_error``,
+    ``after_done``) for a message the spec says not to process.
+    """
+    terminal = job.state in (JobState.DONE, JobState.ERROR)
+    if msg.status is Status.PROGRESS:
+        if terminal:
+            if msg_ts is not None and job_ts is not None and msg_ts <= job_ts:
+                return LATE
+        elif job.state in (JobState.RUNNING, JobState.ABNORMAL) and _older(
+            msg, msg_ts, job, job_ts
+        ):
+            return LATE
+    job.apply(msg, now)  # raises for anything after a terminal message
+    return APPLIED
+
+
+def _guess_job(raw: bytes) -> tuple[str | None, str | None, str | None]:
+    """Best effort (kind, job id, status) of a rejected body, to file it under its job."""
+    try:
+        body = decode(raw)
+    except InvalidMessage:
+        return None, None, None
+    kind: Kind | None = None
+    with contextlib.suppress(ValueError):
+        kind = Kind.from_cmd(str(body.get("cmd")))
+    job_id = body.get(kind.id_field) if kind else None
+    status = body.get("status")
+    return (
+        kind.value if kind else None,
+        job_id if isinstance(job_id, str) and job_id else None,
+        status if isinstance(status, str) else None,
+    )
+
+
+def _body_text(raw: bytes) -> str:
+    return raw[: BODY_LIMIT * 4].decode("utf-8", "replace")[:BODY_LIMIT]
+
+
+# -- the interface -----------------------------------------------------------------------
+
+
+class Store(abc.ABC):
+    """Jobs and the message log, behind one interface for every database."""
+
+    #: The database URL without its password, for messages.
+    url: str
+
+    @abc.abstractmethod
+    def receive(
+        self, delivery: Delivery, now: float, project_keys: frozenset[str] = frozenset()
+    ) -> Outcome:
+        """Settle one delivery in one transaction; the caller acks after this returns.
+
+        ``project_keys`` are the keys given on the command line; with the keys of the
+        registered jobs they make the set a message's ``project_key`` must belong to
+        (no check when both are empty).
+        """
+
+    @abc.abstractmethod
+    def mark_stale(self, now: float, stale_after: float) -> list[tuple[str, str]]:
+        """Turn running jobs silent for more than ``stale_after`` s ``abnormal``."""
+
+    @abc.abstractmethod
+    def register(
+        self,
+        kind: Kind,
+        job_id: str,
+        project_key: str,
+        model_write_path: str,
+        config_path: str,
+        *,
+        reset: bool = False,
+        now: float | None = None,
+    ) -> JobRecord:
+        """Record a job from its training config (``waiting`` until its first message).
+
+        A job that already exists keeps its state unless ``reset``.
+        """
+
+    @abc.abstractmethod
+    def jobs(self) -> list[JobRecord]:
+        """Every job, newest first."""
+
+    @abc.abstractmethod
+    def job(self, kind: str, job_id: str) -> JobRecord | None:
+        """One job, or None."""
+
+    @abc.abstractmethod
+    def messages(
+        self,
+        *,
+        kind: str | None = None,
+        job_id: str | None = None,
+        rejected_only: bool = False,
+        outcome: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[MessageRecord]:
+        """The message log, newest first, filtered."""
+
+    @abc.abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Number of logged messages per rejection reason (applied ones are not counted)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close every connection."""
+
+
+# -- the SQL implementation shared by both databases --------------------------------------
+
+_JOB_COLUMNS = (
+    "kind, job_id, state, step, percentage, message, last_seen, applied, created_at, "
+    "updated_at, registered, project_key, model_write_path, config_path"
+)
+_MESSAGE_COLUMNS = (
+    "id, received_at, message_id, published_ts, kind, job_id, status, step, percentage, "
+    "outcome, detail, body"
+)
+
+
+def _job_record(row: Sequence[Any]) -> JobRecord:
+    return JobRecord(
+        kind=row[0],
+        job_id=row[1],
+        state=row[2],
+        step=row[3],
+        percentage=row[4],
+        message=row[5],
+        last_seen=row[6],
+        applied=int(row[7] or 0),
+        created_at=row[8],
+        updated_at=row[9],
+        registered=bool(row[10]),
+        project_key=row[11],
+        model_write_path=row[12],
+        config_path=row[13],
+    )
+
+
+def _message_record(row: Sequence[Any]) -> MessageRecord:
+    return MessageRecord(*row)
+
+
+class _Tx:
+    """A cursor that speaks ``?`` placeholders on every database."""
+
+    def __init__(self, conn: Any, placeholder: str) -> None:
+        self.conn = conn
+        self.placeholder = placeholder
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if self.placeholder != "?":
+            sql = sql.replace("?", self.placeholder)
+        return self.conn.execute(sql, tuple(params))
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = self.run(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        rows: list[Sequence[Any]] = self.run(sql, params).fetchall()
+        return rows
+
+
+class _SqlStore(Store):
+    placeholder = "?"
+    for_update = ""
+    serial = "INTEGER"
+
+    def __init__(self, url: str, pool_size: int = 4) -> None:
+        self.url = describe_db_url(url)
+        self._raw_url = url
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._pool_size = pool_size
+        self._closed = False
+        with self._write() as tx:
+            self._create_schema(tx)
+
+    # -- connections and transactions
+    @abc.abstractmethod
+    def _connect(self) -> Any: ...
+
+    @abc.abstractmethod
+    def _begin(self, conn: Any) -> None: ...
+
+    def _lock_schema(self, tx: _Tx) -> None:
+        """Serialise schema creation between processes (PostgreSQL only)."""
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            yield conn
+        except BaseException:
+            # The connection may be broken or mid-transaction: never reuse it.
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        with self._lock:
+            if len(self._idle) < self._pool_size and not self._closed:
+                self._idle.append(conn)
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[_Tx]:
+        with self._connection() as conn:
+            self._begin(conn)
+            try:
+                yield _Tx(conn, self.placeholder)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[_Tx]:
+        with self._connection() as conn:
+            yield _Tx(conn, self.placeholder)
+
+    def _create_schema(self, tx: _Tx) -> None:
+        self._lock_schema(tx)
+        statements = [
+            "CREATE TABLE IF NOT EXISTS tw_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS tw_jobs ("
+            " kind TEXT NOT NULL, job_id TEXT NOT NULL, state TEXT NOT NULL,"
+            " step BIGINT, percentage DOUBLE PRECISION, message TEXT,"
+            " last_seen DOUBLE PRECISION, ts BIGINT, applied BIGINT NOT NULL DEFAULT 0,"
+            " created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,"
+            " registered INTEGER NOT NULL DEFAULT 0, project_key TEXT,"
+            " model_write_path TEXT, config_path TEXT, PRIMARY KEY (kind, job_id))",
+            "CREATE INDEX IF NOT EXISTS tw_jobs_keys ON tw_jobs (registered, project_key)",
+            "CREATE INDEX IF NOT EXISTS tw_jobs_state ON tw_jobs (state, last_seen)",
+            "CREATE TABLE IF NOT EXISTS tw_seen ("
+            " message_id TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS tw_messages (id {self.serial} PRIMARY KEY,"
+            " received_at DOUBLE PRECISION NOT NULL, message_id TEXT, published_ts BIGINT,"
+            " kind TEXT, job_id TEXT, status TEXT, step BIGINT, percentage DOUBLE PRECISION,"
+            " outcome TEXT NOT NULL, rejected INTEGER NOT NULL, detail TEXT, body TEXT)",
+            "CREATE INDEX IF NOT EXISTS tw_messages_job ON tw_messages (kind, job_id, id)",
+            "CREATE INDEX IF NOT EXISTS tw_messages_rejected ON tw_messages (rejected, id)",
+        ]
+        for sql in statements:
+            tx.run(sql)
+        row = tx.one("SELECT value FROM tw_meta WHERE key = ?", ("schema",))
+        if row is None:
+            tx.run("INSERT INTO tw_meta (key, value) VALUES (?, ?)", ("schema", SCHEMA_VERSION))
+        elif row[0] != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.url}: the database has trainwire serve schema {row[0]}, this version "
+                f"uses {SCHEMA_VERSION}: use another --db, or the trainwire that made it"
+            )
+
+    # -- writing
+    def receive(
+        self, delivery: Delivery, now: float, project_keys: frozenset[str] = frozenset()
+    ) -> Outcome:
+        msg: StatusMessage | None = None
+        rejection: InvalidMessage | None = None
+        try:
+            msg = validate(decode(delivery.body))
+        except InvalidMessage as exc:
+            rejection = exc
+        with self._write() as tx:
+            if delivery.message_id is not None:
+                inserted = tx.run(
+                    "INSERT INTO tw_seen (message_id, received_at) VALUES (?, ?) "
+                    "ON CONFLICT (message_id) DO NOTHING",
+                    (delivery.message_id, now),
+                ).rowcount
+                if inserted == 0:
+                    rejection = InvalidMessage(
+                        Rejection.DUPLICATE,
+                        f"message_id {delivery.message_id!r} was received before; "
+                        "applied once, this copy is ignored",
+                    )
+            if rejection is None and msg is not None:
+                rejection = self._check_key(tx, msg, project_keys)
+            if rejection is not None or msg is None:
+                assert rejection is not None
+                return self._log_rejection(tx, delivery, now, rejection, msg)
+            return self._apply(tx, delivery, now, msg)
+
+    def _check_key(
+        self, tx: _Tx, msg: StatusMessage, project_keys: frozenset[str]
+    ) -> InvalidMessage | None:
+        row = tx.one(
+            "SELECT project_key FROM tw_jobs WHERE kind = ? AND job_id = ? AND registered = 1",
+            (msg.kind.value, msg.job_id),
+        )
+        if row is not None:
+            if row[0] == msg.project_key:
+                return None
+            return InvalidMessage(
+                Rejection.UNKNOWN_PROJECT_KEY,
+                f"project_key {mask_key(msg.project_key)} is not the one in the registered "
+                f"config of {msg.kind.value} job {msg.job_id!r}",
+            )
+        if msg.project_key in project_keys:
+            return None
+        if tx.one(
+            "SELECT 1 FROM tw_jobs WHERE registered = 1 AND project_key = ?", (msg.project_key,)
+        ):
+            return None
+        if project_keys or tx.one("SELECT 1 FROM tw_jobs WHERE registered = 1"):
+            return InvalidMessage(
+                Rejection.UNKNOWN_PROJECT_KEY,
+                f"project_key {mask_key(msg.project_key)} is not one of the configured project "
+                "keys (--project-key and the registered job configs)",
+            )
+        return None
+
+    def _log_rejection(
+        self,
+        tx: _Tx,
+        delivery: Delivery,
+        now: float,
+        rejection: InvalidMessage,
+        msg: StatusMessage | None,
+    ) -> Outcome:
+        if msg is not None:
+            kind: str | None = msg.kind.value
+            job_id: str | None = msg.job_id
+            status: str | None = msg.status.value
+        else:
+            kind, job_id, status = _guess_job(delivery.body)
+        self._log(
+            tx, delivery, now, kind, job_id, status, msg, rejection.reason.value, rejection.detail
+        )
+        return Outcome(rejection.reason.value, kind, job_id, rejection.detail)
+
+    def _log(
+        self,
+        tx: _Tx,
+        delivery: Delivery,
+        now: float,
+        kind: str | None,
+        job_id: str | None,
+        status: str | None,
+        msg: StatusMessage | None,
+        outcome: str,
+        detail: str,
+    ) -> None:
+        rejected = outcome not in (APPLIED, LATE)
+        tx.run(
+            "INSERT INTO tw_messages (received_at, message_id, published_ts, kind, job_id,"
+            " status, step, percentage, outcome, rejected, detail, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                now,
+                delivery.message_id,
+                delivery.timestamp,
+                kind,
+                job_id,
+                status,
+                msg.step if msg else None,
+                msg.percentage if msg else None,
+                outcome,
+                1 if rejected else 0,
+                detail or None,
+                _body_text(delivery.body) if rejected else None,
+            ),
+        )
+
+    def _apply(self, tx: _Tx, delivery: Delivery, now: float, msg: StatusMessage) -> Outcome:
+        kind, job_id = msg.kind.value, msg.job_id
+        tx.run(
+            "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at)"
+            " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (kind, job_id) DO NOTHING",
+            (kind, job_id, JobState.WAITING.value, now, now),
+        )
+        row = tx.one(
+            "SELECT state, step, percentage, message, last_seen, applied, ts FROM tw_jobs"
+            " WHERE kind = ? AND job_id = ?" + self.for_update,
+            (kind, job_id),
+        )
+        assert row is not None
+        job = Job(
+            kind=msg.kind,
+            job_id=job_id,
+            state=JobState(row[0]),
+            step=row[1],
+            percentage=row[2],
+            message=row[3],
+            last_seen=row[4],
+            applied=int(row[5] or 0),
+        )
+        job_ts: int | None = row[6]
+        try:
+            outcome = settle(job, job_ts, msg, delivery.timestamp, now)
+        except InvalidMessage as exc:
+            return self._log_rejection(tx, delivery, now, exc, msg)
+        detail = ""
+        if outcome == APPLIED:
+            tx.run(
+                "UPDATE tw_jobs SET state = ?, step = ?, percentage = ?, message = ?,"
+                " last_seen = ?, applied = ?, ts = ?, updated_at = ?"
+                " WHERE kind = ? AND job_id = ?",
+                (
+                    job.state.value,
+                    job.step,
+                    job.percentage,
+                    job.message,
+                    job.last_seen,
+                    job.applied,
+                    delivery.timestamp if delivery.timestamp is not None else job_ts,
+                    now,
+                    kind,
+                    job_id,
+                ),
+            )
+        else:
+            detail = "published before news the job already shows; it moves nothing"
+        self._log(tx, delivery, now, kind, job_id, msg.status.value, msg, outcome, detail)
+        return Outcome(outcome, kind, job_id, detail)
+
+    def mark_stale(self, now: float, stale_after: float) -> list[tuple[str, str]]:
+        changed: list[tuple[str, str]] = []
+        with self._write() as tx:
+            rows = tx.all(
+                "SELECT kind, job_id, last_seen FROM tw_jobs WHERE state = ? AND last_seen < ?"
+                + self.for_update,
+                (JobState.RUNNING.value, now - stale_after),
+            )
+            for kind, job_id, last_seen in rows:
+                job = Job(Kind(kind), job_id, JobState.RUNNING, last_seen=last_seen)
+                if job.check_stale(now, stale_after):
+                    tx.run(
+                        "UPDATE tw_jobs SET state = ?, updated_at = ?"
+                        " WHERE kind = ? AND job_id = ?",
+                        (job.state.value, now, kind, job_id),
+                    )
+                    changed.append((kind, job_id))
+        return changed
+
+    def register(
+        self,
+        kind: Kind,
+        job_id: str,
+        project_key: str,
+        model_write_path: str,
+        config_path: str,
+        *,
+        reset: bool = False,
+        now: float | None = None,
+    ) -> JobRecord:
+        now = time.time() if now is None else now
+        with self._write() as tx:
+            tx.run(
+                "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at,"
+                " registered, project_key, model_write_path, config_path)"
+                " VALUES (?, ?, ?, 0, ?, ?, 1, ?, ?, ?) ON CONFLICT (kind, job_id) DO UPDATE SET"
+                " registered = 1, project_key = excluded.project_key,"
+                " model_write_path = excluded.model_write_path,"
+                " config_path = excluded.config_path, updated_at = excluded.updated_at",
+                (
+                    kind.value,
+                    job_id,
+                    JobState.WAITING.value,
+                    now,
+                    now,
+                    project_key,
+                    model_write_path,
+                    config_path,
+                ),
+            )
+            if reset:
+                tx.run(
+                    "UPDATE tw_jobs SET state = ?, step = NULL, percentage = NULL, message = NULL,"
+                    " last_seen = NULL, ts = NULL, applied = 0, created_at = ?"
+                    " WHERE kind = ? AND job_id = ?",
+                    (JobState.WAITING.value, now, kind.value, job_id),
+                )
+            row = tx.one(
+                f"SELECT {_JOB_COLUMNS} FROM tw_jobs WHERE kind = ? AND job_id = ?",
+                (kind.value, job_id),
+            )
+        assert row is not None
+        return _job_record(row)
+
+    # -- reading
+    def jobs(self) -> list[JobRecord]:
+        with self._read() as tx:
+            rows = tx.all(
+                f"SELECT {_JOB_COLUMNS} FROM tw_jobs ORDER BY created_at DESC, kind, job_id"
+            )
+        return [_job_record(r) for r in rows]
+
+    def job(self, kind: str, job_id: str) -> JobRecord | None:
+        with self._read() as tx:
+            row = tx.one(
+                f"SELECT {_JOB_COLUMNS} FROM tw_jobs WHERE kind = ? AND job_id = ?", (kind, job_id)
+            )
+        return _job_record(row) if row else None
+
+    def messages(
+        self,
+        *,
+        kind: str | None = None,
+        job_id: str | None = None,
+        rejected_only: bool = False,
+        outcome: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[MessageRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if kind is not None and job_id is not None:
+            where.append("kind = ? AND job_id = ?")
+            params += [kind, job_id]
+        if rejected_only:
+            where.append("rejected = 1")
+        if outcome is not None:
+            where.append("outcome = ?")
+            params.append(outcome)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        sql = f"SELECT {_MESSAGE_COLUMNS} FROM tw_messages"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(max(1, min(int(limit), 1000)))
+        with self._read() as tx:
+            rows = tx.all(sql, params)
+        return [_message_record(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self._read() as tx:
+            rows = tx.all(
+                "SELECT outcome, COUNT(*) FROM tw_messages WHERE rejected = 1 GROUP BY outcome"
+            )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+class SqliteStore(_SqlStore):
+    """SQLite: one file, WAL journal, the write lock taken up front (``BEGIN IMMEDIATE``)."""
+
+    def __init__(self, url: str, path: Path) -> None:
+        self.path = path
+        if not path.parent.is_dir():
+            raise StoreError(
+                f"{describe_db_url(url)}: the folder {str(path.parent)!r} does not exist; "
+                "create it or give another --db"
+            )
+        super().__init__(url)
+
+    def _connect(self) -> Any:
+        try:
+            conn = sqlite3.connect(
+                str(self.path), timeout=30, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.url}: cannot open the SQLite database: {exc}") from None
+        return conn
+
+    def _begin(self, conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+
+class PostgresStore(_SqlStore):
+    """PostgreSQL through psycopg 3: row locks make several ``serve`` processes safe."""
+
+    placeholder = "%s"
+    for_update = " FOR UPDATE"
+    serial = "BIGSERIAL"
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise StoreError(
+                f"{describe_db_url(url)}: PostgreSQL needs the psycopg package: "
+                "pip install 'trainwire[serve]'"
+            ) from None
+        super().__init__(url)
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        try:
+            return psycopg.connect(
+                self._raw_url, autocommit=True, connect_timeout=10, application_name="trainwire"
+            )
+        except psycopg.Error as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"{self.url}: cannot connect to PostgreSQL: {text}") from None
+
+    def _begin(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+
+    def _lock_schema(self, tx: _Tx) -> None:
+        tx.run("SELECT pg_advisory_xact_lock(?)", (0x7472_6E77,))
+
+
+def describe_db_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_store(url: str, *, cwd: Path | None = None) -> Store:
+    """Open (and create the tables of) the database named by ``url``.
+
+    ``sqlite:///relative.sqlite3``, ``sqlite:////absolute/path.sqlite3`` or a plain file
+    path open SQLite; ``postgresql://user:pw@host:port/db`` opens PostgreSQL.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("postgresql", "postgres"):
+        return PostgresStore(url)
+    if scheme == "sqlite":
+        rest = url.split("://", 1)[1]
+        if not rest.startswith("/") or rest == "/":
+            raise StoreError(
+                f"{url}: a SQLite URL is sqlite:///file.sqlite3 (relative to the current "
+                "folder) or sqlite:////absolute/file.sqlite3"
+            )
+        path = Path(urllib.parse.unquote(rest[1:]))
+    elif scheme:
+        raise StoreError(
+            f"{describe_db_url(url)}: unknown database {scheme!r}: use sqlite:///FILE or "
+            "postgresql://USER:PASSWORD@HOST:PORT/DB"
+        )
+    else:
+        path = Path(url)
+    if not path.is_absolute():
+        path = (cwd or Path.cwd()) / path
+    return SqliteStore(url, path)

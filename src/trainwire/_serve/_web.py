@@ -1,0 +1,448 @@
+"""The web page, the JSON API under ``/api/`` and the live event stream (server-sent events).
+
+Standard library only: a ``ThreadingHTTPServer`` (one thread per request; an event stream
+holds its thread while the page is open). The pages are static files; every piece of data
+reaches them through the API or the stream, and the scripts put user-supplied text into
+the page with ``textContent`` only. See docs/serve.md for the API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+
+from .._protocol import JobState, Kind, Rejection
+from ._graphs import GraphFollower, read_graphs
+from ._store import APPLIED, LATE, JobRecord, Store
+
+__all__ = ["Hub", "WebApp", "make_server"]
+
+log = logging.getLogger("trainwire.serve")
+
+#: Static files served, by URL name: (package path, content type).
+STATIC: dict[str, tuple[str, str]] = {
+    "app.css": ("app.css", "text/css; charset=utf-8"),
+    "common.js": ("common.js", "text/javascript; charset=utf-8"),
+    "list.js": ("list.js", "text/javascript; charset=utf-8"),
+    "job.js": ("job.js", "text/javascript; charset=utf-8"),
+    "vendor/uPlot.iife.min.js": ("vendor/uPlot.iife.min.js", "text/javascript; charset=utf-8"),
+    "vendor/uPlot.min.css": ("vendor/uPlot.min.css", "text/css; charset=utf-8"),
+    "vendor/uPlot.LICENSE": ("vendor/uPlot.LICENSE", "text/plain; charset=utf-8"),
+}
+PAGES = {"list": "index.html", "job": "job.html"}
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+#: Seconds between two polls of the database for changes (another process may write).
+POLL_INTERVAL = 1.0
+#: At most this often, even when the local receiver reports changes all the time.
+MIN_POLL_GAP = 0.25
+#: Seconds between two reads of a job's graph files while its page is open.
+GRAPH_INTERVAL = 1.0
+KEEPALIVE = 15.0
+
+
+def _static(name: str) -> bytes:
+    node = resources.files("trainwire._serve").joinpath("static")
+    for part in name.split("/"):
+        node = node.joinpath(part)
+    return node.read_bytes()
+
+
+class Hub:
+    """Polls the store for changed jobs and counts, and fans them out to event streams.
+
+    Polling (instead of listening to the local receiver only) also shows what other
+    ``serve`` processes on the same database applied. The local receiver :meth:`poke`\\ s
+    the hub so that its own changes show at once.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._subscribers: set[queue.SimpleQueue[tuple[str, Any]]] = set()
+        self._lock = threading.Lock()
+        self._poked = threading.Event()
+        self._stop = threading.Event()
+        self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._counts: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._loop, name="trainwire-hub", daemon=True)
+
+    def start(self) -> None:
+        """Start polling in a daemon thread."""
+        self._refresh()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling and end every event stream."""
+        self._stop.set()
+        self._poked.set()
+        with self._lock:
+            for sub in self._subscribers:
+                sub.put(("close", None))
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    def poke(self) -> None:
+        """Something changed: poll soon."""
+        self._poked.set()
+
+    def subscribe(self) -> queue.SimpleQueue[tuple[str, Any]]:
+        """A queue that receives ``("job", job_json)`` and ``("rejected", counts)``."""
+        sub: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        with self._lock:
+            self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: queue.SimpleQueue[tuple[str, Any]]) -> None:
+        """Stop sending to ``sub``."""
+        with self._lock:
+            self._subscribers.discard(sub)
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """The jobs and rejection counts as last polled."""
+        with self._lock:
+            return list(self._jobs.values()), dict(self._counts)
+
+    def _publish(self, event: str, data: Any) -> None:
+        with self._lock:
+            for sub in self._subscribers:
+                sub.put((event, data))
+
+    def _refresh(self) -> None:
+        jobs = {(j.kind, j.job_id): j.to_json() for j in self.store.jobs()}
+        counts = self.store.counts()
+        with self._lock:
+            old_jobs, old_counts = self._jobs, self._counts
+            self._jobs, self._counts = jobs, counts
+        for key, job in jobs.items():
+            if old_jobs.get(key) != job:
+                self._publish("job", job)
+        if counts != old_counts:
+            self._publish("rejected", counts)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._poked.wait(POLL_INTERVAL)
+            if self._stop.is_set():
+                return
+            self._poked.clear()
+            try:
+                self._refresh()
+            except Exception as exc:
+                log.warning("trainwire serve: reading the database failed: %s", exc)
+            self._stop.wait(MIN_POLL_GAP)
+
+
+class WebApp:
+    """What the request handler needs: the store, the hub and the receiver's health."""
+
+    def __init__(
+        self,
+        store: Store,
+        hub: Hub,
+        *,
+        health: Callable[[], dict[str, Any]] | None = None,
+        loopback_only: bool = True,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.health = health or (lambda: {})
+        self.loopback_only = loopback_only
+
+
+class _NotFound(Exception):
+    pass
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _int_param(query: dict[str, list[str]], name: str, default: int | None) -> int | None:
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        return int(values[-1])
+    except ValueError:
+        raise _BadRequest(f"query parameter {name!r} must be an integer") from None
+
+
+def _loopback_host(host_header: str) -> bool:
+    host = host_header.strip()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if host.lower() in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "trainwire-serve"
+    app: WebApp
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("trainwire serve: %s %s", self.address_string(), format % args)
+
+    # -- responses ----------------------------------------------------------------------
+
+    def _headers(self, status: int, content_type: str, length: int | None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Content-Security-Policy", CSP)
+        self.end_headers()
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self._headers(status, content_type, len(body))
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, data: Any, status: int = 200) -> None:
+        body = json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        self._send(status, body, "application/json; charset=utf-8")
+
+    def _error(self, status: int, text: str) -> None:
+        self._json({"error": text}, status)
+
+    # -- routing -------------------------------------------------------------------------
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_POST(self) -> None:
+        self._error(HTTPStatus.METHOD_NOT_ALLOWED, "the API is read-only: use GET")
+
+    do_PUT = do_DELETE = do_PATCH = do_POST
+
+    def do_GET(self) -> None:
+        if self.app.loopback_only and not _loopback_host(self.headers.get("Host", "")):
+            self._error(HTTPStatus.FORBIDDEN, "this server answers only to localhost names")
+            return
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        parts = [urllib.parse.unquote(p) for p in url.path.split("/")[1:]]
+        if parts and parts[-1] == "" and len(parts) > 1:
+            parts.pop()
+        try:
+            self._route(parts, query)
+        except _NotFound as exc:
+            self._error(HTTPStatus.NOT_FOUND, str(exc) or "not found")
+        except _BadRequest as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as exc:
+            log.exception("trainwire serve: %s failed", self.path)
+            with contextlib.suppress(OSError):
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _route(self, parts: list[str], query: dict[str, list[str]]) -> None:
+        if parts in ([""], []):
+            self._send(200, _static(PAGES["list"]), "text/html; charset=utf-8")
+        elif len(parts) == 3 and parts[0] == "jobs":
+            self._job(parts[1], parts[2])  # 404 for an unknown kind
+            self._send(200, _static(PAGES["job"]), "text/html; charset=utf-8")
+        elif parts[0] == "static":
+            entry = STATIC.get("/".join(parts[1:]))
+            if entry is None:
+                raise _NotFound(f"no static file {'/'.join(parts[1:])!r}")
+            self._send(200, _static(entry[0]), entry[1])
+        elif parts[0] == "api":
+            self._api(parts[1:], query)
+        else:
+            raise _NotFound("no such page")
+
+    def _job(self, kind: str, job_id: str) -> JobRecord | None:
+        if kind not in {k.value for k in Kind}:
+            raise _NotFound(f"kind must be one of {[k.value for k in Kind]}")
+        return self.app.store.job(kind, job_id)
+
+    def _existing_job(self, kind: str, job_id: str) -> JobRecord:
+        job = self._job(kind, job_id)
+        if job is None:
+            raise _NotFound(f"no {kind} job {job_id!r}")
+        return job
+
+    def _api(self, parts: list[str], query: dict[str, list[str]]) -> None:
+        store = self.app.store
+        limit = _int_param(query, "limit", 100) or 100
+        before = _int_param(query, "before", None)
+        if parts == ["jobs"]:
+            jobs = [j.to_json() for j in store.jobs()]
+            for key in ("state", "kind"):
+                if key in query:
+                    jobs = [j for j in jobs if j[key] in query[key]]
+            self._json(jobs)
+        elif len(parts) == 3 and parts[0] == "jobs":
+            job = self._existing_job(parts[1], parts[2])
+            data = job.to_json()
+            folder = job.metrics_dir
+            data["graphs"] = (
+                sorted(p.name for p in folder.glob("*.log")) if folder and folder.is_dir() else []
+            )
+            self._json(data)
+        elif len(parts) == 4 and parts[0] == "jobs" and parts[3] == "metrics":
+            job = self._existing_job(parts[1], parts[2])
+            self._json(self._metrics(job))
+        elif len(parts) == 4 and parts[0] == "jobs" and parts[3] == "messages":
+            job = self._existing_job(parts[1], parts[2])
+            records = store.messages(kind=job.kind, job_id=job.job_id, limit=limit, before=before)
+            self._json([m.to_json() for m in records])
+        elif parts == ["rejected"]:
+            reason = query.get("reason", [None])[-1]
+            if reason is not None and reason not in {r.value for r in Rejection}:
+                raise _BadRequest(f"reason must be one of {[r.value for r in Rejection]}")
+            records = store.messages(rejected_only=True, outcome=reason, limit=limit, before=before)
+            self._json({"counts": store.counts(), "messages": [m.to_json() for m in records]})
+        elif parts == ["health"]:
+            self._json({"database": store.url, **self.app.health()})
+        elif parts == ["events"]:
+            self._events(query)
+        elif parts == ["vocabulary"]:
+            self._json(
+                {
+                    "states": [s.value for s in JobState],
+                    "kinds": [k.value for k in Kind],
+                    "outcomes": [APPLIED, LATE, *(r.value for r in Rejection)],
+                }
+            )
+        else:
+            raise _NotFound("no such API endpoint: see docs/serve.md")
+
+    @staticmethod
+    def _metrics(job: JobRecord) -> dict[str, Any]:
+        folder = job.metrics_dir
+        data: dict[str, Any] = {"kind": job.kind, "id": job.job_id, "graphs": []}
+        if folder is None:
+            data["note"] = (
+                "the job is not registered, so its model_write_path is unknown: register its "
+                "training config (trainwire jobs add FILE, or serve --jobs DIR)"
+            )
+        elif not folder.is_dir():
+            data["note"] = "no metrics folder yet: the job has not written a graph"
+        else:
+            data["graphs"] = read_graphs(folder)
+        return data
+
+    # -- the event stream --------------------------------------------------------------
+
+    def _event(self, event: str, data: Any) -> None:
+        payload = json.dumps(data, ensure_ascii=False, allow_nan=False)
+        self.wfile.write(f"event: {event}\ndata: {payload}\n\n".encode())
+
+    def _events(self, query: dict[str, list[str]]) -> None:
+        kind = query.get("kind", [None])[-1]
+        job_id = query.get("id", [None])[-1]
+        follower: GraphFollower | None = None
+        if kind is not None or job_id is not None:
+            if kind is None or job_id is None:
+                raise _BadRequest("give both kind and id, or neither")
+            job = self._job(kind, job_id)  # checks the kind
+            if job is not None and job.metrics_dir is not None:
+                follower = GraphFollower(job.metrics_dir)
+        hub = self.app.hub
+        sub = hub.subscribe()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Accel-Buffering", "no")
+            self.end_headers()
+            self.wfile.write(b"retry: 2000\n\n")
+            jobs, counts = hub.snapshot()
+            if kind is None:
+                self._event("snapshot", {"jobs": jobs, "rejected": counts})
+            else:
+                mine = [j for j in jobs if j["kind"] == kind and j["id"] == job_id]
+                self._event("snapshot", {"job": mine[0] if mine else None})
+            self.wfile.flush()
+            self._stream(sub, kind, job_id, follower)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass
+        finally:
+            hub.unsubscribe(sub)
+            self.close_connection = True
+
+    def _stream(
+        self,
+        sub: queue.SimpleQueue[tuple[str, Any]],
+        kind: str | None,
+        job_id: str | None,
+        follower: GraphFollower | None,
+    ) -> None:
+        hub = self.app.hub
+        last_write = time.monotonic()
+        next_graphs = 0.0
+        while not hub.stopping:
+            now = time.monotonic()
+            if follower is None and kind is not None and now >= next_graphs:
+                # A job registered after its page was opened: look for its folder again.
+                job = self.app.store.job(kind, job_id or "")
+                if job is not None and job.metrics_dir is not None:
+                    follower = GraphFollower(job.metrics_dir)
+            if follower is not None and now >= next_graphs:
+                for update in follower.poll():
+                    self._event("graph", update)
+                    last_write = now
+            if now >= next_graphs:
+                next_graphs = now + GRAPH_INTERVAL
+            try:
+                event, data = sub.get(timeout=max(0.05, next_graphs - time.monotonic()))
+            except queue.Empty:
+                event, data = "", None
+            if event == "close":
+                return
+            if event == "job" and (kind is None or (data["kind"], data["id"]) == (kind, job_id)):
+                self._event("job", data)
+                last_write = time.monotonic()
+            elif event == "rejected" and kind is None:
+                self._event("rejected", data)
+                last_write = time.monotonic()
+            if time.monotonic() - last_write > KEEPALIVE:
+                self.wfile.write(b": keepalive\n\n")
+                last_write = time.monotonic()
+            self.wfile.flush()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def make_server(app: WebApp, host: str, port: int) -> ThreadingHTTPServer:
+    """An HTTP server for ``app`` bound to ``host:port`` (0 picks a free port)."""
+    handler = type("Handler", (_Handler,), {"app": app})
+    server_class = _Server6 if ":" in host else _Server
+    return server_class((host.strip("[]"), port), handler)
