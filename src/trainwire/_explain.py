@@ -62,6 +62,19 @@ _TEXT: dict[str, dict[str, str]] = {
         "ko": "학습 중 오류가 발생했습니다: {detail}",
         "en": "Training failed with an error: {detail}",
     },
+    "exit_status_output": {
+        "ko": "학습 프로그램이 종료 코드 {code}(으)로 끝났습니다. 마지막 출력: {detail}",
+        "en": "The training program exited with status {code}. Its last output: {detail}",
+    },
+    "signal_kill": {
+        "ko": "종료 신호 SIGKILL을(를) 받아 학습이 강제 종료되었습니다. "
+        "메모리가 부족하여 시스템이 프로세스를 종료했을 수 있습니다.",
+        "en": "Training was killed by the signal SIGKILL; the machine may have run out of memory.",
+    },
+    "command_failed": {
+        "ko": "학습 명령을 실행할 수 없습니다: {detail}",
+        "en": "The training command could not be started: {detail}",
+    },
     "nonzero_rank": {
         "ko": "분산 학습의 {rank}번 프로세스에서 오류가 발생했습니다: {detail}",
         "en": "Process rank {rank} of the distributed training failed: {detail}",
@@ -95,11 +108,11 @@ def _file_detail(exc: BaseException) -> str:
 _Explainer = Callable[[BaseException, str], Optional[str]]
 
 
-def _gpu_oom(exc: BaseException, language: str) -> Optional[str]:
+def _gpu_oom(exc: BaseException, language: str) -> str | None:
     name = type(exc).__name__
-    if name == "OutOfMemoryError" or "out of memory" in str(exc).lower() and "cuda" in str(
-        exc
-    ).lower():
+    if name == "OutOfMemoryError" or (
+        "out of memory" in str(exc).lower() and "cuda" in str(exc).lower()
+    ):
         return text("oom_gpu", language)
     return None
 

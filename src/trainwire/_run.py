@@ -75,6 +75,7 @@ class Run:
         self._transport.start()
         if reporting:
             _lifecycle.register(self)
+            self._tell_supervisor()  # under `trainwire run`: the child reports by itself
 
     def _make_transport(self) -> Transport:
         if self.mode == "disabled":
@@ -170,11 +171,12 @@ class Run:
 
     def _tell_supervisor(self) -> None:
         path = os.environ.get(STATE_FILE_ENV)
-        if not path or self._status is None:
+        if not path:
             return
+        status = self._status.value if self._status else "running"
         try:
             with open(path, "w", encoding="utf-8") as fh:
-                json.dump({"status": self._status.value, "confirmed": self._confirmed,
+                json.dump({"status": status, "confirmed": self._confirmed,
                            "pid": os.getpid()}, fh)
         except OSError as exc:
             log.warning("trainwire: cannot write %s=%s: %s", STATE_FILE_ENV, path, exc)

@@ -1,0 +1,209 @@
+"""Blocking, confirmed delivery of a few messages: ``trainwire send`` and ``trainwire replay``.
+
+A training loop must never wait for the network, so runs use the asynchronous transport.
+A command run by hand or by a shell script is the opposite case: it should wait for the
+broker's answer and say plainly whether the message arrived. Here each message is
+published with ``mandatory=True`` on a channel in confirm mode, one at a time and in
+order; a message counts as delivered only when the broker confirmed it and did not return
+it (no queue of that name). The whole exchange runs in a helper thread, so a broker that
+blocks publishers or a network that swallows packets costs at most ``timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._config import Config
+from ._protocol import CONTENT_TYPE, encode
+from ._spool import SPOOL_FILE, Spool, SpoolRecord
+from ._transport._amqp import connection_parameters, describe_connect_error
+
+__all__ = ["DeliveryResult", "Outgoing", "ReplayResult", "deliver", "replay_spool"]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to publish: its AMQP ``message_id`` and its JSON body."""
+
+    message_id: str
+    body: dict[str, Any]
+
+
+@dataclass
+class DeliveryResult:
+    """What the broker confirmed, in order, and why the rest was not delivered."""
+
+    confirmed: list[str] = field(default_factory=list)
+    #: ``None`` when every message was confirmed; else the kind of trouble: ``auth``,
+    #: ``vhost``, ``host``, ``refused``, ``timeout``, ``tls``, ``unroutable``, ``nack``,
+    #: ``blocked``, ``lost``, ``other``.
+    problem: str | None = None
+    #: One sentence naming what to fix (never the password).
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every message was confirmed."""
+        return self.problem is None
+
+
+def _properties(message_id: str) -> Any:
+    import pika  # type: ignore[import-untyped,unused-ignore]
+
+    return pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        content_encoding="utf-8",
+        delivery_mode=2,
+        message_id=message_id,
+        timestamp=int(time.time()),
+        app_id="trainwire",
+    )
+
+
+def _unroutable(config: Config) -> str:
+    return (
+        f"the broker has no queue named {config.queue_name!r} in virtual host "
+        f"{config.message_vhost!r} (the message came back unroutable): check 'queue_name' in "
+        f"{config.path}; the platform creates that queue, trainwire does not declare it"
+    )
+
+
+def _publish_all(config: Config, messages: Sequence[Outgoing], result: DeliveryResult,
+                 timeout: float) -> None:  # fmt: skip
+    import pika  # type: ignore[import-untyped,unused-ignore]
+    import pika.exceptions as pe  # type: ignore[import-untyped,unused-ignore]
+
+    try:
+        params = connection_parameters(config)
+        params.blocked_connection_timeout = max(1.0, timeout)
+        connection = pika.BlockingConnection(params)
+    except Exception as exc:
+        result.problem, result.reason, _ = describe_connect_error(config, exc)
+        return
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for message in messages:
+            channel.basic_publish(
+                exchange="",
+                routing_key=config.queue_name,
+                body=encode(message.body),
+                properties=_properties(message.message_id),
+                mandatory=True,
+            )
+            result.confirmed.append(message.message_id)
+    except pe.UnroutableError:
+        result.problem, result.reason = "unroutable", _unroutable(config)
+    except pe.NackError:
+        result.problem = "nack"
+        result.reason = (
+            f"the broker refused the message (nack) for queue {config.queue_name!r}: the "
+            "queue may be full (x-max-length with reject-publish) or the broker short of "
+            "resources; try again later"
+        )
+    except pe.ConnectionBlockedTimeout:
+        result.problem = "blocked"
+        result.reason = (
+            f"the broker at {config.message_host}:{config.message_port} is blocking "
+            "publishers (memory or disk alarm); try again when the alarm is cleared"
+        )
+    except Exception as exc:
+        result.problem = "lost"
+        result.reason = (
+            f"the connection to {config.message_host}:{config.message_port} failed while "
+            f"sending ({type(exc).__name__}: {str(exc)[:200]})"
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+def deliver(
+    config: Config, messages: Sequence[Outgoing], *, timeout: float = 10.0
+) -> DeliveryResult:
+    """Publish ``messages`` in order to ``config.queue_name``, each confirmed before the next.
+
+    Stops at the first message not confirmed. Returns the ids the broker confirmed (a
+    prefix of ``messages``) and, if not all, the kind of trouble and a sentence naming the
+    config key to fix. Never raises for broker trouble; waits at most ``timeout`` seconds.
+    """
+    if not config.has_broker:
+        return DeliveryResult(
+            problem="offline",
+            reason=f"{config.path} names no 'message_host': there is no broker to send to",
+        )
+    result = DeliveryResult()
+    if not messages:
+        return result
+    worker = threading.Thread(
+        target=_publish_all, args=(config, messages, result, timeout),
+        name="trainwire-deliver", daemon=True,
+    )  # fmt: skip
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        snapshot = DeliveryResult(list(result.confirmed), "timeout")
+        snapshot.reason = (
+            f"the broker at {config.message_host}:{config.message_port} did not confirm within "
+            f"{timeout:g} s (it may be blocking publishers, or the network is slow): try again, "
+            "or raise --timeout"
+        )
+        return snapshot
+    if result.problem is None and len(result.confirmed) < len(messages):
+        result.problem, result.reason = "other", "the broker did not confirm every message"
+    return result
+
+
+@dataclass
+class ReplayResult:
+    """What ``replay_spool`` did."""
+
+    spool: str
+    #: The records the broker confirmed and that left the spool, in the order sent.
+    sent: list[SpoolRecord] = field(default_factory=list)
+    #: Records still in the spool afterwards.
+    remaining: int = 0
+    problem: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the spool is empty now."""
+        return self.remaining == 0 and self.problem is None
+
+
+def spool_for(config: Config) -> Spool:
+    """The spool of the runs that use ``config`` (``<model_write_path>/save/``)."""
+    return Spool(config.save_dir / SPOOL_FILE)
+
+
+def replay_order(records: Sequence[SpoolRecord]) -> list[SpoolRecord]:
+    """Spool order with every terminal message after all progress (a stable sort)."""
+    return sorted(records, key=lambda record: record.terminal)
+
+
+def replay_spool(config: Config, *, timeout: float = 30.0) -> ReplayResult:
+    """Send what the spool of ``config`` holds and remove what the broker confirmed.
+
+    Messages go in spool order, terminal messages last, each with its original
+    ``message_id`` (a consumer can drop the duplicates at-least-once delivery may bring),
+    to the config's ``queue_name``. Delivery stops at the first message not confirmed, so
+    a terminal message never overtakes the progress before it.
+    """
+    spool = spool_for(config)
+    result = ReplayResult(str(spool.path))
+    records = replay_order(spool.read())
+    if not records:
+        return result
+    outgoing = [Outgoing(record.message_id, record.body) for record in records]
+    delivery = deliver(config, outgoing, timeout=timeout)
+    confirmed = set(delivery.confirmed)
+    result.sent = [record for record in records if record.message_id in confirmed]
+    result.problem, result.reason = delivery.problem, delivery.reason
+    result.remaining = spool.remove(confirmed) if confirmed else len(spool.read())
+    return result

@@ -1,0 +1,447 @@
+"""Supervision of any training command: ``trainwire run -- CMD ...``.
+
+The child runs in a session of its own with its stdout and stderr on pipes. One thread
+per pipe copies every byte to our own stdout/stderr as soon as it arrives (unchanged),
+keeps the last lines for the error sentence, and reads progress bars on the side
+(:mod:`trainwire._progress_parse`). Signals that stop a program (SIGTERM, SIGINT, SIGHUP,
+SIGQUIT) and SIGUSR1/SIGUSR2 are forwarded to the child's process group; the supervisor
+waits for the child, then sends the one terminal message:
+
+- the child used the SDK itself (it wrote ``$TRAINWIRE_STATE_FILE``) and sent its own
+  terminal message: nothing more; the supervisor also stops sending progress as soon as
+  the child's run is up;
+- exit status 0 -> ``training_done`` (unless the supervisor forwarded a stop signal: a
+  job stopped from outside did not finish, so that is ``training_error`` naming the signal);
+- non-zero -> ``training_error`` with a sentence built from the child's last output
+  (its final exception line, say), never a traceback;
+- death by a signal -> ``training_error`` naming the signal.
+
+The supervisor's own messages go through a :class:`trainwire.Run`, so rate limiting,
+confirms and the spool are the SDK's. Its exit status is the child's (128+N after death by
+signal N, as a shell reports it).
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from . import _lifecycle
+from ._config import CONFIG_ENV, Config
+from ._explain import explain_signal, signal_name, text
+from ._progress_parse import LineParser, ProgressTracker, clean, parse_line
+from ._protocol import Status
+from ._run import STATE_FILE_ENV, Run, init
+
+__all__ = ["Outcome", "Supervisor", "describe_failure", "final_error_line"]
+
+log = logging.getLogger("trainwire")
+
+#: Lines of each stream kept for the error sentence.
+TAIL_LINES = 50
+#: Longest piece of the child's output quoted in a message.
+MAX_DETAIL = 300
+#: Signals forwarded to the child's process group.
+FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+#: Forwarded signals that mean "stop": after one, exit status 0 is not a finished training.
+STOPPING = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+#: After the child exits, how long the pipes may take to drain (a grandchild may hold them).
+DRAIN_TIMEOUT = 5.0
+_READ_SIZE = 65536
+
+_TRACEBACK = "Traceback (most recent call last):"
+_EXCEPTION_LINE = re.compile(
+    r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure|Fault)"
+    r"|KeyboardInterrupt|StopIteration|GeneratorExit)(?::\s*(?P<message>.*))?$"
+)
+
+
+def _short(value: str) -> str:
+    line = " ".join(value.split())
+    return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 1] + "…"
+
+
+class OutputTail:
+    """The last lines of one stream, as a terminal would show them (a ``\\r`` rewrites)."""
+
+    def __init__(self, max_lines: int = TAIL_LINES) -> None:
+        self.lines: collections.deque[str] = collections.deque(maxlen=max_lines)
+        self._current = ""
+
+    def feed(self, chunk: str) -> None:
+        """Add decoded output."""
+        pieces = chunk.split("\n")
+        pieces[0] = self._current + pieces[0]
+        self._current = pieces.pop()[-8192:]
+        for piece in pieces:
+            self.lines.append(_displayed(piece))
+
+    def snapshot(self) -> list[str]:
+        """The kept lines, the unfinished last one included."""
+        lines = list(self.lines)
+        if self._current.strip():
+            lines.append(_displayed(self._current))
+        return lines
+
+
+def _displayed(raw: str) -> str:
+    segments = [s for s in clean(raw).split("\r") if s.strip()]
+    return segments[-1].rstrip() if segments else ""
+
+
+def final_error_line(lines: Sequence[str]) -> str | None:
+    """The exception line that ends the last Python traceback in ``lines`` (``ValueError:
+    bad shape``), else the last line that looks like one, else None."""
+    last_tb = None
+    for index, line in enumerate(lines):
+        if line.strip() == _TRACEBACK:
+            last_tb = index
+    if last_tb is not None:
+        for line in lines[last_tb + 1 :]:
+            if line and not line[0].isspace() and line.strip() != _TRACEBACK:
+                return line.strip()
+    for line in reversed(lines):
+        if _EXCEPTION_LINE.match(line.strip()):
+            return line.strip()
+    return None
+
+
+def _last_words(lines: Sequence[str]) -> str | None:
+    """The last line worth quoting: not empty, not a progress bar, not trainwire's own."""
+    for line in reversed(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("trainwire:"):
+            continue
+        if parse_line(stripped) is not None:
+            continue
+        return stripped
+    return None
+
+
+def _sentence_for_exception(line: str, language: str) -> str:
+    match = _EXCEPTION_LINE.match(line)
+    if match is None:
+        return text("generic", language, detail=_short(line))
+    name = match.group("name").rsplit(".", 1)[-1]
+    message = (match.group("message") or "").strip()
+    if name == "TrainingError" and message:
+        return message  # the author's own sentence, as the SDK sends it
+    if name == "OutOfMemoryError" or ("out of memory" in line.lower() and "cuda" in line.lower()):
+        return text("oom_gpu", language)
+    if name == "MemoryError":
+        return text("oom", language)
+    if name == "KeyboardInterrupt":
+        return text("interrupted", language)
+    if name == "ModuleNotFoundError":
+        found = re.search(r"No module named '([^']+)'", message)
+        return text("module", language, detail=found.group(1) if found else _short(message))
+    if name in ("FileNotFoundError", "PermissionError", "IsADirectoryError"):
+        found = re.search(r": '(.+)'$", message)
+        detail = _short(found.group(1) if found else message or name)
+        return text("not_found" if name == "FileNotFoundError" else "permission", language,
+                    detail=detail)  # fmt: skip
+    return text("generic", language, detail=_short(line))
+
+
+def describe_failure(
+    returncode: int,
+    stderr: Sequence[str],
+    stdout: Sequence[str],
+    *,
+    language: str = "ko",
+    stopped_by: int | None = None,
+) -> str:
+    """The ``training_error`` sentence for a child that ended with ``returncode``.
+
+    ``stopped_by``: a stop signal the supervisor forwarded (it wins: the job was stopped).
+    Otherwise the final exception line of a traceback, else the exit status with the last
+    line the child printed.
+    """
+    if returncode < 0:
+        signum = -returncode
+        if signum == signal.SIGKILL:
+            return text("signal_kill", language)
+        return explain_signal(signum, language)
+    if stopped_by is not None:
+        return explain_signal(stopped_by, language)
+    error = final_error_line(stderr) or final_error_line(stdout)
+    if error:
+        return _sentence_for_exception(error, language)
+    words = _last_words(stderr) or _last_words(stdout)
+    if words:
+        return text("exit_status_output", language, code=returncode, detail=_short(words))
+    return text("exit_status", language, detail=returncode)
+
+
+@dataclass
+class Outcome:
+    """How a supervised command ended and what was reported for it."""
+
+    exit_status: int
+    returncode: int | None
+    #: ``training_done``/``training_error`` sent by the supervisor, or None.
+    sent: str | None
+    #: The ``training_error`` message the supervisor sent.
+    message: str | None
+    #: The terminal status the child's own SDK run reported, or None.
+    child_reported: str | None
+    #: True/False: the broker confirmed the supervisor's terminal message (or not).
+    delivered: bool | None
+
+
+class _Pump(threading.Thread):
+    """Copies one of the child's pipes to our stream and reads it on the side."""
+
+    def __init__(self, name: str, source: IO[bytes], target_fd: int, supervisor: Supervisor):
+        super().__init__(name=f"trainwire-{name}", daemon=True)
+        self.source = source
+        self.target_fd = target_fd
+        self.supervisor = supervisor
+        self.tail = OutputTail()
+        self.parser = LineParser()
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._target_ok = True
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and self._target_ok:
+            try:
+                written = os.write(self.target_fd, view)
+            except InterruptedError:
+                continue
+            except OSError:  # our own output is gone: keep draining the child anyway
+                self._target_ok = False
+                return
+            view = view[written:]
+
+    def run(self) -> None:
+        fd = self.source.fileno()
+        while True:
+            try:
+                data = os.read(fd, _READ_SIZE)
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            self._write(data)
+            try:
+                chunk = self._decoder.decode(data)
+                self.tail.feed(chunk)
+                if self.supervisor.parse_progress:
+                    for reading in self.parser.feed(chunk):
+                        self.supervisor._on_reading(reading)
+                    pending = self.parser.tail()
+                    if pending is not None:
+                        self.supervisor._on_reading(pending)
+            except Exception as exc:  # reading progress must never stop the copying
+                log.debug("trainwire: progress parsing failed: %r", exc)
+        with contextlib.suppress(OSError):
+            self.source.close()
+
+
+class Supervisor:
+    """Runs one command and reports it; see the module docstring.
+
+    :param command: the program and its arguments.
+    :param config: the checked training config (the child sees it as ``$TRAINWIRE_CONFIG``).
+    :param run_options: keywords for :func:`trainwire.init` (``total_steps``, ``max_rate``,
+        ``flush_timeout``, ``language``).
+    :param parse_progress: turn progress bars in the output into ``training_ing``.
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        config: Config,
+        *,
+        total_steps: int | None = None,
+        max_rate: float | None = 10,
+        flush_timeout: float = 30,
+        language: str = "ko",
+        parse_progress: bool = True,
+    ) -> None:
+        if not command:
+            raise ValueError("no command to run")
+        self.command = list(command)
+        self.config = config
+        self.language = language
+        self.parse_progress = parse_progress
+        self._run_options: dict[str, Any] = {
+            "total_steps": total_steps,
+            "max_rate": max_rate,
+            "flush_timeout": flush_timeout,
+            "language": language,
+        }
+        self._tracker = ProgressTracker(total_steps)
+        self._tracker_lock = threading.Lock()
+        self._run: Run | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._signals: list[int] = []
+        self._state_path: Path | None = None
+        self._child_active = False
+
+    # -- the pieces ----------------------------------------------------------------------
+
+    def _child_env(self, state_path: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env[CONFIG_ENV] = str(self.config.path.resolve())
+        env[STATE_FILE_ENV] = str(state_path)
+        # Python children write through at once (a pipe would make them block-buffered).
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signum)
+
+    def _install_handlers(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return previous
+        for name in FORWARDED:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+        return previous
+
+    def _child_reports(self) -> bool:
+        if not self._child_active and self._state_path is not None:
+            self._child_active = self._state_path.exists()
+        return self._child_active
+
+    def _on_reading(self, reading: Any) -> None:
+        if self._child_reports():
+            return  # the child's own run sends progress: two sources would interleave
+        with self._tracker_lock:
+            found = self._tracker.update(reading)
+        run = self._run
+        if found is not None and run is not None:
+            run.progress(found[0], percentage=found[1])
+
+    def _child_state(self) -> str | None:
+        path = self._state_path
+        if path is None:
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return "running"  # started, but its end is not recorded
+        status = data.get("status") if isinstance(data, dict) else None
+        return status if isinstance(status, str) else "running"
+
+    def _release(self, run: Run) -> None:
+        # The child sent the terminal message: end ours without one (and without the
+        # exit hooks sending one later). The same path a forked child's run takes.
+        _lifecycle.forget(run)
+        run._detach_after_fork()
+
+    # -- the whole thing ---------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Start the command, pass its output through, wait, report; see :class:`Outcome`."""
+        self._run = init(self.config.path, kind=self.config.kind.value, **self._run_options)
+        previous = self._install_handlers()
+        state_dir = Path(tempfile.mkdtemp(prefix="trainwire-run-"))
+        self._state_path = state_dir / "state.json"
+        try:
+            return self._supervise()
+        finally:
+            for signum, handler in previous.items():
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    signal.signal(signum, handler)
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+    def _spawn(self) -> tuple[int, str] | None:
+        """Start the child; when it cannot start, the shell's status (127 not found, 126
+        not executable) and a sentence for the user."""
+        assert self._state_path is not None
+        try:
+            self._proc = subprocess.Popen(
+                self.command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._child_env(self._state_path),
+                start_new_session=True,  # its own process group: signals reach all of it
+            )
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            status = 127 if isinstance(exc, FileNotFoundError) else 126
+            detail = _short(f"{self.command[0]}: {reason}")
+            return status, text("command_failed", self.language, detail=detail)
+        return None
+
+    def _supervise(self) -> Outcome:
+        run = self._run
+        assert run is not None
+        problem = self._spawn()
+        proc = self._proc
+        if problem is not None or proc is None:
+            status, sentence = problem or (126, "?")
+            log.error("trainwire: %s", sentence)
+            run.fail(sentence)
+            return Outcome(status, None, Status.ERROR.value, sentence, None, run.delivered)
+        for signum in list(self._signals):  # a signal that came while starting
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signum)
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            _Pump("stdout", proc.stdout, 1, self),
+            _Pump("stderr", proc.stderr, 2, self),
+        ]
+        for pump in pumps:
+            pump.start()
+        returncode = proc.wait()
+        for pump in pumps:
+            pump.join(DRAIN_TIMEOUT)
+        exit_status = returncode if returncode >= 0 else 128 - returncode
+
+        child = self._child_state()
+        if child in (Status.DONE.value, Status.ERROR.value):
+            self._release(run)
+            return Outcome(exit_status, returncode, None, None, child, None)
+
+        stop_signals = [getattr(signal, name) for name in STOPPING]
+        stopped_by = next((s for s in self._signals if s in stop_signals), None)
+        if returncode == 0 and stopped_by is None:
+            run.done()
+            return Outcome(exit_status, returncode, Status.DONE.value, None, child, run.delivered)
+        message = describe_failure(
+            returncode,
+            pumps[1].tail.snapshot(),
+            pumps[0].tail.snapshot(),
+            language=self.language,
+            stopped_by=stopped_by,
+        )
+        run.fail(message)
+        return Outcome(exit_status, returncode, Status.ERROR.value, message, child, run.delivered)
+
+
+def exit_status_name(status: int) -> str:
+    """``143 (SIGTERM)`` for statuses above 128, else the number."""
+    if status > 128:
+        return f"{status} ({signal_name(status - 128)})"
+    return str(status)
