@@ -44,9 +44,18 @@
   const chartsNode = document.getElementById("charts");
   const charts = new Map(); // file -> {card, plot, data, meta}
 
-  function width(node) {
-    return Math.max(300, node.clientWidth - 4);
+  function width(holder) {
+    return Math.max(280, Math.floor(holder.getBoundingClientRect().width));
   }
+
+  // Each plot follows the width of its card (window resizes, cards added beside it).
+  const resizer = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const chart = charts.get(entry.target.dataset.file);
+      const w = width(entry.target);
+      if (chart && chart.plot.width !== w) chart.plot.setSize({ width: w, height: 260 });
+    }
+  });
 
   function createChart(graph) {
     const title = TW.el("h3", { text: graph.name });
@@ -63,14 +72,16 @@
       series.push({ label: name, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true });
     });
     const data = columns.map(() => []);
+    holder.dataset.file = graph.file;
     const plot = new uPlot({
-      width: width(card),
+      width: width(holder),
       height: 260,
       scales: { x: { time: false } },
       series,
       axes: [{ label: columns[0] }, {}],
       cursor: { drag: { x: true, y: false } },
     }, data, holder);
+    resizer.observe(holder);
     return { card, plot, data, meta, file: graph.file };
   }
 
@@ -85,6 +96,7 @@
     let chart = charts.get(graph.file);
     const changedColumns = chart && chart.data.length !== graph.columns.length;
     if (chart && (graph.reset || changedColumns)) {
+      resizer.unobserve(chart.card.querySelector(".plot"));
       chart.plot.destroy();
       chart.card.remove();
       charts.delete(graph.file);
@@ -101,10 +113,6 @@
     chart.meta.textContent = points + " points · " + graph.file +
       (graph.skipped_rows ? " · " + graph.skipped_rows + " unreadable rows skipped" : "");
   }
-
-  window.addEventListener("resize", TW.throttle(() => {
-    for (const chart of charts.values()) chart.plot.setSize({ width: width(chart.card), height: 260 });
-  }, 200));
 
   // -- recent messages
   const messagesBody = document.querySelector("#job-messages tbody");
