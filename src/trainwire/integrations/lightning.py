@@ -1,0 +1,193 @@
+"""PyTorch Lightning: a ``Callback`` for progress and the end, a ``Logger`` for the graphs.
+
+::
+
+    from trainwire.integrations.lightning import TrainwireCallback, TrainwireLogger
+
+    trainer = Trainer(callbacks=[TrainwireCallback()], logger=TrainwireLogger())
+    trainer.fit(model, train_loader, val_loader)
+
+- ``TrainwireCallback``: total = ``trainer.estimated_stepping_batches``, step =
+  ``trainer.global_step`` (optimizer steps: gradient accumulation is counted right;
+  a total Lightning cannot know, ``max_epochs=-1`` on an unsized loader, is sent as 0 %),
+  ``training_done`` at ``on_fit_end``, ``training_error`` from ``on_exception`` (also
+  Lightning's SIGTERM and Ctrl+C). The sanity-check validation sends nothing;
+- ``TrainwireLogger``: every number Lightning logs (``self.log(...)``, every
+  ``log_every_n_steps``) is a graph of its own at x = step; ``finalize("success")`` ends
+  the run with ``training_done`` (so the logger alone also reports the end of ``validate``
+  or ``test``), ``finalize("failed")`` with ``training_error`` naming the exception;
+- used together they share one run; each alone works too;
+- works with ``lightning.pytorch`` and with ``pytorch_lightning``: the classes subclass
+  the namespace your program imported (``pytorch_lightning`` when only it was imported
+  before this module, else ``lightning.pytorch``), see :data:`FRAMEWORK`;
+- picklable for ``ddp_spawn``: each process makes its own run from the config path (give
+  ``config=``, not ``run=``); only global rank 0 reports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+from argparse import Namespace
+from typing import Any
+
+from .._config import PathLike
+from .._explain import explain_signal
+from .._run import Run
+from ._reporter import Reporter, ReporterOwner
+
+
+def _import_lightning() -> Any:
+    """``pytorch_lightning`` when the program imported only it, else ``lightning.pytorch``."""
+    names = ["lightning.pytorch", "pytorch_lightning"]
+    if "pytorch_lightning" in sys.modules and "lightning.pytorch" not in sys.modules:
+        names.reverse()
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ImportError(
+        "trainwire.integrations.lightning needs PyTorch Lightning: "
+        "pip install 'trainwire[lightning]'"
+    )
+
+
+_pl = _import_lightning()
+
+__all__ = ["FRAMEWORK", "TrainwireCallback", "TrainwireLogger"]
+
+#: The Lightning namespace the classes subclass: "lightning.pytorch" or "pytorch_lightning".
+FRAMEWORK: str = _pl.__name__
+
+_Callback: Any = _pl.Callback
+_Logger: Any = _pl.loggers.Logger
+
+
+def _options(
+    kind: str | None, max_rate: float | None, flush_timeout: float, language: str
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "max_rate": max_rate,
+        "flush_timeout": flush_timeout,
+        "language": language,
+    }
+
+
+def _error(exception: BaseException, reporter: Reporter) -> str | BaseException:
+    if type(exception).__name__ == "SIGTERMException":  # Lightning's own, after a SIGTERM
+        return explain_signal(signal.SIGTERM, reporter.options.get("language", "ko"))
+    return exception
+
+
+class TrainwireCallback(ReporterOwner, _Callback):  # type: ignore[misc, unused-ignore]
+    """Reports a Lightning ``fit`` to the platform: progress, done, error.
+
+    :param config: the training config file; default ``$TRAINWIRE_CONFIG``. Checked here.
+    :param run: report into this open :class:`trainwire.Run` instead; it is yours to end.
+    :param kind, max_rate, flush_timeout, language: as for :func:`trainwire.init`.
+    """
+
+    def __init__(
+        self,
+        config: PathLike | None = None,
+        *,
+        run: Run | None = None,
+        kind: str | None = None,
+        max_rate: float | None = 10,
+        flush_timeout: float = 30,
+        language: str = "ko",
+    ) -> None:
+        super().__init__()
+        self._reporter = Reporter(config, run, **_options(kind, max_rate, flush_timeout, language))
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Share the run with a :class:`TrainwireLogger` of the same trainer; make it now."""
+        for logger in trainer.loggers:
+            if isinstance(logger, TrainwireLogger) and logger._reporter is not self._reporter:
+                if logger._reporter.started and not self._reporter.started:
+                    self._reporter = logger._reporter
+                else:
+                    logger._reporter = self._reporter
+        if stage == "fit":
+            self._reporter.run  # noqa: B018 - the process hooks cover the sanity check too
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """The total: ``trainer.estimated_stepping_batches`` optimizer steps."""
+        self._reporter.begin(trainer.estimated_stepping_batches)
+        step = trainer.global_step
+        if step and trainer.is_global_zero:  # resumed from a checkpoint
+            self._reporter.progress(step)
+        else:  # the first micro-batches before an optimizer step are not a step
+            self._reporter.last_step = max(self._reporter.last_step, step)
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """``training_ing`` when an optimizer step completed (not per micro-batch)."""
+        if trainer.is_global_zero:
+            step = trainer.global_step
+            if step > self._reporter.last_step:
+                self._reporter.progress(step)
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        """``fit`` finished: ``training_done``."""
+        self._reporter.done()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """``fit`` raised (or was stopped by SIGTERM / Ctrl+C): ``training_error``."""
+        self._reporter.fail(_error(exception, self._reporter))
+
+
+class TrainwireLogger(ReporterOwner, _Logger):  # type: ignore[misc, unused-ignore]
+    """A Lightning ``Logger`` that writes every logged number as a training graph.
+
+    :param config: the training config file; default ``$TRAINWIRE_CONFIG``. Checked here.
+    :param run: report into this open :class:`trainwire.Run` instead; it is yours to end.
+    :param kind, max_rate, flush_timeout, language: as for :func:`trainwire.init`.
+    """
+
+    def __init__(
+        self,
+        config: PathLike | None = None,
+        *,
+        run: Run | None = None,
+        kind: str | None = None,
+        max_rate: float | None = 10,
+        flush_timeout: float = 30,
+        language: str = "ko",
+    ) -> None:
+        super().__init__()
+        self._reporter = Reporter(config, run, **_options(kind, max_rate, flush_timeout, language))
+
+    @property
+    def name(self) -> str:
+        """The logger's name: ``"trainwire"``."""
+        return "trainwire"
+
+    @property
+    def version(self) -> int | str | None:
+        """No versions: the job's id is in its config."""
+        return None
+
+    def log_hyperparams(
+        self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any
+    ) -> None:
+        """Hyperparameters are not part of the platform's protocol: ignored."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Each metric to its graph ``<name>.log`` at x = ``step`` (``epoch`` left out)."""
+        x = step if step is not None else max(self._reporter.last_step, 0)
+        self._reporter.log(metrics, x, skip=("epoch",))
+
+    def finalize(self, status: str) -> None:
+        """``"success"``: ``training_done``; ``"failed"``: ``training_error`` with the cause."""
+        if status == "success":
+            self._reporter.done()
+        elif status == "failed":
+            exception = sys.exc_info()[1]  # Lightning calls this inside its ``except``
+            if exception is None:
+                exception = RuntimeError("Lightning reported that training failed")
+            self._reporter.fail(_error(exception, self._reporter))

@@ -1,0 +1,138 @@
+"""XGBoost: report ``xgboost.train`` (or the scikit-learn API) with one ``TrainingCallback``.
+
+::
+
+    from trainwire.integrations.xgboost import TrainwireCallback
+
+    callback = TrainwireCallback(num_boost_round=200)   # reads $TRAINWIRE_CONFIG
+    with callback:                                      # training_error if train() raises
+        booster = xgboost.train(params, dtrain, num_boost_round=200,
+                                evals=[(dtrain, "train"), (dvalid, "valid")],
+                                callbacks=[callback])
+
+- XGBoost does not tell a callback how many rounds there are: give the same
+  ``num_boost_round`` (``n_estimators`` for ``XGBRegressor``/``XGBClassifier``);
+- step = the boosting rounds done in this call, one ``training_ing`` per round;
+- each evaluation metric is a graph (``rmse``, ``logloss``...) with one line per data set
+  (``train``, ``valid``), x axis ``iteration`` = the booster's round number (a booster
+  trained further with ``xgb_model=`` goes on from its rounds);
+- ``training_done`` at ``after_training``, also after early stopping;
+- XGBoost has no exception hook: ``with callback:`` sends ``training_error``;
+- in distributed XGBoost only the worker of ``xgboost.collective.get_rank() == 0`` reports.
+
+One callback object per training: XGBoost callbacks keep state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._config import PathLike
+from .._run import Run
+from ._reporter import Reporter, ReporterOwner, graph_name, number, series_name
+
+try:
+    import xgboost
+    from xgboost.callback import (
+        TrainingCallback,
+    )
+except ImportError as _exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "trainwire.integrations.xgboost needs XGBoost: pip install 'trainwire[xgboost]'"
+    ) from _exc
+
+__all__ = ["TrainwireCallback"]
+
+_Base: Any = TrainingCallback
+
+
+def _collective_rank() -> int:
+    try:
+        return int(xgboost.collective.get_rank())
+    except Exception:  # no collective set up: a single process
+        return 0
+
+
+class TrainwireCallback(ReporterOwner, _Base):  # type: ignore[misc, unused-ignore]
+    """An XGBoost ``TrainingCallback`` that reports boosting to the platform.
+
+    :param num_boost_round: the rounds this training runs (XGBoost does not tell callbacks).
+    :param config: the training config file; default ``$TRAINWIRE_CONFIG``. Checked here.
+    :param run: report into this open :class:`trainwire.Run` instead; it is yours to end.
+    :param kind, max_rate, flush_timeout, language: as for :func:`trainwire.init`.
+    """
+
+    def __init__(
+        self,
+        num_boost_round: int,
+        config: PathLike | None = None,
+        *,
+        run: Run | None = None,
+        kind: str | None = None,
+        max_rate: float | None = 10,
+        flush_timeout: float = 30,
+        language: str = "ko",
+    ) -> None:
+        if (
+            isinstance(num_boost_round, bool)
+            or not isinstance(num_boost_round, int)
+            or (num_boost_round <= 0)
+        ):
+            raise ValueError(
+                f"num_boost_round must be the positive number of boosting rounds given to "
+                f"xgboost.train (n_estimators in the scikit-learn API), got {num_boost_round!r}"
+            )
+        super().__init__()
+        self.num_boost_round = num_boost_round
+        self._reporter = Reporter(
+            config,
+            run,
+            kind=kind,
+            max_rate=max_rate,
+            flush_timeout=flush_timeout,
+            language=language,
+        )
+        self._active = True
+        self._first_round = 0
+        self._step = 0
+
+    def before_training(self, model: Any) -> Any:
+        """Make the run (on collective rank 0) with ``num_boost_round`` as the total."""
+        self._active = _collective_rank() == 0
+        if self._active:
+            rounds = getattr(model, "num_boosted_rounds", None)
+            self._first_round = int(rounds()) if callable(rounds) else 0
+            self._step = 0
+            self._reporter.begin(self.num_boost_round)
+        return model
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        """One round done: ``training_ing`` and a row of every metric's graph."""
+        if not self._active:
+            return False
+        self._step += 1
+        self._reporter.progress(self._step)
+        if evals_log:
+            x = self._first_round + self._step
+            graphs: dict[str, dict[str, float]] = {}
+            for data, metrics in evals_log.items():
+                series = series_name(data)
+                if series is None:
+                    continue
+                for metric, values in metrics.items():
+                    if not values:
+                        continue
+                    last = values[-1]
+                    value = number(last[0] if isinstance(last, tuple) else last)  # cv: (mean, std)
+                    graph = graph_name(metric)
+                    if value is not None and graph is not None:
+                        graphs.setdefault(graph, {})[series] = value
+            for graph, row in graphs.items():
+                self._reporter.log_graph(graph, x, row, x_axis="iteration")
+        return False
+
+    def after_training(self, model: Any) -> Any:
+        """Training finished (or stopped early): ``training_done``."""
+        if self._active:
+            self._reporter.done()
+        return model

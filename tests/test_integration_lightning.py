@@ -1,0 +1,174 @@
+"""PyTorch Lightning with TrainwireCallback and TrainwireLogger: real fits on random data."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+torch = pytest.importorskip("torch")
+L = pytest.importorskip("lightning.pytorch")
+
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from _frameworks import (  # noqa: E402
+    DONE,
+    ERROR,
+    assert_run,
+    graph_names,
+    messages,
+    model_dir_of,
+    progress,
+    read_graph,
+    run_python,
+    terminals,
+)
+from trainwire.integrations import lightning as tw_lightning  # noqa: E402
+from trainwire.integrations.lightning import TrainwireCallback, TrainwireLogger  # noqa: E402
+
+
+class TinyModule(L.LightningModule):
+    def __init__(self, fail_at_batch=None):
+        super().__init__()
+        self.linear = nn.Linear(4, 1)
+        self.fail_at_batch = fail_at_batch
+        self.batches = 0
+
+    def training_step(self, batch, batch_idx):
+        self.batches += 1
+        if self.batches == self.fail_at_batch:
+            raise RuntimeError("the loss became NaN at batch 5")
+        x, y = batch
+        loss = ((self.linear(x).squeeze(-1) - y) ** 2).mean()
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", ((self.linear(x).squeeze(-1) - y) ** 2).mean())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def loader(n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(TensorDataset(torch.randn(n, 4, generator=gen), torch.randn(n, generator=gen)),
+                      batch_size=2)  # fmt: skip
+
+
+def trainer_for(tmp_path, callbacks, logger, **overrides):
+    options = dict(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path / "pl"),
+    )
+    options.update(overrides)
+    return L.Trainer(callbacks=callbacks, logger=logger, **options)
+
+
+def test_lightning_fit_with_accumulation_reports_optimizer_steps_graphs_and_one_done(
+    broker, queue, make_config, tmp_path
+):
+    config = make_config()
+    callback = TrainwireCallback(config, max_rate=None)
+    logger = TrainwireLogger(config, max_rate=None)
+    # 16 samples / batch 2 = 8 batches an epoch, accumulation 2: 4 optimizer steps an
+    # epoch, 8 in all. The sanity check runs 2 validation batches first and sends nothing.
+    trainer = trainer_for(
+        tmp_path, [callback], logger, accumulate_grad_batches=2, num_sanity_val_steps=2
+    )
+    trainer.fit(TinyModule(), loader(16, 1), loader(4, 2))
+
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    assert [b["step"] for b in progress(seq)] == list(range(1, 9))
+    assert [b["percentage"] for b in progress(seq)] == [12.5 * s for s in range(1, 9)]
+    assert callback.run is logger.run  # one run for the callback and the logger
+    model_dir = model_dir_of(config)
+    assert {"train_loss", "val_loss"} <= set(graph_names(model_dir))
+    assert "epoch" not in graph_names(model_dir)
+    header, rows = read_graph(model_dir, "train_loss")
+    assert header == ["step", "train_loss"]
+    # x is Lightning's own logging step (as in its CSVLogger): one row per optimizer step.
+    assert [row[0] for row in rows] == list(range(8))
+    header, rows = read_graph(model_dir, "val_loss")
+    assert [row[0] for row in rows] == [3, 7]  # once an epoch; none from the sanity check
+
+
+def test_lightning_fit_that_raises_sends_one_training_error_from_on_exception(
+    broker, queue, make_config, tmp_path
+):
+    config = make_config()
+    callback = TrainwireCallback(config, max_rate=None, language="en")
+    trainer = trainer_for(tmp_path, [callback], TrainwireLogger(config), num_sanity_val_steps=0)
+    with pytest.raises(RuntimeError, match="NaN"):
+        trainer.fit(TinyModule(fail_at_batch=5), loader(16, 1), loader(4, 2))
+
+    seq = messages(broker, queue)
+    assert_run(seq, ERROR, complete=False)
+    assert [b["step"] for b in progress(seq)] == [1, 2, 3, 4]
+    assert terminals(seq)[0]["message"] == (
+        "Training failed with an error: RuntimeError: the loss became NaN at batch 5"
+    )
+
+
+def test_lightning_callback_and_logger_pickle_without_their_run_for_ddp_spawn(make_config):
+    config = make_config()
+    callback = TrainwireCallback(config)
+    logger = TrainwireLogger(config)
+    callback._reporter.run  # noqa: B018 - a run that must not travel
+    copy = pickle.loads(pickle.dumps(callback))
+    assert copy._reporter.config_path == callback._reporter.config_path
+    assert not copy._reporter.started
+    assert not pickle.loads(pickle.dumps(logger))._reporter.started
+    callback.run.done()
+    with pytest.raises(TypeError, match="config="):
+        pickle.dumps(TrainwireCallback(run=callback.run))
+
+
+def test_lightning_integration_subclasses_pytorch_lightning_when_the_program_uses_it(
+    broker, queue, make_config
+):
+    assert tw_lightning.FRAMEWORK == "lightning.pytorch"
+    config = make_config()
+    result = run_python(
+        """
+        import pytorch_lightning as pl
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        from trainwire.integrations import lightning as tw
+
+        assert tw.FRAMEWORK == "pytorch_lightning", tw.FRAMEWORK
+
+        class M(pl.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.linear = torch.nn.Linear(2, 1)
+            def training_step(self, batch, batch_idx):
+                loss = self.linear(batch[0]).pow(2).mean()
+                self.log("loss", loss)
+                return loss
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        data = DataLoader(TensorDataset(torch.randn(6, 2)), batch_size=2)
+        trainer = pl.Trainer(max_epochs=1, accelerator="cpu", log_every_n_steps=1,
+                             callbacks=[tw.TrainwireCallback(max_rate=None)],
+                             logger=tw.TrainwireLogger(), enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(M(), data)
+        """,
+        config,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    assert [b["step"] for b in progress(seq)] == [1, 2, 3]
+    assert "loss" in graph_names(model_dir_of(config))
