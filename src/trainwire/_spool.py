@@ -4,6 +4,12 @@ One JSON object per line, appended and fsynced, under ``<model_write_path>/save/
 Each record keeps its ``message_id``, so a consumer can drop the duplicates that
 at-least-once delivery may produce. Records are removed only after the broker confirmed
 them, by rewriting the file atomically (write, fsync, rename) under an exclusive lock.
+
+The lock is ``<spool>.lock`` (``flock``), shared by every thread and process that touches
+the spool: the run that keeps its terminal message, the next run that replays it in the
+background and ``trainwire replay``. When the spool becomes empty both files are removed,
+so a healthy run leaves nothing behind; a waiter that locked a removed lock file notices
+and locks the new one.
 """
 
 from __future__ import annotations
@@ -12,11 +18,12 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-__all__ = ["OFFLINE_FILE", "SPOOL_FILE", "Spool", "SpoolRecord"]
+__all__ = ["OFFLINE_FILE", "SPOOL_FILE", "Spool", "SpoolRecord", "make_record"]
 
 SPOOL_FILE = "trainwire-spool.jsonl"
 OFFLINE_FILE = "trainwire-offline.jsonl"
@@ -60,20 +67,43 @@ class SpoolRecord:
         )
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a file's creation, rename or removal in ``path`` durable (best effort)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(str(path), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class Spool:
     """An append-only JSON-lines file of records."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock_path = Path(str(path) + ".lock")
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(str(self.path) + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        while True:
+            fd = os.open(str(self._lock_path), os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    current = os.stat(str(self._lock_path)).st_ino
+                except FileNotFoundError:
+                    current = -1
+            except BaseException:
+                os.close(fd)
+                raise
+            if current == os.fstat(fd).st_ino:
+                break
+            os.close(fd)  # the holder before us removed that lock file: lock the new one
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
@@ -84,17 +114,20 @@ class Spool:
         if not data:
             return
         with self._locked():
+            created = not self.path.exists()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if created:
+                _fsync_dir(self.path.parent)
 
     def read(self) -> list[SpoolRecord]:
         """Every readable record in file order; a torn last line (a crash mid-write) is skipped."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return []
         records = []
@@ -103,25 +136,35 @@ class Spool:
                 continue
             try:
                 records.append(SpoolRecord.from_json(line))
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, TypeError):
                 continue
         return records
 
     def remove(self, message_ids: Iterable[str]) -> int:
-        """Drop the records with these ids (confirmed by the broker); returns how many remain."""
+        """Drop the records with these ids (confirmed by the broker); returns how many remain.
+
+        An emptied spool is deleted together with its lock file.
+        """
         gone = set(message_ids)
         with self._locked():
-            keep = [r for r in self.read() if r.message_id not in gone]
+            records = self.read()
+            keep = [r for r in records if r.message_id not in gone]
             if not keep:
                 with contextlib.suppress(FileNotFoundError):
                     self.path.unlink()
+                with contextlib.suppress(FileNotFoundError):
+                    self._lock_path.unlink()  # still locked by us: waiters retry on a new one
+                _fsync_dir(self.path.parent)
                 return 0
+            if len(keep) == len(records):
+                return len(keep)
             tmp = self.path.with_name(self.path.name + ".tmp")
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.writelines(r.to_json() + "\n" for r in keep)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
             return len(keep)
 
 

@@ -5,17 +5,38 @@ Why this shape (see notes/amqp.md): pika objects are not thread-safe, and a
 would kill it. Here the I/O thread runs pika's event loop on its own: heartbeats keep
 flowing while the training thread computes, publishes are pipelined with publisher
 confirms (many in flight), and the training thread never waits for the network.
+
+What it guarantees, whatever the broker or the network does:
+
+- **Order.** Messages go out in one sequence: first what an earlier run of the same job
+  left in the spool (replayed with its ``message_id``), then this run's progress, then
+  its terminal message, published alone once everything before it is confirmed. A
+  message that must be sent again (connection lost before its confirm, nack, returned)
+  keeps its place in that sequence; a nacked progress message is sent again only while
+  nothing newer exists, so steps never go backwards.
+- **Nothing lost.** When the run ends, its terminal message (and the newest progress not
+  yet confirmed) is written to the spool *before* waiting for the broker, and removed once
+  confirmed. A process that dies during the flush (a second SIGTERM, ``kill -9`` after a
+  grace period) leaves it there for ``trainwire replay`` or the next run.
+- **Never blocked.** The training thread only appends to the outbox; reconnecting (with
+  backoff and jitter, at least every second once the terminal message waits), a memory
+  alarm (``connection.blocked``) and nacks are handled in the I/O thread.
+- **Bounded exit.** ``finish`` waits at most its timeout; the I/O thread is a daemon.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
+import os
 import random
 import socket
 import ssl
 import threading
 import time
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any
 
 from .._config import Config
 from .._protocol import CONTENT_TYPE, encode
@@ -33,22 +54,51 @@ MAX_IN_FLIGHT = 1000
 HEARTBEAT = 20
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
+#: Once the terminal message waits, reconnect at least this often.
+BACKOFF_ENDING = 1.0
+#: Pause before sending again what the broker nacked, or returned (no such queue).
+NACK_PAUSE = 0.5
+RETURN_PAUSE = 1.0
+#: A replayed message the broker keeps nacking is left in the spool after this many tries.
+REPLAY_ATTEMPTS = 5
+
+
+class TlsFileError(ValueError):
+    """A TLS file named by the config cannot be used (not PEM, key not matching, ...)."""
+
+    def __init__(self, keys: tuple[str, ...], path: Path | None, detail: str) -> None:
+        super().__init__(f"{', '.join(keys)} ({path}): {detail}")
+        self.keys = keys
+        self.path = path
+        self.detail = detail
 
 
 def connection_parameters(config: Config, *, heartbeat: int = HEARTBEAT) -> Any:
-    """pika connection parameters for a config (TLS when ``message_tls`` is true)."""
+    """pika connection parameters for a config (TLS when ``message_tls`` is true).
+
+    Raises :class:`TlsFileError` when a TLS file of the config cannot be loaded.
+    """
     import pika
 
     ssl_options = None
     if config.message_tls:
-        context = ssl.create_default_context(
-            cafile=str(config.message_ca_file) if config.message_ca_file else None
-        )
-        if config.message_cert_file:
-            context.load_cert_chain(
-                str(config.message_cert_file),
-                str(config.message_key_file) if config.message_key_file else None,
+        try:
+            context = ssl.create_default_context(
+                cafile=str(config.message_ca_file) if config.message_ca_file else None
             )
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise TlsFileError(("message_ca_file",), config.message_ca_file, str(exc)) from exc
+        if config.message_cert_file:
+            try:
+                context.load_cert_chain(
+                    str(config.message_cert_file),
+                    str(config.message_key_file) if config.message_key_file else None,
+                )
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                keys = ("message_cert_file", "message_key_file")
+                if "KEY_VALUES_MISMATCH" in str(exc).upper():
+                    keys = ("message_key_file", "message_cert_file")
+                raise TlsFileError(keys, config.message_cert_file, str(exc)) from exc
         ssl_options = pika.SSLOptions(context, server_hostname=config.message_host)
     return pika.ConnectionParameters(
         host=config.message_host,
@@ -82,14 +132,89 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+#: TLS alerts by which the broker rejects the client's certificate.
+_CLIENT_CERT_ALERTS = (
+    "ALERT_UNKNOWN_CA",
+    "ALERT_BAD_CERTIFICATE",
+    "ALERT_CERTIFICATE_REQUIRED",
+    "ALERT_CERTIFICATE_UNKNOWN",
+    "ALERT_UNSUPPORTED_CERTIFICATE",
+    "ALERT_CERTIFICATE_EXPIRED",
+    "ALERT_CERTIFICATE_REVOKED",
+    "ALERT_ACCESS_DENIED",
+)
+#: What OpenSSL says when the other end does not speak TLS at all.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD LAYER FAILURE", "PACKET_LENGTH_TOO_LONG",
+            "UNKNOWN_PROTOCOL", "HTTP_REQUEST")  # fmt: skip
+
+
+def _tls_sentence(config: Config, where: str, detail: str) -> str:
+    upper = detail.upper()
+    if any(alert in upper for alert in _CLIENT_CERT_ALERTS):
+        if config.message_cert_file:
+            return (
+                f"the broker at {where} rejected trainwire's client certificate: check "
+                f"'message_cert_file' and 'message_key_file' in {config.path} (the certificate "
+                "must be signed by a CA the broker trusts)"
+            )
+        return (
+            f"the broker at {where} wants a client certificate: set 'message_cert_file' and "
+            f"'message_key_file' in {config.path}"
+        )
+    if any(marker in upper for marker in _NOT_TLS):
+        return (
+            f"{where} does not speak TLS: check 'message_port' in {config.path} (it must be the "
+            "broker's TLS port, often 5671), or set 'message_tls' to false"
+        )
+    return (
+        f"the TLS handshake with {where} failed ({detail[:160]}): check 'message_ca_file', "
+        f"'message_cert_file' and 'message_key_file' in {config.path}"
+    )
+
+
+def _verify_sentence(config: Config, where: str, exc: ssl.SSLCertVerificationError) -> str:
+    reason = str(getattr(exc, "verify_message", "") or exc)
+    if "mismatch" in reason.lower():
+        return (
+            f"the broker's TLS certificate is not valid for the name {config.message_host!r} "
+            f"({reason}): set 'message_host' in {config.path} to a name the certificate lists"
+        )
+    if "expired" in reason.lower() or "not yet valid" in reason.lower():
+        return (
+            f"the broker's TLS certificate at {where} is out of date ({reason}): the broker's "
+            "administrator must renew it"
+        )
+    cas = f"{str(config.message_ca_file)!r}" if config.message_ca_file else "the system's CAs"
+    return (
+        f"the broker's TLS certificate at {where} is not trusted ({reason}): check "
+        f"'message_ca_file' in {config.path}; it must name the CA that signed the broker's "
+        f"certificate (now: {cas})"
+    )
+
+
 def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str, bool]:
-    """Classify a failed connect: ``(kind, sentence naming the config key to fix, retry?)``."""
+    """Classify a failed connect: ``(kind, sentence naming the config key to fix, retry?)``.
+
+    ``retry`` is False where trying again cannot succeed without a change: wrong
+    credentials (``auth``), a virtual host the user may not use (``vhost``) and TLS
+    problems (``tls``). A host that does not resolve, a refused port, a timeout or a lost
+    handshake may be passing trouble, so those are retried.
+    """
     import pika.exceptions as pe
 
     where = f"{config.message_host}:{config.message_port}"
     causes = _causes(exc)
     text = " ".join(f"{type(c).__name__}: {c}" for c in causes)
+    upper = text.upper()
     for c in causes:
+        if isinstance(c, TlsFileError):
+            keys = " and ".join(f"'{key}'" for key in c.keys)
+            return (
+                "tls",
+                f"cannot use the TLS file {str(c.path)!r} ({c.detail[:160]}): check {keys} in "
+                f"{config.path}",
+                False,
+            )
         if isinstance(c, (pe.ProbableAuthenticationError, pe.AuthenticationError)) or (
             "ACCESS_REFUSED" in str(c)
         ):
@@ -107,13 +232,10 @@ def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str
                 f"permissions) in {config.path}",
                 False,
             )
+        if isinstance(c, ssl.SSLCertVerificationError):
+            return ("tls", _verify_sentence(config, where, c), False)
         if isinstance(c, ssl.SSLError):
-            return (
-                "tls",
-                f"the TLS handshake with {where} failed ({c}): check 'message_ca_file', "
-                f"'message_cert_file' and 'message_host' in {config.path}",
-                False,
-            )
+            return ("tls", _tls_sentence(config, where, str(c)), False)
         if isinstance(c, socket.gaierror):
             return (
                 "host",
@@ -128,8 +250,20 @@ def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str
                 f"down, or 'message_port' in {config.path} is wrong",
                 True,
             )
-    if "SSL" in text or "CERTIFICATE" in text.upper():
-        return ("tls", f"the TLS connection to {where} failed: check 'message_ca_file'", False)
+    if "SSL" in upper or "CERTIFICATE" in upper:
+        return ("tls", _tls_sentence(config, where, text), False)
+    if any(isinstance(c, pe.IncompatibleProtocolError) for c in causes):
+        hint = (
+            f"check 'message_port' in {config.path}"
+            if config.message_tls
+            else f"if that port expects TLS, set 'message_tls' to true (with 'message_ca_file') "
+            f"in {config.path}, else check 'message_port'"
+        )
+        return (
+            "protocol",
+            f"the broker at {where} closed the connection during the AMQP handshake: {hint}",
+            True,
+        )
     if "timed out" in text.lower() or "timeout" in text.lower():
         return (
             "timeout",
@@ -159,7 +293,7 @@ def _inline_resolver_ioloop() -> Any:
         def getaddrinfo(
             self, host: str, port: int, on_done: Any, family: int = 0, socktype: int = 0,
             proto: int = 0, flags: int = 0,
-        ) -> Any:
+        ) -> Any:  # fmt: skip
             try:
                 result: Any = socket.getaddrinfo(host, port, family, socktype, proto, flags)
             except Exception as exc:
@@ -180,55 +314,92 @@ class AmqpTransport(Transport):
         self.config = config
         self.spool = Spool(config.save_dir / SPOOL_FILE)
         self._thread = threading.Thread(target=self._main, name="trainwire-io", daemon=True)
+        self._pid = os.getpid()
         self._stop = False
-        self._disabled: Optional[str] = None
+        self._abandoned = False
+        self._disabled: str | None = None
         self._wake_event = threading.Event()
         self._confirmed = threading.Event()
+        #: Set when there is nothing more to wait for: confirmed, or reporting switched off.
+        self._settled = threading.Event()
         self._connection: Any = None
         self._channel: Any = None
         self._blocked = False
         self._tag = 0
-        self._in_flight: dict[int, Envelope] = {}
+        self._seq = 0
+        self._in_flight: dict[int, tuple[int, Envelope]] = {}
+        self._retry: list[tuple[int, Envelope]] = []
         self._returned: set[str] = set()
-        self._retry: list[Envelope] = []
         self._terminal_published = False
         self._pause_until = 0.0
         self._timer: Any = None
         self._said: set[str] = set()
-        self._abandoned = False
+        # Progress envelopes are made under one lock, by the I/O thread or by finish(), so
+        # that the spool and the wire always agree on a message's id.
+        self._take_lock = threading.Lock()
+        self._sealed: collections.deque[Envelope] = collections.deque()
+        self._newest: Envelope | None = None
+        self._newest_confirmed: str | None = None
+        # This run's own records in the spool (the write-ahead of its terminal message).
+        self._spool_lock = threading.Lock()
+        self._spooled: list[str] | None = None
+        # What an earlier run of the same job left in the spool, sent before anything else.
+        self._replay: collections.deque[Envelope] = collections.deque()
+        self._replay_active = False
+        self._replay_attempts: dict[str, int] = {}
+        self._replayed = 0
+        #: Messages the broker confirmed (replayed ones included).
         self.delivered = 0
 
     # -- the training thread's side -------------------------------------------------
 
     def start(self) -> None:
+        self._load_replay()
         self._thread.start()
 
     def wake(self) -> None:
         self._wake_event.set()
         conn = self._connection
         if conn is not None:
-            try:
-                conn.ioloop.add_callback_threadsafe(self._pump)
-            except Exception:  # the loop is closing: the thread's own loop will see it
-                pass
+            # The loop may be closing: then the thread's own loop sees the change.
+            with contextlib.suppress(Exception):
+                conn.ioloop.add_callback_threadsafe(self._on_wake)
 
     def finish(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
         self.wake()
-        if self._disabled is None:
-            self._confirmed.wait(timeout)
+        if self._abandoned:
+            return False
+        try:
+            # Write-ahead: from here on a death of the process cannot lose the terminal
+            # message. Removed again below once the broker confirmed it.
+            self._write_ahead()
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                self._settled.wait(remaining)
+        except BaseException:  # e.g. a second Ctrl+C during the flush
+            try:
+                self._write_ahead()
+            finally:
+                self._give_up()
+            raise
         confirmed = self._confirmed.is_set()
-        self._stop = True
-        self.wake()
-        if not confirmed and not self._abandoned:
-            self._spool_leftovers()
+        if confirmed:
+            self._settle_spool()
+        else:
+            self._give_up()
+            self._report_kept()
         return confirmed
 
     def abandon(self) -> None:
-        # In a forked child: the socket belongs to the parent. Drop references only.
         self._abandoned = True
         self._stop = True
-        self._connection = None
-        self._channel = None
+        if os.getpid() != self._pid:
+            # A forked child: the socket belongs to the parent. Drop references only.
+            self._connection = None
+            self._channel = None
+        else:
+            self.wake()  # the same process: the I/O thread closes its connection and ends
 
     # -- logging: one clear line per kind of trouble --------------------------------
 
@@ -237,18 +408,133 @@ class AmqpTransport(Transport):
             self._said.add(key)
             log.log(level, "trainwire: %s", text)
 
+    def _switch_off(self, kind: str, text: str) -> None:
+        self._disabled = kind
+        self._say(kind, logging.ERROR, text + "; status reporting is switched off")
+        self._settled.set()
+
+    # -- the spool ------------------------------------------------------------------
+
+    def _same_job(self, body: dict[str, Any]) -> bool:
+        identity = self.config.identity
+        return (
+            body.get("cmd") == identity.kind.cmd
+            and body.get("project_key") == identity.project_key
+            and body.get(identity.kind.id_field) == identity.job_id
+        )
+
+    def _load_replay(self) -> None:
+        """Queue what an earlier run of this job kept in the spool, in spool order."""
+        try:
+            records = self.spool.read()
+        except OSError as exc:
+            log.warning("trainwire: cannot read %s: %s", self.spool.path, exc)
+            return
+        seen: set[str] = set()
+        others = 0
+        for record in records:
+            if record.message_id in seen:
+                continue
+            seen.add(record.message_id)
+            if not self._same_job(record.body):
+                others += 1
+                continue
+            envelope = Envelope(record.message_id, record.body, terminal=record.terminal)
+            envelope.replayed, envelope.queue = True, self.config.queue_name
+            self._replay.append(envelope)
+        if self._replay:
+            self._replay_active = True
+            log.info(
+                "trainwire: %d message(s) an earlier run kept in %s are sent first",
+                len(self._replay), self.spool.path,
+            )  # fmt: skip
+        if others:
+            log.info(
+                "trainwire: %s holds %d message(s) of other jobs; send them with: trainwire "
+                "replay --config <their config>", self.spool.path, others,
+            )  # fmt: skip
+
+    def _seal(self) -> Envelope | None:
+        """Turn the waiting progress into envelopes now; the newest one (not yet confirmed)."""
+        with self._take_lock:
+            while True:
+                envelope = self.outbox.take_progress(ignore_rate=True)
+                if envelope is None:
+                    break
+                self._sealed.append(envelope)
+                self._newest = envelope
+            newest = self._newest
+        if newest is not None and newest.message_id == self._newest_confirmed:
+            return None
+        return newest
+
+    def _write_ahead(self) -> None:
+        """Keep the terminal message (and the newest progress) in the spool, once."""
+        with self._spool_lock:
+            terminal = self.outbox.terminal
+            if self._spooled is not None or self._confirmed.is_set() or terminal is None:
+                return
+            envelopes = [e for e in (self._seal(), terminal) if e is not None]
+            queue = self.config.queue_name
+            try:
+                self.spool.append(
+                    make_record(e.message_id, queue, e.body, e.terminal) for e in envelopes
+                )
+            except OSError as exc:
+                self._spooled = []
+                log.error(
+                    "trainwire: cannot keep the final status in %s (%s): it is lost if the "
+                    "broker does not confirm it; check that 'model_write_path' in %s is writable",
+                    self.spool.path, exc, self.config.path,
+                )  # fmt: skip
+                return
+            self._spooled = [e.message_id for e in envelopes]
+
+    def _settle_spool(self) -> None:
+        """The terminal message is confirmed: take this run's records out of the spool."""
+        with self._spool_lock:
+            ids = self._spooled
+            if not ids or not self._confirmed.is_set():
+                return
+            self._spooled = []
+            try:
+                self.spool.remove(ids)
+            except OSError as exc:
+                log.warning("trainwire: cannot update %s: %s", self.spool.path, exc)
+
+    def _report_kept(self) -> None:
+        if not self._spooled:
+            return
+        reason = f" ({self._disabled} problem, see above)" if self._disabled else ""
+        log.warning(
+            "trainwire: the broker did not confirm the final status%s; it is kept in %s. "
+            "Send it with: trainwire replay --config %s",
+            reason, self.spool.path, self.config.path,
+        )  # fmt: skip
+
+    def _give_up(self) -> None:
+        """The spool owns what is left: stop publishing and close the connection."""
+        self._stop = True
+        self.wake()
+
     # -- the I/O thread ---------------------------------------------------------------
 
     def _main(self) -> None:
         import pika
 
+        try:
+            params = connection_parameters(self.config)
+        except Exception as exc:
+            kind, text, _ = describe_connect_error(self.config, exc)
+            self._switch_off(kind, text)
+            return
         backoff = BACKOFF_FIRST
         while not self._stop and self._disabled is None:
             opened = threading.Event()
             try:
                 self._connection = pika.SelectConnection(
-                    connection_parameters(self.config),
-                    on_open_callback=lambda c: self._on_open(c, opened),
+                    params,
+                    on_open_callback=lambda c, o=opened: self._on_open(c, o),
                     on_open_error_callback=self._on_open_error,
                     on_close_callback=self._on_close,
                     custom_ioloop=_inline_resolver_ioloop(),
@@ -259,23 +545,27 @@ class AmqpTransport(Transport):
             finally:
                 self._connection = None
                 self._channel = None
-            if self._stop or self._disabled is not None or self._abandoned:
+                self._timer = None
+            if self._stop or self._disabled is not None:
                 break
             if opened.is_set():
                 backoff = BACKOFF_FIRST
             delay = min(backoff, BACKOFF_MAX) * random.uniform(0.5, 1.5)
             backoff *= 2
-            # A terminal message cuts the wait short so that it gets its chance quickly.
-            self._wake_event.clear()
+            if self.outbox.terminal is not None:
+                delay = min(delay, BACKOFF_ENDING)
+            # A terminal message (wake) cuts the wait short so that it gets its chance.
             self._wake_event.wait(delay)
+            self._wake_event.clear()
 
     def _on_open(self, connection: Any, opened: threading.Event) -> None:
         opened.set()
-        if "connected" in self._said or "refused" in self._said or "host" in self._said:
+        self._wake_event.clear()
+        trouble = ("refused", "host", "timeout", "protocol", "other", "lost")
+        if any(kind in self._said for kind in trouble):
             log.info("trainwire: connected to %s", self.config.describe_broker())
-        self._said.discard("refused")
-        self._said.discard("timeout")
-        self._said.discard("other")
+        for kind in trouble[:-1]:
+            self._said.discard(kind)
         connection.add_on_connection_blocked_callback(self._on_blocked)
         connection.add_on_connection_unblocked_callback(self._on_unblocked)
         connection.channel(on_open_callback=self._on_channel_open)
@@ -285,38 +575,38 @@ class AmqpTransport(Transport):
         if retry:
             self._say(kind, logging.WARNING, text + "; training goes on, retrying in background")
         else:
-            self._disabled = kind
-            self._say(kind, logging.ERROR, text + "; status reporting is switched off")
+            self._switch_off(kind, text)
         connection.ioloop.stop()
 
     def _on_close(self, connection: Any, exc: BaseException) -> None:
         self._requeue_in_flight()
         self._channel = None
+        self._blocked = False
         if not self._stop:
             self._say("lost", logging.WARNING, f"lost the connection to the broker ({exc!r}); "
-                      "reconnecting in background")
+                      "reconnecting in background")  # fmt: skip
         connection.ioloop.stop()
 
     def _on_blocked(self, connection: Any, frame: Any) -> None:
         self._blocked = True
         self._say("blocked", logging.WARNING, "the broker is blocking publishers (memory or disk "
-                  "alarm); messages wait, training goes on")
+                  "alarm); messages wait, training goes on")  # fmt: skip
 
     def _on_unblocked(self, connection: Any, frame: Any) -> None:
         self._blocked = False
         self._said.discard("blocked")
+        self._pump_soon(0)
 
     def _on_channel_open(self, channel: Any) -> None:
         self._channel = channel
         self._tag = 0
-        self._timer = None
         channel.add_on_close_callback(self._on_channel_close)
         channel.add_on_return_callback(self._on_return)
         channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_ok)
 
     def _on_confirm_ok(self, frame: Any) -> None:
         self._said.discard("lost")
-        self._pump()
+        self._pump_soon(0)
 
     def _on_channel_close(self, channel: Any, exc: BaseException) -> None:
         self._requeue_in_flight()
@@ -328,11 +618,9 @@ class AmqpTransport(Transport):
 
     def _requeue_in_flight(self) -> None:
         if self._in_flight:
-            waiting = [self._in_flight[t] for t in sorted(self._in_flight)]
+            self._retry.extend(self._in_flight.values())
             self._in_flight.clear()
-            self._retry[:0] = waiting
-            if any(e.terminal for e in waiting):
-                self._terminal_published = False
+            self._retry.sort(key=lambda slot: slot[0])
 
     def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         self._returned.add(properties.message_id)
@@ -348,31 +636,74 @@ class AmqpTransport(Transport):
         method = frame.method
         acked = type(method).__name__ == "Ack"
         tag = method.delivery_tag
-        tags = [t for t in self._in_flight if t <= tag] if method.multiple else [tag]
-        for t in sorted(tags):
-            envelope = self._in_flight.pop(t, None)
-            if envelope is None:
+        tags = sorted(t for t in self._in_flight if t <= tag) if method.multiple else [tag]
+        replayed: list[str] = []
+        for t in tags:
+            slot = self._in_flight.pop(t, None)
+            if slot is None:
                 continue
-            if acked and envelope.message_id not in self._returned:
-                self.delivered += 1
-                if envelope.terminal:
-                    self._confirmed.set()
-                    self._stop = True
-                    if self._connection is not None:
-                        self._connection.close()
-                continue
+            envelope = slot[1]
+            returned = envelope.message_id in self._returned
             self._returned.discard(envelope.message_id)
-            if envelope.terminal:
-                self._terminal_published = False
-                self._retry.append(envelope)
-                self._pause_until = time.monotonic() + 1.0
-            elif not acked:
-                # A nacked progress message is retried only while nothing newer is queued.
-                if not self.outbox.pending and not self._retry:
-                    self._retry.append(envelope)
-                self._pause_until = time.monotonic() + 0.5
+            if acked and not returned:
+                self.delivered += 1
+                if envelope.replayed:
+                    replayed.append(envelope.message_id)
+                elif envelope.terminal:
+                    self._on_terminal_confirmed()
+                else:
+                    self._newest_confirmed = envelope.message_id
+                continue
+            self._on_refused(slot, returned)
+        if replayed:
+            self._replayed += len(replayed)
+            try:
+                self.spool.remove(replayed)
+            except OSError as exc:
+                self._say("spool", logging.WARNING, f"cannot update {self.spool.path}: {exc}")
         if self._connection is not None and not self._stop:
             self._pump_soon(0)
+
+    def _on_refused(self, slot: tuple[int, Envelope], returned: bool) -> None:
+        """The broker nacked or returned a message: send it again where that is right."""
+        envelope = slot[1]
+        pause = RETURN_PAUSE if returned else NACK_PAUSE
+        if envelope.replayed:
+            tries = self._replay_attempts.get(envelope.message_id, 0) + 1
+            self._replay_attempts[envelope.message_id] = tries
+            if returned or tries >= REPLAY_ATTEMPTS:
+                self._drop_replay("returned" if returned else f"refused {tries} times")
+                return
+        elif not envelope.terminal and (
+            envelope is not self._newest or self.outbox.pending or self._sealed
+        ):
+            return  # a newer step exists: sending this one again would put it after it
+        self._retry.append(slot)
+        self._retry.sort(key=lambda s: s[0])
+        self._pause_until = max(self._pause_until, time.monotonic() + pause)
+
+    def _drop_replay(self, reason: str) -> None:
+        self._replay.clear()
+        self._retry = [slot for slot in self._retry if not slot[1].replayed]
+        self._say(
+            "replay",
+            logging.WARNING,
+            f"the broker did not take the messages an earlier run kept in {self.spool.path} "
+            f"({reason}); they stay there: send them later with: trainwire replay --config "
+            f"{self.config.path}",
+        )
+
+    def _on_terminal_confirmed(self) -> None:
+        self._confirmed.set()
+        self._settled.set()
+        self._stop = True
+        self._settle_spool()
+        conn = self._connection
+        if conn is not None and conn.is_open:
+            conn.close()
+
+    def _on_wake(self) -> None:
+        self._pump_soon(0)
 
     def _pump_soon(self, delay: float) -> None:
         # One timer at a time: wake-ups and confirms reschedule it instead of adding more.
@@ -383,14 +714,17 @@ class AmqpTransport(Transport):
             conn.ioloop.remove_timeout(self._timer)
         self._timer = conn.ioloop.call_later(delay, self._pump)
 
-    def _publish(self, envelope: Envelope) -> None:
+    def _publish(self, envelope: Envelope, seq: int | None = None) -> None:
         import pika
 
+        if seq is None:
+            self._seq += 1
+            seq = self._seq
         self._tag += 1
-        self._in_flight[self._tag] = envelope
+        self._in_flight[self._tag] = (seq, envelope)
         self._channel.basic_publish(
             exchange="",
-            routing_key=self.config.queue_name,
+            routing_key=envelope.queue or self.config.queue_name,
             body=encode(envelope.body),
             properties=pika.BasicProperties(
                 content_type=CONTENT_TYPE,
@@ -403,74 +737,76 @@ class AmqpTransport(Transport):
             mandatory=True,
         )
 
+    def _take_progress(self, ignore_rate: bool) -> Envelope | None:
+        with self._take_lock:
+            if self._sealed:
+                return self._sealed.popleft()
+            envelope = self.outbox.take_progress(ignore_rate=ignore_rate)
+            if envelope is not None:
+                self._newest = envelope
+            return envelope
+
     def _pump(self) -> None:
-        """Move what the outbox holds onto the wire, in order, terminal last."""
+        """Move what is waiting onto the wire; runs every POLL_INTERVAL while connected."""
         self._timer = None
         conn, channel = self._connection, self._channel
-        if conn is None or channel is None or not channel.is_open:
+        if conn is None or not conn.is_open or channel is None or not channel.is_open:
             return
-        if self._stop and self._confirmed.is_set():
+        if self._stop:
+            conn.close()  # confirmed, given up (the spool has it) or abandoned
             return
-        self._wake_event.clear()
         now = time.monotonic()
         if self._blocked or now < self._pause_until:
             self._pump_soon(max(POLL_INTERVAL, self._pause_until - now))
             return
         try:
-            ending = self.outbox.terminal is not None
-            while self._retry and len(self._in_flight) < MAX_IN_FLIGHT:
-                envelope = self._retry[0]
-                if envelope.terminal and any(not e.terminal for e in self._in_flight.values()):
-                    break
-                self._retry.pop(0)
-                if envelope.terminal:
-                    self._terminal_published = True
-                self._publish(envelope)
-            if not self._retry:
-                while len(self._in_flight) < MAX_IN_FLIGHT:
-                    envelope = self.outbox.take_progress(ignore_rate=ending)
-                    if envelope is None:
-                        break
-                    self._publish(envelope)
-                    if self.outbox.max_rate and not ending:
-                        break
-                terminal = self.outbox.terminal
-                if (
-                    terminal is not None
-                    and not self._terminal_published
-                    and not self.outbox.pending
-                    and not self._in_flight
-                ):
-                    # Terminal last: only once every progress message is confirmed, so a
-                    # nack and retry can never put progress after it.
-                    self._terminal_published = True
-                    self._publish(terminal)
+            self._fill()
         except Exception as exc:
-            self._say("publish", logging.WARNING, f"publish failed ({exc!r}); will retry")
-            self._requeue_in_flight()
+            self._say("publish", logging.WARNING, f"publish failed ({exc!r}); reconnecting")
             if conn.is_open:
-                conn.close()
+                conn.close()  # _on_close puts what was in flight back in line
             return
         self._pump_soon(POLL_INTERVAL)
 
-    # -- giving up: keep what was not confirmed -------------------------------------
+    def _room(self) -> bool:
+        return len(self._in_flight) < MAX_IN_FLIGHT
 
-    def _spool_leftovers(self) -> None:
+    def _fill(self) -> None:
+        """Publish in sequence: retries, replayed messages, progress, the terminal alone."""
+        while self._retry and self._room():
+            envelope = self._retry[0][1]
+            if envelope.terminal and self._in_flight:
+                return  # a terminal message goes alone, after everything before it
+            seq, envelope = self._retry.pop(0)
+            self._publish(envelope, seq)
+        if self._retry:
+            return
+        if self._replay_active:
+            while self._replay and self._room():
+                if self._replay[0].terminal and self._in_flight:
+                    return
+                self._publish(self._replay.popleft())
+            if self._replay or any(slot[1].replayed for slot in self._in_flight.values()):
+                return  # this run's messages only after the earlier run's are settled
+            self._replay_active = False
+            if self._replayed:
+                log.info("trainwire: delivered %d message(s) an earlier run kept in %s",
+                         self._replayed, self.spool.path)  # fmt: skip
+        ending = self.outbox.terminal is not None
+        while self._room():
+            progress = self._take_progress(ignore_rate=ending)
+            if progress is None:
+                break
+            self._publish(progress)
+            if self.outbox.max_rate and not ending:
+                break
         terminal = self.outbox.terminal
-        if terminal is None:
-            return
-        progress = self.outbox.take_progress(ignore_rate=True) or self.outbox.last_progress
-        envelopes = [e for e in (progress, terminal) if e is not None]
-        queue = self.config.queue_name
-        try:
-            self.spool.append(make_record(e.message_id, queue, e.body, e.terminal) for e in envelopes)
-        except OSError as exc:
-            log.error("trainwire: could not keep the undelivered terminal message in %s: %s",
-                      self.spool.path, exc)
-            return
-        reason = f" ({self._disabled} problem, see above)" if self._disabled else ""
-        log.warning(
-            "trainwire: the broker did not confirm the final status%s; it is kept in %s. "
-            "Send it with: trainwire replay --config %s",
-            reason, self.spool.path, self.config.path,
-        )
+        if (
+            terminal is not None
+            and not self._terminal_published
+            and not self._in_flight
+            and not self.outbox.pending
+            and not self._sealed
+        ):
+            self._terminal_published = True
+            self._publish(terminal)
