@@ -202,10 +202,11 @@ def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -
             ))  # fmt: skip
         else:
             scheme = "AMQPS" if config.message_tls else "AMQP"
-            fix = sentence
+            detail, fix = f"{scheme} connection failed ({kind} problem)", sentence
             if kind == "auth":
+                detail = f"the broker refused the login of {who} (wrong user name or password)"
                 fix = f"check 'message_id' and 'message_pw' in {config.path}"
-            results.append(CheckResult("login", FAIL, f"{scheme} login failed: {sentence}", fix))
+            results.append(CheckResult("login", FAIL, detail, fix))
             results.append(CheckResult("vhost", SKIP, "not checked: no login"))
         results.append(CheckResult("queue", SKIP, "not checked: no connection"))
         if send_test:

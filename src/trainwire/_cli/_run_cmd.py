@@ -64,9 +64,9 @@ def run(
     The command's output passes through unchanged. Progress bars it prints (tqdm,
     Keras, Lightning) and plain lines `trainwire step=N total=M` become training_ing.
     Exit status 0 sends training_done; any other status, or death by a signal, sends
-    training_error with a sentence from the command's last output. SIGTERM/SIGINT/SIGHUP/
-    SIGQUIT/SIGUSR1/SIGUSR2 are passed on to the command. A command that uses the
-    trainwire SDK itself (it sees TRAINWIRE_CONFIG) reports on its own, and then
+    training_error with a sentence from the command's last output. SIGTERM, SIGINT,
+    SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed on to the command. A command that
+    uses the trainwire SDK itself (it sees TRAINWIRE_CONFIG) reports on its own, and then
     trainwire run sends nothing more.
 
     Exit status: the command's own (128+N when signal N killed it); 2 when the config

@@ -1,0 +1,82 @@
+"""``trainwire replay``: what a run kept in its spool reaches the queue, in order, with
+its original message ids, and leaves the spool only when confirmed."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from _broker import free_port
+from _cli_helpers import DONE, ERROR, PROGRESS, trainwire
+from trainwire._delivery import replay_order
+from trainwire._spool import SPOOL_FILE, Spool, SpoolRecord
+
+
+def _spool(tmp_path) -> Spool:
+    return Spool(tmp_path / "models" / "save" / SPOOL_FILE)
+
+
+def _run_with_broker_down(make_config, *command):
+    down = make_config(message_port=free_port())
+    result = trainwire("run", "--config", down, "--flush-timeout", "0.5", "--max-rate", "0",
+                       "--", *command)  # fmt: skip
+    return down, result
+
+
+def test_replay_delivers_a_down_brokers_spool_in_order_with_original_ids(
+    broker, queue, make_config, tmp_path
+):
+    _down, result = _run_with_broker_down(
+        make_config, sys.executable, "-c", "print('trainwire step=7 total=10'); raise SystemExit(5)"
+    )
+    assert result.returncode == 5
+    assert "trainwire replay" in result.stderr  # the transport says where it kept it
+    kept = _spool(tmp_path).read()
+    assert [(r.terminal, r.body["status"]) for r in kept] == [(False, PROGRESS), (True, ERROR)]
+    assert broker.drain(queue) == []
+
+    replayed = trainwire("replay", "--config", make_config(), "--json")
+    assert replayed.returncode == 0, replayed.stderr
+    report = json.loads(replayed.stdout)
+    assert report["ok"] is True and report["remaining"] == 0
+
+    msgs = broker.wait_for(queue, lambda ms: len(ms) >= 2, timeout=10)
+    assert [m["properties"].message_id for m in msgs] == [r.message_id for r in kept]
+    assert [m["body"] for m in msgs] == [r.body for r in kept]
+    assert msgs[0]["body"]["step"] == 7
+    assert not _spool(tmp_path).path.exists()
+
+
+def test_replay_with_nothing_kept_succeeds(broker, queue, make_config):
+    result = trainwire("replay", "--config", make_config())
+    assert result.returncode == 0
+    assert "nothing to replay" in result.stdout
+
+
+def test_replay_to_a_missing_queue_keeps_everything(broker, queue, make_config, tmp_path):
+    _, result = _run_with_broker_down(make_config, "true")
+    assert result.returncode == 0
+    before = _spool(tmp_path).read()
+    assert [r.body["status"] for r in before] == [DONE]
+
+    replayed = trainwire("replay", "--config", make_config(queue_name="tw-no-such-queue"))
+    assert replayed.returncode == 1
+    assert "queue_name" in replayed.stderr and "1 message(s) remain" in replayed.stderr
+    assert _spool(tmp_path).read() == before
+
+
+def test_dry_run_lists_without_sending(broker, queue, make_config, tmp_path):
+    _run_with_broker_down(make_config, "true")
+    result = trainwire("replay", "--config", make_config(), "--dry-run")
+    assert result.returncode == 0
+    assert "1 message(s) to send" in result.stdout and DONE in result.stdout
+    assert len(_spool(tmp_path).read()) == 1
+    assert broker.drain(queue) == []
+
+
+def test_replay_order_puts_terminal_messages_last():
+    def record(message_id: str, terminal: bool) -> SpoolRecord:
+        return SpoolRecord(message_id, "q", {}, terminal, 0.0)
+
+    records = [record("p1", False), record("t1", True), record("p2", False), record("t2", True)]
+    assert [r.message_id for r in replay_order(records)] == ["p1", "p2", "t1", "t2"]
