@@ -9,7 +9,7 @@ import sys
 from _broker import free_port
 from _cli_helpers import DONE, ERROR, PROGRESS, trainwire
 from trainwire._delivery import replay_order
-from trainwire._spool import SPOOL_FILE, Spool, SpoolRecord
+from trainwire._spool import SPOOL_FILE, Spool, SpoolRecord, make_record
 
 
 def _spool(tmp_path) -> Spool:
@@ -65,6 +65,21 @@ def test_replay_to_a_missing_queue_keeps_everything(broker, queue, make_config, 
     assert _spool(tmp_path).read() == before
 
 
+def test_records_of_another_job_are_left_for_their_own_config(broker, queue, make_config, tmp_path):
+    _run_with_broker_down(make_config, "true")
+    other = {"cmd": "training_status", "project_key": "pk-test", "model_id": "model-2",
+             "status": DONE}  # fmt: skip
+    _spool(tmp_path).append([make_record("other-job-id", queue, other, terminal=True)])
+
+    result = trainwire("replay", "--config", make_config(), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["other_jobs"] == 1 and report["remaining"] == 0
+    (msg,) = broker.wait_for(queue, timeout=10)
+    assert msg["body"]["model_id"] == "model-1"
+    assert [r.message_id for r in _spool(tmp_path).read()] == ["other-job-id"]
+
+
 def test_dry_run_lists_without_sending(broker, queue, make_config, tmp_path):
     _run_with_broker_down(make_config, "true")
     result = trainwire("replay", "--config", make_config(), "--dry-run")
@@ -78,5 +93,6 @@ def test_replay_order_puts_terminal_messages_last():
     def record(message_id: str, terminal: bool) -> SpoolRecord:
         return SpoolRecord(message_id, "q", {}, terminal, 0.0)
 
-    records = [record("p1", False), record("t1", True), record("p2", False), record("t2", True)]
+    records = [record("p1", False), record("t1", True), record("p2", False), record("t2", True),
+               record("p1", False)]  # fmt: skip
     assert [r.message_id for r in replay_order(records)] == ["p1", "p2", "t1", "t2"]

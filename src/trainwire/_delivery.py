@@ -170,10 +170,12 @@ class ReplayResult:
     remaining: int = 0
     problem: str | None = None
     reason: str | None = None
+    #: Records of other jobs (another identity) in the same spool: left alone.
+    others: int = 0
 
     @property
     def ok(self) -> bool:
-        """True when the spool is empty now."""
+        """True when nothing of this job is left in the spool."""
         return self.remaining == 0 and self.problem is None
 
 
@@ -183,21 +185,44 @@ def spool_for(config: Config) -> Spool:
 
 
 def replay_order(records: Sequence[SpoolRecord]) -> list[SpoolRecord]:
-    """Spool order with every terminal message after all progress (a stable sort)."""
-    return sorted(records, key=lambda record: record.terminal)
+    """Spool order without repeated ids, every terminal message after all progress."""
+    seen: set[str] = set()
+    unique = []
+    for record in records:
+        if record.message_id not in seen:
+            seen.add(record.message_id)
+            unique.append(record)
+    return sorted(unique, key=lambda record: record.terminal)
+
+
+def belongs_to(config: Config, body: dict[str, Any]) -> bool:
+    """True when ``body`` is a message of the job ``config`` describes."""
+    identity = config.identity
+    return (
+        body.get("cmd") == identity.kind.cmd
+        and body.get("project_key") == identity.project_key
+        and body.get(identity.kind.id_field) == identity.job_id
+    )
 
 
 def replay_spool(config: Config, *, timeout: float = 30.0) -> ReplayResult:
     """Send what the spool of ``config`` holds and remove what the broker confirmed.
 
-    Messages go in spool order, terminal messages last, each with its original
-    ``message_id`` (a consumer can drop the duplicates at-least-once delivery may bring),
-    to the config's ``queue_name``. Delivery stops at the first message not confirmed, so
+    Only the records of this config's job (``cmd``, ``project_key`` and id) are sent;
+    records of other jobs sharing the folder are left for their own config. Messages go in
+    spool order, terminal messages last, each with its original ``message_id`` (a consumer
+    can drop the duplicates at-least-once delivery may bring), to the config's
+    ``queue_name``. Delivery stops at the first message not confirmed, so
     a terminal message never overtakes the progress before it.
     """
     spool = spool_for(config)
     result = ReplayResult(str(spool.path))
-    records = replay_order(spool.read())
+    records = []
+    for record in replay_order(spool.read()):
+        if belongs_to(config, record.body):
+            records.append(record)
+        else:
+            result.others += 1
     if not records:
         return result
     outgoing = [Outgoing(record.message_id, record.body) for record in records]
@@ -205,5 +230,8 @@ def replay_spool(config: Config, *, timeout: float = 30.0) -> ReplayResult:
     confirmed = set(delivery.confirmed)
     result.sent = [record for record in records if record.message_id in confirmed]
     result.problem, result.reason = delivery.problem, delivery.reason
-    result.remaining = spool.remove(confirmed) if confirmed else len(spool.read())
+    if confirmed:
+        spool.remove(confirmed)
+    ids = {record.message_id for record in records}
+    result.remaining = sum(1 for record in spool.read() if record.message_id in ids)
     return result

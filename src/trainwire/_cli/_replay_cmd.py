@@ -37,15 +37,18 @@ def replay(config_path: str | None, timeout: float, dry_run: bool, as_json: bool
     messages last, each with its original message_id (so a consumer can drop a
     duplicate); only what the broker confirmed leaves the spool.
 
-    Exit status: 0 the spool is empty now (or was); 1 something is left (the reason
-    says what to fix; run replay again); 2 bad config file.
+    Only this job's messages are sent (the config's project_key and model_id or
+    validation_id); messages of other jobs sharing the folder are left for their config.
+
+    Exit status: 0 nothing of this job is left (or there was nothing); 1 something is
+    left (the reason says what to fix; run replay again); 2 bad config file.
     """
-    from .._delivery import replay_order, replay_spool, spool_for
+    from .._delivery import belongs_to, replay_order, replay_spool, spool_for
 
     config = load_or_exit(config_path)
     if dry_run:
         spool = spool_for(config)
-        records = replay_order(spool.read())
+        records = [r for r in replay_order(spool.read()) if belongs_to(config, r.body)]
         if as_json:
             emit_json({"spool": str(spool.path), "records": [
                 {"message_id": r.message_id, "terminal": r.terminal, "body": r.body}
@@ -63,17 +66,23 @@ def replay(config_path: str | None, timeout: float, dry_run: bool, as_json: bool
             "spool": result.spool,
             "sent": [{"message_id": r.message_id, "body": r.body} for r in result.sent],
             "remaining": result.remaining,
+            "other_jobs": result.others,
             "problem": result.problem,
             "reason": result.reason,
         })  # fmt: skip
     else:
         if not result.sent and not result.remaining and result.problem is None:
-            click.echo(f"nothing to replay: {result.spool} is empty")
+            click.echo(f"nothing to replay: {result.spool} holds no message of this job")
         for record in result.sent:
             click.echo(f"sent {_describe(record.body)}  (message_id {record.message_id})")
         if result.sent:
             click.echo(f"{len(result.sent)} message(s) confirmed by the broker, queue "
                        f"{config.queue_name!r}")  # fmt: skip
+        if result.others:
+            click.echo(
+                f"{result.others} message(s) of other jobs are left in {result.spool}: "
+                "replay them with their own config"
+            )
         if result.remaining:
             click.echo(
                 f"trainwire: error: {result.remaining} message(s) remain in {result.spool}: "
