@@ -106,3 +106,21 @@ def test_send_test_publishes_one_confirmed_progress_message(broker, queue, make_
     assert verdicts["send"] == "pass"
     (msg,) = broker.wait_for(queue, timeout=10)
     assert msg["body"]["status"] == PROGRESS and msg["body"]["step"] == 0
+
+
+def test_tls_listener_with_the_ca_file_passes(broker, queue, make_config):
+    config = make_config(message_port=broker.tls_port, message_tls=True,
+                         message_ca_file=str(broker.ca_file))  # fmt: skip
+    result, report, verdicts = _check(config)
+    assert result.returncode == 0, result.stdout
+    assert report["broker"].startswith("amqps://")
+    assert verdicts["login"] == verdicts["queue"] == "pass"
+
+
+def test_tls_listener_without_the_ca_file_fails_login_naming_the_tls_keys(
+    broker, queue, make_config
+):
+    config = make_config(message_port=broker.tls_port, message_tls=True)
+    result, report, _verdicts = _check(config)
+    assert result.returncode == 1
+    assert "message_ca_file" in _failed(report, "login")["fix"]
