@@ -166,6 +166,17 @@ def test_command_not_found_exits_127_with_one_error(broker, queue, make_config):
     assert end["status"] == ERROR and "/nonexistent/train-job" in end["message"]
 
 
+def test_a_background_process_holding_the_output_does_not_keep_run_alive(
+    broker, queue, make_config
+):
+    result = trainwire("run", "--config", make_config(), "--", "sh", "-c",
+                       "sleep 600 & echo $!", timeout=60)  # fmt: skip
+    os.kill(int(result.stdout.split()[0]), signal.SIGKILL)
+    assert result.returncode == 0
+    _, end = _only_terminal(broker, queue)
+    assert end["status"] == DONE
+
+
 def test_bad_config_exits_2_without_starting_the_command(broker, queue, make_config, tmp_path):
     marker = tmp_path / "started"
     config = make_config(project_key=None)

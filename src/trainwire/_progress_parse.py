@@ -142,6 +142,18 @@ def parse_line(line: str, *, epoch: int | None = None, epochs: int | None = None
     return None
 
 
+def _may_hold_progress(text: str) -> bool:
+    """A cheap test: can ``text`` contain a line any parser recognises? (Most log lines
+    cannot, and a chatty program should not pay for regular expressions.)"""
+    return (
+        "%|" in text
+        or "trainwire" in text
+        or "Epoch" in text
+        or "━" in text
+        or ("/" in text and "[" in text)
+    )
+
+
 class LineParser:
     """Splits one output stream into lines (``\\r`` or ``\\n``) and parses each.
 
@@ -156,10 +168,16 @@ class LineParser:
     def feed(self, text: str) -> list[Reading]:
         """Readings from the complete lines of ``text`` (plus what was held back before)."""
         data = self._pending + text
+        if not _may_hold_progress(data):
+            cut = max(data.rfind("\n"), data.rfind("\r"))
+            self._pending = data[cut + 1 :][-MAX_LINE:]
+            return []
         parts = _SEGMENT.split(data)
         self._pending = parts.pop()[-MAX_LINE:]
         readings = []
         for part in parts:
+            if not _may_hold_progress(part):
+                continue
             reading = self._line(part)
             if reading is not None:
                 readings.append(reading)
@@ -168,7 +186,7 @@ class LineParser:
     def tail(self) -> Reading | None:
         """The reading of the unfinished last line, if it parses (tqdm ends a line with its
         next ``\\r``, so the newest bar state is usually still pending)."""
-        if not self._pending:
+        if not self._pending or not _may_hold_progress(self._pending):
             return None
         return self._line(self._pending, header=False)
 

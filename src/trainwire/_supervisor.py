@@ -35,6 +35,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 #: Forwarded signals that mean "stop": after one, exit status 0 is not a finished training.
 STOPPING = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 #: After the child exits, how long the pipes may take to drain (a grandchild may hold them).
-DRAIN_TIMEOUT = 5.0
+DRAIN_TIMEOUT = 2.0
 _READ_SIZE = 65536
 
 _TRACEBACK = "Traceback (most recent call last):"
@@ -80,11 +81,20 @@ class OutputTail:
     """The last lines of one stream, as a terminal would show them (a ``\\r`` rewrites)."""
 
     def __init__(self, max_lines: int = TAIL_LINES) -> None:
+        self.max_lines = max_lines
         self.lines: collections.deque[str] = collections.deque(maxlen=max_lines)
         self._current = ""
 
     def feed(self, chunk: str) -> None:
         """Add decoded output."""
+        if len(chunk) > 8192:  # only the last lines matter: skip splitting the rest
+            cut = len(chunk)
+            for _ in range(self.max_lines + 1):
+                cut = chunk.rfind("\n", 0, cut)
+                if cut < 0:
+                    break
+            if cut >= 0:
+                self._current, chunk = "", chunk[cut + 1 :]
         pieces = chunk.split("\n")
         pieces[0] = self._current + pieces[0]
         self._current = pieces.pop()[-8192:]
@@ -415,8 +425,9 @@ class Supervisor:
         for pump in pumps:
             pump.start()
         returncode = proc.wait()
+        deadline = time.monotonic() + DRAIN_TIMEOUT
         for pump in pumps:
-            pump.join(DRAIN_TIMEOUT)
+            pump.join(max(0.0, deadline - time.monotonic()))
         exit_status = returncode if returncode >= 0 else 128 - returncode
 
         child = self._child_state()
