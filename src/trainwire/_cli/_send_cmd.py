@@ -34,9 +34,14 @@ def _options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _mode() -> str:
-    from .._run import MODE_ENV
+    """``online``, ``offline`` or ``disabled`` from ``TRAINWIRE_MODE``, as the SDK reads it."""
+    from .._errors import ConfigError
+    from .._run import _mode as sdk_mode
 
-    return os.environ.get(MODE_ENV, "").strip().lower() or "online"
+    try:
+        return sdk_mode()
+    except ConfigError as exc:
+        fail_usage(str(exc))
 
 
 def _write_offline(config: Config, message_id: str, body: dict[str, Any]) -> str:
@@ -78,10 +83,10 @@ def _send(config_path: str | None, body_of: Callable[[Config], dict[str, Any]],
     report: dict[str, Any] = {"status": status, "message_id": message_id, "body": body}
     mode = _mode()
     if mode == "disabled":
-        report.update(ok=True, sent=False, note="TRAINWIRE_MODE=disabled: nothing sent")
+        report.update(ok=True, sent=False, note="TRAINWIRE_MODE=disabled")
     elif mode == "offline" or not config.has_broker:
         path = _write_offline(config, message_id, body)
-        report.update(ok=True, sent=False, note=f"offline mode: written to {path}")
+        report.update(ok=True, sent=False, note=f"offline mode, written to {path}")
     else:
         result = deliver(config, [Outgoing(message_id, body)], timeout=timeout)
         report.update(ok=result.ok, sent=result.ok, queue=config.queue_name,
@@ -94,9 +99,13 @@ def _send(config_path: str | None, body_of: Callable[[Config], dict[str, Any]],
                     report["spooled"] = spooled
     if as_json:
         emit_json(report)
+    elif report["sent"]:
+        click.echo(
+            f"sent {status} (queue {config.queue_name!r}, confirmed by the broker), "
+            f"message_id {message_id}"
+        )
     elif report["ok"]:
-        where = report.get("note") or f"queue {config.queue_name!r}, confirmed by the broker"
-        click.echo(f"sent {status} ({where}), message_id {message_id}")
+        click.echo(f"{status} not sent: {report['note']}")
     else:
         click.echo(f"trainwire: error: {status} was not delivered: {report['reason']}", err=True)
         if "spooled" in report:
