@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -91,3 +92,14 @@ def run_python(code, config, *, env=None, timeout=180, args=(), cwd=None):
         timeout=timeout,
         cwd=str(cwd or Path(config).parent),
     )
+
+
+def python312():
+    """A Python >= 3.12 with trainwire's dependencies (.ci/run installs one), where the
+    process hooks know the status of ``sys.exit(n)``."""
+    if sys.version_info >= (3, 12):
+        return sys.executable
+    found = sorted(Path("/root/.pyenv/versions").glob("3.1[2-9].*/bin/python"))
+    found += [Path(p) for p in map(shutil.which, ("python3.13", "python3.12")) if p]
+    assert found, "no Python >= 3.12 found: .ci/run installs one for the exit-status tests"
+    return str(found[0])

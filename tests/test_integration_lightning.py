@@ -54,8 +54,8 @@ class TinyModule(L.LightningModule):
 
 def loader(n, seed):
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(torch.randn(n, 4, generator=gen), torch.randn(n, generator=gen)),
-                      batch_size=2)  # fmt: skip
+    data = TensorDataset(torch.randn(n, 4, generator=gen), torch.randn(n, generator=gen))
+    return DataLoader(data, batch_size=2)
 
 
 def trainer_for(tmp_path, callbacks, logger, **overrides):

@@ -20,8 +20,8 @@ the launcher's SIGTERM (torchrun tears the surviving ranks down when one dies). 
 
 A file belongs to this launch when it carries the same launch id (torchrun, and the
 launchers built on it such as Accelerate, set ``TORCHELASTIC_RUN_ID``; the restart count
-is part of it) or, when the launcher sets none, when it was written no earlier than
-:data:`STALE_AFTER` seconds before rank 0's run started.
+is part of it) or, when the launcher sets none (and the file has none either), when it
+was written no earlier than :data:`STALE_AFTER` seconds before rank 0's run started.
 
 ``trainwire run`` can use :func:`find_failure` the same way when rank 0 itself died
 without a word (SIGKILL).
@@ -139,8 +139,9 @@ def _read(path: Path) -> RankFailure | None:
 def find_failure(save_dir: Path, *, since: float, launch: str | None = None) -> RankFailure | None:
     """The earliest failure of another rank of this launch recorded in ``save_dir``.
 
-    ``launch`` is this process's :func:`launch_id`; when given, only files of the same
-    launch count. Otherwise files written before ``since - STALE_AFTER`` are stale.
+    ``launch`` is this process's :func:`launch_id`: only files of the same launch count
+    (a file with a launch id is never one of a launch without). Without a launch id,
+    files written before ``since - STALE_AFTER`` are stale.
     """
     try:
         paths = sorted(Path(save_dir).glob(ERROR_FILE_GLOB))
@@ -151,10 +152,9 @@ def find_failure(save_dir: Path, *, since: float, launch: str | None = None) -> 
         failure = _read(path)
         if failure is None or failure.rank == 0:
             continue
-        if launch is not None:
-            if failure.launch != launch:
-                continue
-        elif failure.time < since - STALE_AFTER:
+        if failure.launch != launch:
+            continue
+        if launch is None and failure.time < since - STALE_AFTER:
             continue
         found.append(failure)
     if not found:

@@ -7,10 +7,11 @@ import logging
 import math
 import os
 import threading
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
-from . import _lifecycle
+from . import _distributed, _lifecycle
 from ._config import Config, PathLike, load_config
 from ._errors import ConfigError, TrainingError
 from ._explain import LANGUAGES, explain_exception, explain_exit_status, explain_signal, text
@@ -52,6 +53,7 @@ class Run:
         language: str,
         mode: str,
         reporting: bool,
+        rank: int = 0,
     ) -> None:
         self.config = config
         self.total_steps = total_steps
@@ -63,6 +65,10 @@ class Run:
         self._outbox = Outbox(config.identity, max_rate)
         self._push = self._outbox.push
         self._reporting = reporting
+        self.rank = rank
+        self._started = time.time()
+        #: A non-zero rank records its failure for rank 0 to report (see _distributed).
+        self._records_failure = rank > 0
         self._inactive = not reporting
         self._ended = False
         self._warned_after_end = False
@@ -73,6 +79,8 @@ class Run:
         self._metrics_lock = threading.Lock()
         self._transport = self._make_transport()
         self._transport.start()
+        if self._records_failure:
+            _lifecycle.register(self)
         if reporting:
             _lifecycle.register(self)
             self._tell_supervisor()  # under `trainwire run`: the child reports by itself
@@ -139,6 +147,13 @@ class Run:
             text_ = message
         else:
             raise TypeError("fail() needs a non-empty message for the user, or an exception")
+        if self._reporting:
+            text_ = _distributed.root_cause(
+                self.config.save_dir, text_, self.language, since=self._started
+            )
+        elif self._records_failure:
+            self._records_failure = False
+            _distributed.record_failure(self.config.save_dir, self.rank, text_)
         self._end(error_message(self.config.identity, text_), Status.ERROR, "fail")
 
     def _end(self, body: dict[str, Any], status: Status, caller: str) -> None:
@@ -187,19 +202,23 @@ class Run:
         self.fail(exc)
 
     def _end_by_signal(self, signum: int) -> None:
+        if not self._reporting:
+            return  # on a non-zero rank a signal is the launcher's teardown, not a cause
         self.fail(explain_signal(signum, self.language))
 
     def _end_at_exit(self, code: Any) -> None:
         if code == 0:
             self.done()
         elif code is _lifecycle.UNKNOWN_EXIT:
-            self.fail(text("exit_unknown", self.language))
+            if self._reporting:  # a non-zero rank records only a failure it is sure of
+                self.fail(text("exit_unknown", self.language))
         else:
             self.fail(explain_exit_status(code, self.language))
 
     def _detach_after_fork(self) -> None:
         self._inactive = True
         self._reporting = False
+        self._records_failure = False
         self._transport.abandon()
         metrics = self._metrics
         if metrics is not None:
@@ -371,7 +390,8 @@ def init(
     _check_options(total_steps, max_rate, flush_timeout, language)
     mode = _mode()
     loaded = load_config(config, kind=kind)
-    reporting = global_rank() == 0
+    rank = global_rank()
+    reporting = rank == 0
     return Run(
         loaded,
         total_steps=total_steps,
@@ -380,5 +400,6 @@ def init(
         language=language,
         mode=mode,
         reporting=reporting,
+        rank=rank,
     )
 

@@ -1,0 +1,104 @@
+"""XGBoost with TrainwireCallback: real boosting on random data."""
+
+from __future__ import annotations
+
+import pytest
+
+np = pytest.importorskip("numpy")
+xgboost = pytest.importorskip("xgboost")
+
+from _frameworks import (  # noqa: E402
+    DONE,
+    ERROR,
+    assert_run,
+    graph_names,
+    messages,
+    model_dir_of,
+    progress,
+    read_graph,
+    terminals,
+)
+from trainwire.integrations.xgboost import TrainwireCallback  # noqa: E402
+
+PARAMS = {"max_depth": 2, "eta": 0.3, "nthread": 1, "eval_metric": ["rmse", "mae"]}
+
+
+def matrices(seed=0, noise_valid=False):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(64, 3))
+    y = x[:, 0] * 2 + rng.normal(scale=0.1, size=64)
+    xv = rng.normal(size=(32, 3))
+    yv = rng.normal(size=32) if noise_valid else xv[:, 0] * 2
+    return xgboost.DMatrix(x, label=y), xgboost.DMatrix(xv, label=yv)
+
+
+def test_xgboost_train_reports_rounds_metric_graphs_and_one_done(broker, queue, make_config):
+    config = make_config()
+    callback = TrainwireCallback(8, config, max_rate=None)
+    dtrain, dvalid = matrices()
+    with callback:
+        xgboost.train(
+            PARAMS, dtrain, num_boost_round=8, evals=[(dtrain, "train"), (dvalid, "valid")],
+            verbose_eval=False, callbacks=[callback],
+        )  # fmt: skip
+
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    assert [(b["step"], b["percentage"]) for b in progress(seq)] == [
+        (s, s * 12.5) for s in range(1, 9)
+    ]
+    model_dir = model_dir_of(config)
+    assert graph_names(model_dir) == ["mae", "rmse"]
+    header, rows = read_graph(model_dir, "rmse")
+    assert header == ["iteration", "train", "valid"]
+    assert [row[0] for row in rows] == list(range(1, 9))
+    assert rows[-1][1] < rows[0][1]  # the training error goes down
+
+
+def test_xgboost_early_stopping_ends_with_done_below_the_total(broker, queue, make_config):
+    config = make_config()
+    callback = TrainwireCallback(200, config, max_rate=None)
+    dtrain, dvalid = matrices(noise_valid=True)  # validation labels are noise: stops early
+    booster = xgboost.train(
+        PARAMS, dtrain, num_boost_round=200, evals=[(dvalid, "valid")],
+        early_stopping_rounds=3, verbose_eval=False, callbacks=[callback],
+    )  # fmt: skip
+
+    assert booster.num_boosted_rounds() < 200
+    seq = messages(broker, queue)
+    assert_run(seq, DONE, complete=False)
+    assert progress(seq)[-1]["step"] == booster.num_boosted_rounds()
+    assert progress(seq)[-1]["percentage"] < 100
+
+
+def test_xgboost_train_that_raises_inside_with_callback_sends_one_training_error(
+    broker, queue, make_config
+):
+    config = make_config()
+    callback = TrainwireCallback(20, config, max_rate=None, language="en")
+    calls = []
+
+    def metric(predt, dmatrix):
+        calls.append(1)
+        if len(calls) == 4:
+            raise ValueError("labels hold NaN in round 4")
+        return "zero", 0.0
+
+    dtrain, _ = matrices()
+    with pytest.raises(ValueError, match="NaN"), callback:
+        xgboost.train(
+            {"nthread": 1}, dtrain, num_boost_round=20, evals=[(dtrain, "train")],
+            custom_metric=metric, verbose_eval=False, callbacks=[callback],
+        )  # fmt: skip
+
+    seq = messages(broker, queue)
+    assert_run(seq, ERROR, complete=False)
+    assert [b["step"] for b in progress(seq)] == [1, 2, 3]
+    assert terminals(seq)[0]["message"] == (
+        "Training failed with an error: ValueError: labels hold NaN in round 4"
+    )
+
+
+def test_xgboost_callback_needs_the_number_of_rounds(make_config):
+    with pytest.raises(ValueError, match="num_boost_round"):
+        TrainwireCallback(0, make_config())
