@@ -232,22 +232,24 @@ def test_registered_config_makes_its_project_key_required(
 def test_out_of_order_progress_never_moves_a_job_backwards(serve_factory, broker, queue):
     server = _serve_amqp(serve_factory, broker, queue)
     t = int(time.time())
-    sequence = [
-        ("a", _progress(10, 10.0, job_id="model-ord"), t, "applied"),
-        ("b", _progress(5, 5.0, job_id="model-ord"), t, "late"),  # same second, lower step
-        ("c", _progress(99, 99.0, job_id="model-ord"), t - 1, "late"),  # an earlier second
-        ("d", _progress(11, 11.0, job_id="model-ord"), t, "applied"),
-        ("e", _progress(3, 3.0, job_id="model-ord"), t + 1, "applied"),  # newer: a restart
-        ("f", _body("training_done", "model-ord"), t + 1, "applied"),
-        ("g", _progress(4, 4.0, job_id="model-ord"), t + 1, "late"),  # sent before the end
-        ("h", _progress(5, 5.0, job_id="model-ord"), t + 2, "after_done"),
+    sequence = [  # (message_id, body, AMQP timestamp, outcome, superseded)
+        ("a", _progress(10, 10.0, job_id="model-ord"), t, "applied", False),
+        ("b", _progress(5, 5.0, job_id="model-ord"), t, "applied", True),  # same second, lower
+        ("c", _progress(99, 99.0, job_id="model-ord"), t - 1, "applied", True),  # older second
+        ("d", _progress(11, 11.0, job_id="model-ord"), t, "applied", False),
+        ("e", _progress(3, 3.0, job_id="model-ord"), t + 1, "applied", False),  # newer: restart
+        ("f", _body("training_done", "model-ord"), t + 1, "applied", False),
+        ("g", _progress(4, 4.0, job_id="model-ord"), t + 1, "applied", True),  # sent before end
+        ("h", _progress(5, 5.0, job_id="model-ord"), t + 2, "after_done", False),
     ]
-    for message_id, body, ts, _ in sequence:
+    for message_id, body, ts, _, _ in sequence:
         publish_raw(broker, queue, body, message_id=message_id, timestamp=ts)
     log = server.wait_count("logged messages", lambda: server.messages("model-ord"), len(sequence))
-    assert [(m["message_id"], m["outcome"]) for m in log] == [(s[0], s[3]) for s in sequence]
+    got = [(m["message_id"], m["outcome"], m["superseded"]) for m in log]
+    assert got == [(s[0], s[3], s[4]) for s in sequence]
     job = server.job("model-ord")
     assert (job["state"], job["step"], job["percentage"]) == ("done", 3, 100.0)
+    assert job["applied"] == 7  # superseded ones count: each valid message once
 
 
 def test_messages_sent_while_the_server_is_down_are_applied_when_it_starts(

@@ -207,6 +207,7 @@ def serve(
                 "last_error": receiver.last_error,
                 "received": receiver.stats.received,
                 "outcomes": dict(receiver.stats.outcomes),
+                "superseded": receiver.stats.superseded,
                 "stale_after": stale_after,
             }
 

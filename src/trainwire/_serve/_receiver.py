@@ -2,8 +2,9 @@
 the watcher that turns silent running jobs ``abnormal``.
 
 The consumer is a pika ``BlockingConnection`` owned by one thread (pika objects are not
-thread-safe). Each delivery is settled by :meth:`Store.receive` in one transaction and
-acknowledged only after that transaction committed. If the store fails, the connection is
+thread-safe). What the broker has handed over (at most the prefetch count) is settled by
+:meth:`Store.receive_many` in one transaction and acknowledged only after that transaction
+committed (one ``basic.ack`` with ``multiple``). If the store fails, the connection is
 closed without acking, so the broker requeues everything unacknowledged, and the consumer
 reconnects after a pause: nothing is lost and, thanks to the ``message_id`` table, nothing
 is applied twice.
@@ -82,7 +83,10 @@ class ReceiverStats:
     """What this process received, by outcome (the store holds the durable truth)."""
 
     received: int = 0
+    #: ``applied`` or a rejection reason -> count.
     outcomes: dict[str, int] = field(default_factory=dict)
+    #: Applied messages that were older than what their job already showed.
+    superseded: int = 0
 
 
 class Receiver:
@@ -175,8 +179,7 @@ class Receiver:
                 log.info("trainwire serve: consuming %s", self.source.description)
                 self._started.set()
                 backoff = BACKOFF_FIRST
-                while not self._stop.is_set():
-                    conn.process_data_events(time_limit=0.25)
+                self._consume(channel)
                 channel.close()
             except _StoreFailed as exc:
                 self.state = "down"
@@ -215,28 +218,47 @@ class Receiver:
             channel.queue_declare(self.source.queue, durable=True)
             log.info("trainwire serve: declared the durable queue %r", self.source.queue)
         channel.basic_qos(prefetch_count=self.prefetch)
-        channel.basic_consume(self.source.queue, self._on_message, auto_ack=False)
         return channel
 
-    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        delivery = Delivery(
-            body=body,
-            message_id=properties.message_id or None,
-            timestamp=properties.timestamp if isinstance(properties.timestamp, int) else None,
-        )
-        try:
-            outcome = self.store.receive(delivery, time.time(), self.project_keys)
-        except Exception as exc:
-            raise _StoreFailed(str(exc) or type(exc).__name__) from exc
-        channel.basic_ack(method.delivery_tag)
-        self._count(outcome)
-        if self.on_change is not None:
-            self.on_change()
+    def _consume(self, channel: Any) -> None:
+        """Settle what has arrived in batches until :meth:`stop`."""
+        batch: list[Delivery] = []
+        last_tag = 0
+        for method, properties, body in channel.consume(
+            self.source.queue, auto_ack=False, inactivity_timeout=0.25
+        ):
+            if self._stop.is_set():
+                break
+            if method is None:  # nothing for a while
+                continue
+            batch.append(
+                Delivery(
+                    body=body,
+                    message_id=properties.message_id or None,
+                    timestamp=properties.timestamp
+                    if isinstance(properties.timestamp, int)
+                    else None,
+                )
+            )
+            last_tag = method.delivery_tag
+            if len(batch) < self.prefetch and channel.get_waiting_message_count() > 0:
+                continue  # more is already here: settle it in the same transaction
+            try:
+                outcomes = self.store.receive_many(batch, time.time(), self.project_keys)
+            except Exception as exc:
+                raise _StoreFailed(str(exc) or type(exc).__name__) from exc
+            channel.basic_ack(last_tag, multiple=True)
+            batch = []
+            for outcome in outcomes:
+                self._count(outcome)
+            if self.on_change is not None:
+                self.on_change()
 
     def _count(self, outcome: Outcome) -> None:
         stats = self.stats
         stats.received += 1
         stats.outcomes[outcome.outcome] = stats.outcomes.get(outcome.outcome, 0) + 1
+        stats.superseded += outcome.superseded
         if outcome.rejected:
             first = stats.outcomes[outcome.outcome] == 1
             (log.warning if first else log.info)(

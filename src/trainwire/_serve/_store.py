@@ -1,27 +1,30 @@
 """Where ``trainwire serve`` keeps jobs and messages: one interface, SQLite and PostgreSQL.
 
-Every delivery is settled in **one transaction** (:meth:`Store.receive`):
+Deliveries are settled in **one transaction** per batch (:meth:`Store.receive_many`; the
+receiver passes what the broker has handed it, up to the prefetch count):
 
-1. its AMQP ``message_id`` is inserted into ``tw_seen`` (primary key): a second copy of
-   the message, in this process or another one on the same database, finds the row and
+1. their AMQP ``message_id`` values go into ``tw_seen`` (primary key): a second copy of
+   a message, in this process or another one on the same database, finds the row and
    is recorded as a ``duplicate``, never applied again;
 2. a rejected message (malformed, missing field, unknown project key, ...) is written to
    ``tw_messages`` with its reason;
-3. otherwise the job's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+3. otherwise its job's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
    takes the database's write lock with ``BEGIN IMMEDIATE``), the message is settled
    against it by :func:`settle` (the protocol's :class:`~trainwire._protocol.Job` plus the
    ordering rule below), and the row and the message log are written.
 
-The receiver acknowledges the delivery only after the commit, so a crash at any point
+The receiver acknowledges the deliveries only after the commit, so a crash at any point
 either loses nothing (the broker redelivers) or finds the ``message_id`` already seen.
+Locks are always taken in the same order (message ids sorted, then jobs sorted), so two
+consumers on one PostgreSQL wait for each other but never deadlock.
 
 Ordering. Several consumers (two ``serve`` processes, or one with prefetch) may deliver a
 job's messages out of publish order. The publisher's AMQP ``timestamp`` (seconds) and the
-``step`` say which is newer: a ``training_ing`` that is older than what the job already
-shows is recorded as ``late`` and moves nothing, so progress never goes backwards, and a
-``training_ing`` published no later than the job's terminal message (same second or
-before) is ``late`` too instead of ``after_done``/``after_error``. A terminal state stays
-terminal either way.
+``step`` say which is newer: a ``training_ing`` older than what the job already shows is
+applied but *superseded*: it is counted once and logged, and moves nothing, so progress
+never goes backwards. A ``training_ing`` published no later than the job's terminal
+message (same second or before) was not sent "after" it: it is applied as superseded too,
+instead of rejected as ``after_done``/``after_error``. A terminal state stays terminal.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -54,7 +58,6 @@ from .._protocol import (
 __all__ = [
     "APPLIED",
     "DEFAULT_DB_URL",
-    "LATE",
     "Delivery",
     "JobRecord",
     "MessageRecord",
@@ -70,13 +73,16 @@ __all__ = [
 
 #: The default database: a SQLite file in the current folder.
 DEFAULT_DB_URL = "sqlite:///trainwire-serve.sqlite3"
-#: The message moved its job.
+#: The outcome of a message that was applied (the others are :class:`Rejection` values).
 APPLIED = "applied"
-#: A valid message that arrived after newer news of its job (out-of-order delivery).
-LATE = "late"
+SUPERSEDED_DETAIL = "published before news the job already shows: counted, moves nothing"
 #: Bodies of rejected messages are kept up to this many characters.
 BODY_LIMIT = 4096
 SCHEMA_VERSION = "1"
+#: Attempts of a batch that met a deadlock or a busy database.
+RETRIES = 4
+
+log = logging.getLogger("trainwire.serve")
 
 
 class StoreError(TrainwireError):
@@ -101,11 +107,13 @@ class Outcome:
     kind: str | None = None
     job_id: str | None = None
     detail: str = ""
+    #: Applied, but older than what the job already showed (out-of-order delivery).
+    superseded: bool = False
 
     @property
     def rejected(self) -> bool:
         """True when the message was not applied (a :class:`Rejection` reason)."""
-        return self.outcome not in (APPLIED, LATE)
+        return self.outcome != APPLIED
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,7 @@ class MessageRecord:
     step: int | None
     percentage: float | None
     outcome: str
+    superseded: bool
     detail: str | None
     body: str | None
 
@@ -180,7 +189,8 @@ class MessageRecord:
             "step": self.step,
             "percentage": self.percentage,
             "outcome": self.outcome,
-            "rejected": self.outcome not in (APPLIED, LATE),
+            "rejected": self.outcome != APPLIED,
+            "superseded": bool(self.superseded),
             "detail": self.detail,
             "body": _mask_body(self.body),
         }
@@ -220,24 +230,26 @@ def _older(msg: StatusMessage, msg_ts: int | None, job: Job, job_ts: int | None)
     return job.step is not None and msg.step is not None and msg.step < job.step
 
 
-def settle(job: Job, job_ts: int | None, msg: StatusMessage, msg_ts: int | None, now: float) -> str:
-    """Apply ``msg`` to ``job`` in place and return ``APPLIED`` or ``LATE``.
+def settle(
+    job: Job, job_ts: int | None, msg: StatusMessage, msg_ts: int | None, now: float
+) -> bool:
+    """Apply ``msg`` to ``job`` in place; False when it was superseded (moved nothing).
 
-    ``job_ts``/``msg_ts`` are the publisher's timestamps of the job's last applied message
+    ``job_ts``/``msg_ts`` are the publisher's timestamps of the job's last moving message
     and of ``msg`` (None when unknown). Raises ``InvalidMessage`` (``after_error``,
     ``after_done``) for a message the spec says not to process.
     """
-    terminal = job.state in (JobState.DONE, JobState.ERROR)
+    superseded = False
     if msg.status is Status.PROGRESS:
-        if terminal:
-            if msg_ts is not None and job_ts is not None and msg_ts <= job_ts:
-                return LATE
-        elif job.state in (JobState.RUNNING, JobState.ABNORMAL) and _older(
-            msg, msg_ts, job, job_ts
-        ):
-            return LATE
+        if job.state in (JobState.DONE, JobState.ERROR):
+            superseded = msg_ts is not None and job_ts is not None and msg_ts <= job_ts
+        elif job.state in (JobState.RUNNING, JobState.ABNORMAL):
+            superseded = _older(msg, msg_ts, job, job_ts)
+    if superseded:
+        job.applied += 1
+        return False
     job.apply(msg, now)  # raises for anything after a terminal message
-    return APPLIED
+    return True
 
 
 def _guess_job(raw: bytes) -> tuple[str | None, str | None, str | None]:
@@ -280,6 +292,18 @@ class Store(abc.ABC):
         ``project_keys`` are the keys given on the command line; with the keys of the
         registered jobs they make the set a message's ``project_key`` must belong to
         (no check when both are empty).
+        """
+
+    @abc.abstractmethod
+    def receive_many(
+        self,
+        deliveries: Sequence[Delivery],
+        now: float,
+        project_keys: frozenset[str] = frozenset(),
+    ) -> list[Outcome]:
+        """Settle several deliveries in one transaction; one outcome per delivery, in order.
+
+        The caller acks them all after this returns (a failure leaves them all unacked).
         """
 
     @abc.abstractmethod
@@ -341,7 +365,7 @@ _JOB_COLUMNS = (
 )
 _MESSAGE_COLUMNS = (
     "id, received_at, message_id, published_ts, kind, job_id, status, step, percentage, "
-    "outcome, detail, body"
+    "outcome, superseded, detail, body"
 )
 
 
@@ -365,7 +389,9 @@ def _job_record(row: Sequence[Any]) -> JobRecord:
 
 
 def _message_record(row: Sequence[Any]) -> MessageRecord:
-    return MessageRecord(*row)
+    values = list(row)
+    values[10] = bool(values[10])
+    return MessageRecord(*values)
 
 
 class _Tx:
@@ -387,6 +413,13 @@ class _Tx:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
         rows: list[Sequence[Any]] = self.run(sql, params).fetchall()
         return rows
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if self.placeholder != "?":
+            sql = sql.replace("?", self.placeholder)
+        self.conn.cursor().executemany(sql, [tuple(r) for r in rows])
 
 
 class _SqlStore(Store):
@@ -469,7 +502,8 @@ class _SqlStore(Store):
             f"CREATE TABLE IF NOT EXISTS tw_messages (id {self.serial} PRIMARY KEY,"
             " received_at DOUBLE PRECISION NOT NULL, message_id TEXT, published_ts BIGINT,"
             " kind TEXT, job_id TEXT, status TEXT, step BIGINT, percentage DOUBLE PRECISION,"
-            " outcome TEXT NOT NULL, rejected INTEGER NOT NULL, detail TEXT, body TEXT)",
+            " outcome TEXT NOT NULL, rejected INTEGER NOT NULL,"
+            " superseded INTEGER NOT NULL DEFAULT 0, detail TEXT, body TEXT)",
             "CREATE INDEX IF NOT EXISTS tw_messages_job ON tw_messages (kind, job_id, id)",
             "CREATE INDEX IF NOT EXISTS tw_messages_rejected ON tw_messages (rejected, id)",
         ]
@@ -488,54 +522,55 @@ class _SqlStore(Store):
     def receive(
         self, delivery: Delivery, now: float, project_keys: frozenset[str] = frozenset()
     ) -> Outcome:
-        msg: StatusMessage | None = None
-        rejection: InvalidMessage | None = None
-        try:
-            msg = validate(decode(delivery.body))
-        except InvalidMessage as exc:
-            rejection = exc
-        with self._write() as tx:
-            if delivery.message_id is not None:
-                inserted = tx.run(
-                    "INSERT INTO tw_seen (message_id, received_at) VALUES (?, ?) "
-                    "ON CONFLICT (message_id) DO NOTHING",
-                    (delivery.message_id, now),
-                ).rowcount
-                if inserted == 0:
-                    rejection = InvalidMessage(
-                        Rejection.DUPLICATE,
-                        f"message_id {delivery.message_id!r} was received before; "
-                        "applied once, this copy is ignored",
-                    )
-            if rejection is None and msg is not None:
-                rejection = self._check_key(tx, msg, project_keys)
-            if rejection is not None or msg is None:
-                assert rejection is not None
-                return self._log_rejection(tx, delivery, now, rejection, msg)
-            return self._apply(tx, delivery, now, msg)
+        return self.receive_many([delivery], now, project_keys)[0]
+
+    def receive_many(
+        self,
+        deliveries: Sequence[Delivery],
+        now: float,
+        project_keys: frozenset[str] = frozenset(),
+    ) -> list[Outcome]:
+        parsed = [_parse(d.body) for d in deliveries]
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self._write() as tx:
+                    return _Batch(self, tx, deliveries, parsed, now, project_keys).settle()
+            except Exception as exc:
+                if attempt == RETRIES or not self._transient(exc):
+                    raise
+                log.info("trainwire serve: retrying a batch after %s", type(exc).__name__)
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    def _transient(self, exc: BaseException) -> bool:
+        """True for errors that a new attempt of the same transaction may not meet."""
+        return False
 
     def _check_key(
         self, tx: _Tx, msg: StatusMessage, project_keys: frozenset[str]
     ) -> InvalidMessage | None:
+        # One round trip: the job's registered key, whether any registered job has this
+        # key, and whether any job is registered at all.
         row = tx.one(
-            "SELECT project_key FROM tw_jobs WHERE kind = ? AND job_id = ? AND registered = 1",
-            (msg.kind.value, msg.job_id),
+            "SELECT (SELECT project_key FROM tw_jobs WHERE kind = ? AND job_id = ?"
+            " AND registered = 1),"
+            " EXISTS (SELECT 1 FROM tw_jobs WHERE registered = 1 AND project_key = ?),"
+            " EXISTS (SELECT 1 FROM tw_jobs WHERE registered = 1)",
+            (msg.kind.value, msg.job_id, msg.project_key),
         )
-        if row is not None:
-            if row[0] == msg.project_key:
+        assert row is not None
+        job_key, key_registered, any_registered = row[0], bool(row[1]), bool(row[2])
+        if job_key is not None:
+            if job_key == msg.project_key:
                 return None
             return InvalidMessage(
                 Rejection.UNKNOWN_PROJECT_KEY,
                 f"project_key {mask_key(msg.project_key)} is not the one in the registered "
                 f"config of {msg.kind.value} job {msg.job_id!r}",
             )
-        if msg.project_key in project_keys:
+        if msg.project_key in project_keys or key_registered:
             return None
-        if tx.one(
-            "SELECT 1 FROM tw_jobs WHERE registered = 1 AND project_key = ?", (msg.project_key,)
-        ):
-            return None
-        if project_keys or tx.one("SELECT 1 FROM tw_jobs WHERE registered = 1"):
+        if project_keys or any_registered:
             return InvalidMessage(
                 Rejection.UNKNOWN_PROJECT_KEY,
                 f"project_key {mask_key(msg.project_key)} is not one of the configured project "
@@ -543,116 +578,12 @@ class _SqlStore(Store):
             )
         return None
 
-    def _log_rejection(
-        self,
-        tx: _Tx,
-        delivery: Delivery,
-        now: float,
-        rejection: InvalidMessage,
-        msg: StatusMessage | None,
-    ) -> Outcome:
-        if msg is not None:
-            kind: str | None = msg.kind.value
-            job_id: str | None = msg.job_id
-            status: str | None = msg.status.value
-        else:
-            kind, job_id, status = _guess_job(delivery.body)
-        self._log(
-            tx, delivery, now, kind, job_id, status, msg, rejection.reason.value, rejection.detail
-        )
-        return Outcome(rejection.reason.value, kind, job_id, rejection.detail)
-
-    def _log(
-        self,
-        tx: _Tx,
-        delivery: Delivery,
-        now: float,
-        kind: str | None,
-        job_id: str | None,
-        status: str | None,
-        msg: StatusMessage | None,
-        outcome: str,
-        detail: str,
-    ) -> None:
-        rejected = outcome not in (APPLIED, LATE)
-        tx.run(
-            "INSERT INTO tw_messages (received_at, message_id, published_ts, kind, job_id,"
-            " status, step, percentage, outcome, rejected, detail, body)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                now,
-                delivery.message_id,
-                delivery.timestamp,
-                kind,
-                job_id,
-                status,
-                msg.step if msg else None,
-                msg.percentage if msg else None,
-                outcome,
-                1 if rejected else 0,
-                detail or None,
-                _body_text(delivery.body) if rejected else None,
-            ),
-        )
-
-    def _apply(self, tx: _Tx, delivery: Delivery, now: float, msg: StatusMessage) -> Outcome:
-        kind, job_id = msg.kind.value, msg.job_id
-        tx.run(
-            "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at)"
-            " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (kind, job_id) DO NOTHING",
-            (kind, job_id, JobState.WAITING.value, now, now),
-        )
-        row = tx.one(
-            "SELECT state, step, percentage, message, last_seen, applied, ts FROM tw_jobs"
-            " WHERE kind = ? AND job_id = ?" + self.for_update,
-            (kind, job_id),
-        )
-        assert row is not None
-        job = Job(
-            kind=msg.kind,
-            job_id=job_id,
-            state=JobState(row[0]),
-            step=row[1],
-            percentage=row[2],
-            message=row[3],
-            last_seen=row[4],
-            applied=int(row[5] or 0),
-        )
-        job_ts: int | None = row[6]
-        try:
-            outcome = settle(job, job_ts, msg, delivery.timestamp, now)
-        except InvalidMessage as exc:
-            return self._log_rejection(tx, delivery, now, exc, msg)
-        detail = ""
-        if outcome == APPLIED:
-            tx.run(
-                "UPDATE tw_jobs SET state = ?, step = ?, percentage = ?, message = ?,"
-                " last_seen = ?, applied = ?, ts = ?, updated_at = ?"
-                " WHERE kind = ? AND job_id = ?",
-                (
-                    job.state.value,
-                    job.step,
-                    job.percentage,
-                    job.message,
-                    job.last_seen,
-                    job.applied,
-                    delivery.timestamp if delivery.timestamp is not None else job_ts,
-                    now,
-                    kind,
-                    job_id,
-                ),
-            )
-        else:
-            detail = "published before news the job already shows; it moves nothing"
-        self._log(tx, delivery, now, kind, job_id, msg.status.value, msg, outcome, detail)
-        return Outcome(outcome, kind, job_id, detail)
-
     def mark_stale(self, now: float, stale_after: float) -> list[tuple[str, str]]:
         changed: list[tuple[str, str]] = []
         with self._write() as tx:
             rows = tx.all(
                 "SELECT kind, job_id, last_seen FROM tw_jobs WHERE state = ? AND last_seen < ?"
-                + self.for_update,
+                " ORDER BY kind, job_id" + self.for_update,
                 (JobState.RUNNING.value, now - stale_after),
             )
             for kind, job_id, last_seen in rows:
@@ -774,6 +705,213 @@ class _SqlStore(Store):
                 conn.close()
 
 
+def _parse(body: bytes) -> tuple[StatusMessage | None, InvalidMessage | None]:
+    try:
+        return validate(decode(body)), None
+    except InvalidMessage as exc:
+        return None, exc
+
+
+@dataclass
+class _Locked:
+    """A job row locked by the batch's transaction, with the batch's changes."""
+
+    job: Job
+    ts: int | None
+    dirty: bool = False
+
+
+class _Batch:
+    """Settles a list of deliveries inside one transaction.
+
+    Locks are taken in one global order so that two consumers never deadlock: first the
+    ``tw_seen`` rows (sorted by message id, in one statement), then the job rows sorted by
+    (kind, job id). A job's messages keep their delivery order; the log rows are written in
+    delivery order.
+    """
+
+    def __init__(
+        self,
+        store: _SqlStore,
+        tx: _Tx,
+        deliveries: Sequence[Delivery],
+        parsed: list[tuple[StatusMessage | None, InvalidMessage | None]],
+        now: float,
+        project_keys: frozenset[str],
+    ) -> None:
+        self.store = store
+        self.tx = tx
+        self.deliveries = deliveries
+        self.parsed = parsed
+        self.now = now
+        self.project_keys = project_keys
+        self.jobs: dict[tuple[str, str], _Locked] = {}
+        self.keys: dict[tuple[str, str, str], InvalidMessage | None] = {}
+        self.log_rows: dict[int, tuple[Any, ...]] = {}
+
+    def settle(self) -> list[Outcome]:
+        duplicate = self._duplicates()
+        outcomes: list[Outcome | None] = [None] * len(self.deliveries)
+
+        def job_order(i: int) -> tuple[str, str]:
+            msg = self.parsed[i][0]
+            return (msg.kind.value, msg.job_id) if msg is not None else ("", "")
+
+        for i in sorted(range(len(self.deliveries)), key=job_order):
+            outcomes[i] = self._one(i, duplicate[i])
+        for locked in self.jobs.values():
+            if locked.dirty:
+                self._write_job(locked)
+        self.tx.many(
+            "INSERT INTO tw_messages (received_at, message_id, published_ts, kind, job_id,"
+            " status, step, percentage, outcome, rejected, superseded, detail, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [self.log_rows[i] for i in sorted(self.log_rows)],
+        )
+        return [o for o in outcomes if o is not None]
+
+    def _duplicates(self) -> list[bool]:
+        ids = sorted({d.message_id for d in self.deliveries if d.message_id is not None})
+        inserted: set[str] = set()
+        for start in range(0, len(ids), 400):
+            chunk = ids[start : start + 400]
+            rows = self.tx.all(
+                "INSERT INTO tw_seen (message_id, received_at) VALUES "
+                + ", ".join(["(?, ?)"] * len(chunk))
+                + " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+                [v for mid in chunk for v in (mid, self.now)],
+            )
+            inserted.update(str(r[0]) for r in rows)
+        first: set[str] = set()
+        duplicate = []
+        for d in self.deliveries:
+            mid = d.message_id
+            new = mid is None or (mid in inserted and mid not in first)
+            if mid is not None and new:
+                first.add(mid)
+            duplicate.append(not new)
+        return duplicate
+
+    def _one(self, i: int, duplicate: bool) -> Outcome:
+        delivery = self.deliveries[i]
+        msg, rejection = self.parsed[i]
+        if duplicate:
+            rejection = InvalidMessage(
+                Rejection.DUPLICATE,
+                f"message_id {delivery.message_id!r} was received before; "
+                "applied once, this copy is ignored",
+            )
+        if rejection is None and msg is not None:
+            key = (msg.kind.value, msg.job_id, msg.project_key)
+            if key not in self.keys:
+                self.keys[key] = self.store._check_key(self.tx, msg, self.project_keys)
+            rejection = self.keys[key]
+        if rejection is not None or msg is None:
+            assert rejection is not None
+            return self._reject(i, rejection, msg)
+        locked = self._lock(msg)
+        try:
+            moved = settle(locked.job, locked.ts, msg, delivery.timestamp, self.now)
+        except InvalidMessage as exc:
+            return self._reject(i, exc, msg)
+        locked.dirty = True
+        if moved and delivery.timestamp is not None:
+            locked.ts = delivery.timestamp
+        detail = "" if moved else SUPERSEDED_DETAIL
+        self._log(i, msg.kind.value, msg.job_id, msg.status.value, msg, APPLIED, detail, not moved)
+        return Outcome(APPLIED, msg.kind.value, msg.job_id, detail, superseded=not moved)
+
+    def _reject(self, i: int, rejection: InvalidMessage, msg: StatusMessage | None) -> Outcome:
+        if msg is not None:
+            kind: str | None = msg.kind.value
+            job_id: str | None = msg.job_id
+            status: str | None = msg.status.value
+        else:
+            kind, job_id, status = _guess_job(self.deliveries[i].body)
+        reason = rejection.reason.value
+        self._log(i, kind, job_id, status, msg, reason, rejection.detail, False)
+        return Outcome(reason, kind, job_id, rejection.detail)
+
+    def _log(
+        self,
+        i: int,
+        kind: str | None,
+        job_id: str | None,
+        status: str | None,
+        msg: StatusMessage | None,
+        outcome: str,
+        detail: str,
+        superseded: bool,
+    ) -> None:
+        delivery = self.deliveries[i]
+        rejected = outcome != APPLIED
+        self.log_rows[i] = (
+            self.now,
+            delivery.message_id,
+            delivery.timestamp,
+            kind,
+            job_id,
+            status,
+            msg.step if msg else None,
+            msg.percentage if msg else None,
+            outcome,
+            1 if rejected else 0,
+            1 if superseded else 0,
+            detail or None,
+            _body_text(delivery.body) if rejected else None,
+        )
+
+    def _lock(self, msg: StatusMessage) -> _Locked:
+        key = (msg.kind.value, msg.job_id)
+        locked = self.jobs.get(key)
+        if locked is not None:
+            return locked
+        select = (
+            "SELECT state, step, percentage, message, last_seen, applied, ts FROM tw_jobs"
+            " WHERE kind = ? AND job_id = ?" + self.store.for_update
+        )
+        row = self.tx.one(select, key)
+        if row is None:  # the job's first message: create it (another consumer may race us)
+            self.tx.run(
+                "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at)"
+                " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (kind, job_id) DO NOTHING",
+                (*key, JobState.WAITING.value, self.now, self.now),
+            )
+            row = self.tx.one(select, key)
+        assert row is not None
+        job = Job(
+            kind=msg.kind,
+            job_id=msg.job_id,
+            state=JobState(row[0]),
+            step=row[1],
+            percentage=row[2],
+            message=row[3],
+            last_seen=row[4],
+            applied=int(row[5] or 0),
+        )
+        locked = self.jobs[key] = _Locked(job, row[6])
+        return locked
+
+    def _write_job(self, locked: _Locked) -> None:
+        job = locked.job
+        self.tx.run(
+            "UPDATE tw_jobs SET state = ?, step = ?, percentage = ?, message = ?,"
+            " last_seen = ?, applied = ?, ts = ?, updated_at = ? WHERE kind = ? AND job_id = ?",
+            (
+                job.state.value,
+                job.step,
+                job.percentage,
+                job.message,
+                job.last_seen,
+                job.applied,
+                locked.ts,
+                self.now,
+                job.kind.value,
+                job.job_id,
+            ),
+        )
+
+
 class SqliteStore(_SqlStore):
     """SQLite: one file, WAL journal, the write lock taken up front (``BEGIN IMMEDIATE``)."""
 
@@ -799,6 +937,9 @@ class SqliteStore(_SqlStore):
 
     def _begin(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
+
+    def _transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 class PostgresStore(_SqlStore):
@@ -831,6 +972,13 @@ class PostgresStore(_SqlStore):
 
     def _begin(self, conn: Any) -> None:
         conn.execute("BEGIN")
+
+    def _transient(self, exc: BaseException) -> bool:
+        import psycopg.errors
+
+        return isinstance(
+            exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+        )
 
     def _lock_schema(self, tx: _Tx) -> None:
         tx.run("SELECT pg_advisory_xact_lock(?)", (0x7472_6E77,))

@@ -25,7 +25,7 @@ from typing import Any
 
 from .._protocol import JobState, Kind, Rejection
 from ._graphs import GraphFollower, read_graphs
-from ._store import APPLIED, LATE, JobRecord, Store
+from ._store import APPLIED, JobRecord, Store
 
 __all__ = ["Hub", "WebApp", "make_server"]
 
@@ -331,7 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "states": [s.value for s in JobState],
                     "kinds": [k.value for k in Kind],
-                    "outcomes": [APPLIED, LATE, *(r.value for r in Rejection)],
+                    "outcomes": [APPLIED, *(r.value for r in Rejection)],
                 }
             )
         else:

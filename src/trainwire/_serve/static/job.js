@@ -121,13 +121,13 @@
       const messages = await TW.getJSON(TW.apiUrl(kind, id, "messages") + "?limit=30");
       TW.clear(messagesBody);
       for (const m of messages) {
-        const cls = m.rejected ? "outcome-rejected" : m.outcome === "late" ? "outcome-late" : "";
+        const cls = m.rejected ? "outcome-rejected" : m.superseded ? "outcome-superseded" : "";
         const tr = TW.el("tr", {}, [
           TW.el("td", { cls: "time" }),
           TW.el("td", { text: m.status || "–" }),
           TW.el("td", { cls: "num", text: m.step === null ? "" : m.step }),
           TW.el("td", { cls: "num", text: m.percentage === null ? "" : m.percentage }),
-          TW.el("td", { cls, text: m.outcome }),
+          TW.el("td", { cls, text: m.superseded ? m.outcome + " (superseded)" : m.outcome }),
           TW.el("td", { cls: "detail", text: m.detail || "" }),
         ]);
         TW.timeCell(tr.firstChild, m.received_at);
