@@ -1,0 +1,97 @@
+"""Bad configuration at the broker: each problem gives exactly one clear log line naming
+the config key to fix, and reporting keeps trying only where trying can succeed."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import pytest
+
+from _broker import free_port
+from _faults import (
+    DONE,
+    Training,
+    check_run,
+    collect,
+    key_lines,
+    new_queue,
+    spool_records,
+    write_config,
+)
+from trainwire._preflight import run_checks
+
+
+def test_missing_queue_logs_one_line_naming_queue_name_and_delivers_once_it_exists(
+    broker, tmp_path
+):
+    name = f"tw-late-{uuid.uuid4().hex[:8]}"
+    config = write_config(tmp_path, port=broker.port, queue=name)
+    run = Training(config, tmp_path, steps=30, sleep=0.01, flush=30)
+    line = run.wait_stderr("no queue named")
+    assert "'queue_name'" in line and str(config) in line
+    run.wait_event("trained")  # done() keeps trying: the platform may create the queue
+    broker.declare_queue(name)
+    try:
+        assert run.wait() == 0, run.describe()
+        assert run.event("ended")["delivered"] is True
+        check_run(collect(broker, name), DONE, last_step=30, context=run.describe())
+    finally:
+        broker.delete_queue(name)
+    assert len(key_lines(run.stderr, "queue_name")) == 1, run.stderr
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "key"),
+    [
+        ("credentials", {"message_pw": "wrong-pw-4711"}, "message_pw"),
+        ("vhost", {"message_vhost": "no-such-vhost"}, "message_vhost"),
+    ],
+)
+def test_refused_login_or_vhost_logs_one_line_naming_the_key_and_does_not_retry(
+    broker, proxy, tmp_path, case, overrides, key
+):
+    queue = new_queue(broker)
+    door = proxy()
+    config = write_config(tmp_path, port=door.port, queue=queue, **overrides)
+    run = Training(config, tmp_path, steps=150, sleep=0.01, flush=30)
+    assert run.wait(timeout=25) == 0, run.describe()  # done() did not wait for flush_timeout
+    lines = key_lines(run.stderr, key)
+    assert len(lines) == 1, run.stderr
+    assert "switched off" in lines[0]
+    assert "wrong-pw-4711" not in run.stderr
+    assert door.accepted == 1  # one attempt: retrying cannot help
+    assert run.event("ended")["delivered"] is False
+    assert spool_records(config)[-1]["terminal"] is True
+    assert broker.drain(queue) == []
+    # `trainwire check` gives the same diagnosis
+    failed = [r for r in run_checks(config).results if r.verdict == "fail"]
+    assert failed and f"'{key}'" in (failed[0].fix or ""), failed
+
+
+def test_closed_port_logs_one_line_naming_message_port_and_keeps_trying(tmp_path):
+    port = free_port()
+    config = write_config(tmp_path, port=port, queue="q")
+    run = Training(config, tmp_path, steps=100, sleep=0.01, flush=1, holds=[10])
+    run.hold_then(10)
+    line = run.wait_stderr("connection refused")
+    assert "'message_port'" in line and "retrying" in line
+    with socket.create_server(("127.0.0.1", port)) as listener:
+        listener.settimeout(30)
+        conn, _ = listener.accept()  # the SDK came back to try again
+        conn.close()
+    run.release(10)
+    assert run.wait() == 0, run.describe()
+    refused = [ln for ln in key_lines(run.stderr, "message_port") if "refused" in ln]
+    assert len(refused) == 1, run.stderr
+    assert spool_records(config)[-1]["terminal"] is True
+
+
+def test_unknown_host_logs_one_line_naming_message_host(tmp_path):
+    config = write_config(tmp_path, port=5672, queue="q", host="no-such-host.invalid")
+    run = Training(config, tmp_path, steps=100, sleep=0.01, flush=1)
+    assert run.wait() == 0, run.describe()
+    lines = key_lines(run.stderr, "message_host")
+    assert len(lines) == 1, run.stderr
+    assert "cannot be resolved" in lines[0]
+    assert spool_records(config)[-1]["terminal"] is True
