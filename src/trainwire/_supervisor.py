@@ -304,6 +304,7 @@ class Supervisor:
         self._run: Run | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._signals: list[int] = []
+        self._early_signals: list[int] = []
         self._state_path: Path | None = None
         self._child_active = False
 
@@ -320,7 +321,9 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals.append(signum)
         proc = self._proc
-        if proc is not None and proc.returncode is None:
+        if proc is None:
+            self._early_signals.append(signum)  # forwarded as soon as the child exists
+        elif proc.returncode is None:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signum)
 
@@ -414,7 +417,7 @@ class Supervisor:
             log.error("trainwire: %s", sentence)
             run.fail(sentence)
             return Outcome(status, None, Status.ERROR.value, sentence, None, run.delivered)
-        for signum in list(self._signals):  # a signal that came while starting
+        for signum in self._early_signals:  # signals that came while starting
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signum)
         assert proc.stdout is not None and proc.stderr is not None
