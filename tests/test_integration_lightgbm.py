@@ -70,9 +70,7 @@ def test_lightgbm_early_stop_inside_with_callback_ends_with_done(broker, queue, 
     assert progress(seq)[-1]["percentage"] < 100
 
 
-def test_lightgbm_early_stop_without_with_block_ends_with_done_at_exit(
-    broker, queue, make_config
-):
+def test_lightgbm_early_stop_without_with_block_ends_with_done_at_exit(broker, queue, make_config):
     config = make_config()
     result = run_python(
         """
