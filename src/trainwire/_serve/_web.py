@@ -116,11 +116,6 @@ class Hub:
         with self._lock:
             self._subscribers.discard(sub)
 
-    def snapshot(self) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        """The jobs and rejection counts as last polled."""
-        with self._lock:
-            return list(self._jobs.values()), dict(self._counts)
-
     def _publish(self, event: str, data: Any) -> None:
         with self._lock:
             for sub in self._subscribers:
@@ -377,12 +372,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("X-Accel-Buffering", "no")
             self.end_headers()
             self.wfile.write(b"retry: 2000\n\n")
-            jobs, counts = hub.snapshot()
+            # Read after subscribing: a change from now on also arrives as an event.
+            store = self.app.store
             if kind is None:
-                self._event("snapshot", {"jobs": jobs, "rejected": counts})
+                jobs = [j.to_json() for j in store.jobs()]
+                self._event("snapshot", {"jobs": jobs, "rejected": store.counts()})
             else:
-                mine = [j for j in jobs if j["kind"] == kind and j["id"] == job_id]
-                self._event("snapshot", {"job": mine[0] if mine else None})
+                job = store.job(kind, job_id or "")
+                self._event("snapshot", {"job": job.to_json() if job else None})
             self.wfile.flush()
             self._stream(sub, kind, job_id, follower)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
