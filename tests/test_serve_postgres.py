@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import trainwire
 from _postgres import Postgres
 from _serve import serve_factory_fixture  # noqa: F401
 
@@ -115,3 +116,33 @@ def test_two_servers_on_one_postgres_apply_10000_messages_exactly_once(
     received = [s.get("/api/health")["received"] for s in servers]
     assert sum(received) == total and min(received) > 0, received
     print(f"\nreceived per server {received}; applied {total}, of which superseded {superseded}")
+
+
+def test_messages_wait_in_the_queue_while_the_database_is_down(
+    postgres, serve_factory, broker, queue, make_config
+):
+    db = postgres.create_database("tw_outage")
+    server = serve_factory("--amqp-url", broker.amqp_url, "--queue", queue, "--db", db)
+    run = trainwire.init(make_config(model_id="model-outage"), total_steps=10, max_rate=None)
+    run.progress(1)
+    server.wait_job("model-outage", state="running", step=1)
+
+    postgres.stop()
+    try:
+        run.progress(2)
+        run.done()
+        assert run.delivered
+        server.wait_until(
+            "the receiver to notice",
+            lambda: "database failed" in server.output(),
+            timeout=30,
+        )
+        # Not acknowledged: both messages are still the broker's.
+        assert broker.list_queues()[queue] == 2
+    finally:
+        postgres.start()
+    done = server.wait_job("model-outage", state="done", timeout=60)
+    assert (done["step"], done["applied"]) == (2, 3)
+    name = db.rsplit("/", 1)[1]
+    assert postgres.psql("SELECT count(*), count(DISTINCT message_id) FROM tw_seen", name) == "3|3"
+    assert "the database works again" in server.output()

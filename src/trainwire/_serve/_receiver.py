@@ -113,6 +113,8 @@ class Receiver:
         self._started = threading.Event()
         self._fatal: str | None = None
         self._said: set[str] = set()
+        self._stored = False
+        self._db_warned = False
         self._thread = threading.Thread(target=self._main, name="trainwire-receiver", daemon=True)
 
     # -- control -------------------------------------------------------------------
@@ -178,13 +180,18 @@ class Receiver:
                 self._said.clear()
                 log.info("trainwire serve: consuming %s", self.source.description)
                 self._started.set()
-                backoff = BACKOFF_FIRST
+                self._stored = False
                 self._consume(channel)
                 channel.close()
             except _StoreFailed as exc:
                 self.state = "down"
                 self.last_error = f"the database failed: {exc}"
-                self._say(f"{self.last_error}; the broker keeps the messages, retrying")
+                if not self._db_warned:  # once per outage, not once per retry
+                    self._db_warned = True
+                    log.warning(
+                        "trainwire serve: %s; the broker keeps the messages, retrying",
+                        self.last_error,
+                    )
             except pika.exceptions.AMQPError as exc:
                 self.state = "down"
                 self.last_error = f"lost the broker connection ({type(exc).__name__}: {exc})"
@@ -200,6 +207,8 @@ class Receiver:
                 except Exception:
                     pass
             self._started.set()
+            if self._stored:  # the last round worked for a while: start over gently
+                backoff = BACKOFF_FIRST
             if not self._stop.is_set():
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -248,6 +257,10 @@ class Receiver:
             except Exception as exc:
                 raise _StoreFailed(str(exc) or type(exc).__name__) from exc
             channel.basic_ack(last_tag, multiple=True)
+            if self._db_warned:
+                self._db_warned = False
+                log.warning("trainwire serve: the database works again")
+            self._stored = True
             batch = []
             for outcome in outcomes:
                 self._count(outcome)

@@ -1,0 +1,233 @@
+"""The storage interface of ``trainwire serve`` on both of its databases (a SQLite file and
+a private PostgreSQL server), in-process: the spec's rules, duplicates, key rules, stale
+jobs, and concurrent writers that must neither deadlock nor double-apply."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+
+import pytest
+
+from _postgres import Postgres
+from trainwire._protocol import (
+    Identity,
+    Job,
+    JobState,
+    Kind,
+    Status,
+    StatusMessage,
+    done_message,
+    encode,
+    error_message,
+    progress_message,
+)
+from trainwire._serve._store import Delivery, open_store, settle
+
+T0 = 1_700_000_000
+
+
+def _id(job: str = "m1", key: str = "pk") -> Identity:
+    return Identity(Kind.TRAINING, key, job)
+
+
+def _progress(step: int, job: str = "m1", key: str = "pk", ts: int | None = T0, mid=None):
+    body = encode(progress_message(_id(job, key), step, float(step)))
+    return Delivery(body, mid or uuid.uuid4().hex, ts)
+
+
+def _done(job: str = "m1", ts: int | None = T0, mid=None):
+    return Delivery(encode(done_message(_id(job))), mid or uuid.uuid4().hex, ts)
+
+
+def _error(text: str, job: str = "m1", ts: int | None = T0):
+    return Delivery(encode(error_message(_id(job), text)), uuid.uuid4().hex, ts)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    pg = Postgres().start()
+    yield pg
+    pg.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
+    else:
+        pg = request.getfixturevalue("postgres")
+        s = open_store(pg.create_database(f"st_{uuid.uuid4().hex[:10]}"))
+    yield s
+    s.close()
+
+
+# -- the rules, without a database ---------------------------------------------------------
+
+
+def _msg(status: Status, step: int | None = None) -> StatusMessage:
+    pct = None if step is None else float(step)
+    return StatusMessage(Kind.TRAINING, "pk", "m", status, step, pct)
+
+
+def test_settle_moves_forward_and_marks_older_progress_superseded():
+    job = Job(Kind.TRAINING, "m")
+    assert settle(job, None, _msg(Status.PROGRESS, 5), T0, 1.0) is True
+    assert settle(job, T0, _msg(Status.PROGRESS, 4), T0, 2.0) is False  # same second, lower
+    assert settle(job, T0, _msg(Status.PROGRESS, 9), T0 - 1, 2.0) is False  # older second
+    assert (job.state, job.step, job.applied) == (JobState.RUNNING, 5, 3)
+    assert settle(job, T0, _msg(Status.PROGRESS, 1), T0 + 1, 3.0) is True  # newer second
+    assert job.step == 1
+    assert settle(job, None, _msg(Status.PROGRESS, 0), None, 4.0) is False  # no time: by step
+
+
+def test_settle_keeps_terminal_states_terminal():
+    from trainwire._protocol import InvalidMessage
+
+    job = Job(Kind.TRAINING, "m")
+    settle(job, None, _msg(Status.DONE), T0, 1.0)
+    assert settle(job, T0, _msg(Status.PROGRESS, 3), T0, 2.0) is False  # sent before the end
+    with pytest.raises(InvalidMessage) as after:
+        settle(job, T0, _msg(Status.PROGRESS, 3), T0 + 1, 2.0)
+    assert after.value.reason.value == "after_done"
+    with pytest.raises(InvalidMessage):
+        settle(job, T0, _msg(Status.ERROR), T0 + 1, 2.0)
+    assert job.state is JobState.DONE
+
+
+# -- the stores ----------------------------------------------------------------------------
+
+
+def test_a_batch_settles_in_delivery_order_per_job(store):
+    outcomes = store.receive_many(
+        [_progress(1, "b"), _progress(1, "a"), _progress(2, "b"), _done("a"), _progress(3, "b")],
+        time.time(),
+    )
+    assert [o.outcome for o in outcomes] == ["applied"] * 5
+    jobs = {j.job_id: j for j in store.jobs()}
+    assert (jobs["a"].state, jobs["a"].percentage) == ("done", 100.0)
+    assert (jobs["b"].state, jobs["b"].step, jobs["b"].applied) == ("running", 3, 3)
+    # The log keeps delivery order.
+    assert [(m.job_id, m.status) for m in reversed(store.messages())] == [
+        ("b", "training_ing"),
+        ("a", "training_ing"),
+        ("b", "training_ing"),
+        ("a", "training_done"),
+        ("b", "training_ing"),
+    ]
+
+
+def test_duplicates_within_and_across_batches_are_applied_once(store):
+    first = _progress(1, mid="same")
+    outcomes = store.receive_many([first, _progress(1, mid="same")], time.time())
+    assert [o.outcome for o in outcomes] == ["applied", "duplicate"]
+    assert store.receive(first, time.time()).outcome == "duplicate"
+    assert store.job("training", "m1").applied == 1
+    assert store.counts() == {"duplicate": 2}
+
+
+def test_nothing_is_applied_after_an_error(store):
+    store.receive(_progress(3), time.time())
+    store.receive(_error("디스크가 가득 찼습니다."), time.time())
+    late = store.receive_many([_progress(4, ts=T0 + 1), _done(ts=None)], time.time())
+    assert [o.outcome for o in late] == ["after_error", "after_error"]
+    job = store.job("training", "m1")
+    assert (job.state, job.message, job.step) == ("error", "디스크가 가득 찼습니다.", 3)
+
+
+def test_rejected_messages_keep_their_body_and_create_no_job(store):
+    outcome = store.receive(Delivery(b'{"cmd": "training_status"}', "x", None), time.time())
+    assert (outcome.outcome, outcome.rejected) == ("missing_field", True)
+    assert store.jobs() == []
+    [record] = store.messages(rejected_only=True)
+    assert record.body == '{"cmd": "training_status"}' and record.outcome == "missing_field"
+
+
+def test_project_keys_from_the_command_line_and_registered_configs(store, tmp_path):
+    now = time.time()
+    # No keys anywhere: every key is accepted.
+    assert store.receive(_progress(1, "free", key="k-any"), now).outcome == "applied"
+    # Command-line keys.
+    assert store.receive(_progress(1, "x", key="k-cli"), now, frozenset({"k-cli"})).outcome == (
+        "applied"
+    )
+    assert store.receive(_progress(1, "y", key="k-no"), now, frozenset({"k-cli"})).outcome == (
+        "unknown_project_key"
+    )
+    # A registered job needs exactly its own key; its key is accepted for other jobs too.
+    store.register(Kind.TRAINING, "reg", "k-reg", str(tmp_path), "cfg.json")
+    assert store.receive(_progress(1, "reg", key="k-cli"), now).outcome == "unknown_project_key"
+    assert store.receive(_progress(2, "reg", key="k-reg"), now).outcome == "applied"
+    assert store.receive(_progress(1, "other", key="k-reg"), now).outcome == "applied"
+    assert store.receive(_progress(2, "free", key="k-any"), now).outcome == "unknown_project_key"
+
+
+def test_register_keeps_state_unless_reset(store, tmp_path):
+    store.receive(_progress(5, "r"), time.time())
+    job = store.register(Kind.TRAINING, "r", "pk", str(tmp_path), "c.json")
+    assert (job.state, job.step, job.registered) == ("running", 5, True)
+    assert job.metrics_dir == tmp_path / "save" / "metrics"
+    again = store.register(Kind.TRAINING, "r", "pk", str(tmp_path), "c.json", reset=True)
+    assert (again.state, again.step, again.applied) == ("waiting", None, 0)
+
+
+def test_mark_stale_turns_only_silent_running_jobs_abnormal(store):
+    store.receive(_progress(1, "quiet"), 1000.0)
+    store.receive(_progress(1, "busy"), 1900.0)
+    store.receive_many([_progress(1, "fin"), _done("fin")], 1000.0)
+    assert store.mark_stale(2000.0, 600) == [("training", "quiet")]
+    assert store.mark_stale(2000.0, 600) == []
+    states = {j.job_id: j.state for j in store.jobs()}
+    assert states == {"quiet": "abnormal", "busy": "running", "fin": "done"}
+    store.receive(_progress(2, "quiet", ts=T0 + 5), 2001.0)  # it was slow, not dead
+    assert store.job("training", "quiet").state == "running"
+
+
+def test_concurrent_writers_never_deadlock_nor_double_apply(store, tmp_path, request):
+    # Two connections (as two serve processes would have) settle batches that touch the
+    # same jobs in opposite orders, and each sees every message once (a redelivery to the
+    # other consumer included).
+    if store.url.startswith("sqlite"):
+        other = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
+    else:
+        other = open_store(store._raw_url)
+    jobs = [f"job-{i}" for i in range(6)]
+    deliveries = [_progress(step, job, ts=T0 + step // 10) for step in range(1, 61) for job in jobs]
+    rng = random.Random(7)
+    batches = [deliveries[i : i + 24] for i in range(0, len(deliveries), 24)]
+    errors: list[BaseException] = []
+
+    def consume(target, order):
+        try:
+            for batch in order:
+                target.receive_many(batch, time.time())
+        except BaseException as exc:
+            errors.append(exc)
+
+    forward = [sorted(b, key=lambda d: d.message_id) for b in batches]
+    backward = [list(reversed(b)) for b in batches]
+    rng.shuffle(backward)
+    threads = [
+        threading.Thread(target=consume, args=(store, forward)),
+        threading.Thread(target=consume, args=(other, backward)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    other.close()
+    assert errors == []
+    records = store.messages(limit=1000)
+    applied = [m for m in records if m.outcome == "applied"]
+    assert len(applied) == len(deliveries)
+    assert len({m.message_id for m in applied}) == len(deliveries)
+    assert sum(1 for m in records if m.outcome == "duplicate") == len(deliveries)
+    for job in store.jobs():
+        assert (job.state, job.step, job.applied) == ("running", 60, 60)
+    if not store.url.startswith("sqlite"):  # a deadlock would be retried: count them
+        pg = request.getfixturevalue("postgres")
+        name = store.url.rsplit("/", 1)[1]
+        sql = f"SELECT deadlocks FROM pg_stat_database WHERE datname = '{name}'"
+        assert pg.psql(sql) == "0"
