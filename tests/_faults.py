@@ -142,7 +142,7 @@ TRAIN_SCRIPT = textwrap.dedent(
             say(event="child", seconds=time.time() - start)
         if opts.get("sleep"):
             time.sleep(opts["sleep"])
-    say(event="trained", worst=worst, phase_worst=phase_worst, step=step)
+    say(event="trained", worst=worst, phase_worst=phase_worst, step=step, t=time.time())
     end = opts.get("end", "done")
     if end == "done":
         run.done()
