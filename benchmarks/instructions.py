@@ -1,0 +1,146 @@
+"""Hot path in CPU instructions (valgrind's callgrind): the same comparison as ``hot_path``
+counted instead of timed, so the machine's load cannot move it.
+
+One child interpreter runs each loop in turn under ``valgrind --tool=callgrind
+--dump-before=time_sleep``, with a ``time.sleep(0)`` between loops: every sleep starts a
+new dump, so each dump holds exactly one loop. Instructions per iteration are the dump's
+total over the number of iterations. Slow (about 20 s), so only in the full run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ._common import Context, Figure, child_env, fmt, python
+
+__all__ = ["measure"]
+
+CALLS = 100_000
+VARIANTS = ("empty", "deque", "tqdm", "disabled")
+
+
+def _child(config: str, n: int) -> None:
+    import collections
+
+    import tqdm as tqdm_module
+
+    import trainwire
+
+    tqdm_module.tqdm.monitor_interval = 0  # no monitor thread adding its own instructions
+    os.environ["TRAINWIRE_MODE"] = "disabled"
+    run = trainwire.init(config, total_steps=10**12)
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - the process ends right after
+    bar = tqdm_module.tqdm(total=None, file=devnull)
+    sink: collections.deque[int] = collections.deque(maxlen=1)
+
+    def loop_empty() -> None:
+        for _ in range(n):
+            pass
+
+    def loop_index(f: Callable[[int], Any]) -> Callable[[], None]:
+        def loop() -> None:
+            for i in range(n):
+                f(i)
+
+        return loop
+
+    def loop_one(f: Callable[[int], Any]) -> Callable[[], None]:
+        def loop() -> None:
+            for _ in range(n):
+                f(1)
+
+        return loop
+
+    loops = {
+        "empty": loop_empty,
+        "deque": loop_index(sink.append),
+        "tqdm": loop_one(bar.update),
+        "disabled": loop_index(run.progress),
+    }
+    for name in VARIANTS:  # specialise the bytecode before counting
+        loops[name]()
+    time.sleep(0)  # dump: everything up to here
+    for name in VARIANTS:
+        loops[name]()
+        time.sleep(0)  # dump: this loop
+    run.done()
+
+
+def _count(ctx: Context, n: int) -> dict[str, float]:
+    out_dir = Path(tempfile.mkdtemp(prefix="tw-callgrind-", dir=ctx.dir))
+    out_file = out_dir / "callgrind.out"
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--dump-before=time_sleep",
+        f"--callgrind-out-file={out_file}",
+        python(),
+        "-m",
+        "benchmarks.instructions",
+        "--child",
+        str(ctx.config()),
+        str(n),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"callgrind run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    totals = {}
+    for path in out_dir.glob("callgrind.out.*"):
+        match = re.search(r"^totals:\s*(\d+)", path.read_text(errors="replace"), re.M)
+        if match:
+            totals[int(path.name.rsplit(".", 1)[1])] = int(match.group(1))
+    # dump 1: start-up; dumps 2..: one loop each, in VARIANTS order
+    dumps = [totals[k] for k in sorted(totals)]
+    if len(dumps) < 1 + len(VARIANTS):
+        raise RuntimeError(f"callgrind wrote {len(dumps)} dumps, expected {1 + len(VARIANTS)}")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return {name: dumps[1 + i] / n for i, name in enumerate(VARIANTS)}
+
+
+def measure(ctx: Context) -> list[Figure]:
+    """One figure: instructions per progress() call (disabled run) against tqdm.update(1)."""
+    base = Figure(
+        key="instructions",
+        title="hot path in CPU instructions: `run.progress(step)`, disabled run",
+        unit="instr",
+        trainwire=None,
+        baseline=None,
+        baseline_name="`tqdm.update(1)`",
+        goal="no more than tqdm.update (ratio <= 1.00)",
+    )
+    if ctx.quick:
+        base.available = False
+        base.note = "skipped in --quick (callgrind takes about 20 s)"
+        return [base]
+    if shutil.which("valgrind") is None:
+        base.available = False
+        base.note = "not available: valgrind is not installed (apt-get install valgrind)"
+        return [base]
+    per = _count(ctx, CALLS)
+    base.trainwire = per["disabled"]
+    base.baseline = per["tqdm"]
+    base.ratio = per["disabled"] / per["tqdm"]
+    base.met = base.ratio <= 1.0
+    base.note = "per loop iteration, loop included; deterministic (valgrind counts, no clock)"
+    base.details = [
+        (label, f"{fmt(per[key], 'instr')} per iteration")
+        for key, label in (
+            ("empty", "empty loop body"),
+            ("deque", "`deque(maxlen=1).append(i)`"),
+            ("tqdm", "`tqdm.update(1)`"),
+            ("disabled", "`run.progress(i)`, disabled run"),
+        )
+    ]
+    return [base]
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--child":
+    _child(sys.argv[2], int(sys.argv[3]))  # the counts are in callgrind's dumps
