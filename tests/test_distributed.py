@@ -12,13 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import trainwire
 from _frameworks import (
     DONE,
     ERROR,
     assert_run,
+    framework,
     messages,
     model_dir_of,
     progress,
@@ -164,7 +163,7 @@ dist.destroy_process_group()
 
 
 def torchrun(tmp_path, config, **env):
-    pytest.importorskip("torch")
+    framework("torch")
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     full_env = {

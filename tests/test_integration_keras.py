@@ -6,15 +6,11 @@ import os
 
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
-pytest.importorskip("torch")
-keras = pytest.importorskip("keras")
-np = pytest.importorskip("numpy")
-
-from _frameworks import (  # noqa: E402
+from _frameworks import (
     DONE,
     ERROR,
     assert_run,
+    framework,
     graph_names,
     messages,
     model_dir_of,
@@ -22,6 +18,12 @@ from _frameworks import (  # noqa: E402
     read_graph,
     terminals,
 )
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
+framework("torch")
+keras = framework("keras")
+np = framework("numpy")
+
 from trainwire.integrations.keras import TrainwireCallback  # noqa: E402
 
 

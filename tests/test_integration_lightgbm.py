@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-np = pytest.importorskip("numpy")
-lightgbm = pytest.importorskip("lightgbm")
-
-from _frameworks import (  # noqa: E402
+from _frameworks import (
     DONE,
     ERROR,
     assert_run,
+    framework,
     graph_names,
     messages,
     model_dir_of,
@@ -19,6 +17,10 @@ from _frameworks import (  # noqa: E402
     run_python,
     terminals,
 )
+
+np = framework("numpy")
+lightgbm = framework("lightgbm")
+
 from trainwire.integrations.lightgbm import trainwire_callback  # noqa: E402
 
 PARAMS = {"objective": "regression", "num_leaves": 4, "min_data_in_leaf": 2,

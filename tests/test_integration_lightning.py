@@ -6,16 +6,11 @@ import pickle
 
 import pytest
 
-torch = pytest.importorskip("torch")
-L = pytest.importorskip("lightning.pytorch")
-
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
-
-from _frameworks import (  # noqa: E402
+from _frameworks import (
     DONE,
     ERROR,
     assert_run,
+    framework,
     graph_names,
     messages,
     model_dir_of,
@@ -24,6 +19,13 @@ from _frameworks import (  # noqa: E402
     run_python,
     terminals,
 )
+
+torch = framework("torch")
+L = framework("lightning.pytorch")
+
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
 from trainwire.integrations import lightning as tw_lightning  # noqa: E402
 from trainwire.integrations.lightning import TrainwireCallback, TrainwireLogger  # noqa: E402
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("accelerate")
-
-from torch import nn  # noqa: E402
-from transformers import Trainer, TrainingArguments  # noqa: E402
-
-from _frameworks import (  # noqa: E402
+from _frameworks import (
     DONE,
     ERROR,
     assert_run,
+    framework,
     graph_names,
     messages,
     model_dir_of,
@@ -23,6 +17,14 @@ from _frameworks import (  # noqa: E402
     run_python,
     terminals,
 )
+
+torch = framework("torch")
+framework("transformers")
+framework("accelerate")
+
+from torch import nn  # noqa: E402
+from transformers import Trainer, TrainingArguments  # noqa: E402
+
 from trainwire.integrations.transformers import TrainwireCallback  # noqa: E402
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-np = pytest.importorskip("numpy")
-xgboost = pytest.importorskip("xgboost")
-
-from _frameworks import (  # noqa: E402
+from _frameworks import (
     DONE,
     ERROR,
     assert_run,
+    framework,
     graph_names,
     messages,
     model_dir_of,
@@ -18,6 +16,10 @@ from _frameworks import (  # noqa: E402
     read_graph,
     terminals,
 )
+
+np = framework("numpy")
+xgboost = framework("xgboost")
+
 from trainwire.integrations.xgboost import TrainwireCallback  # noqa: E402
 
 PARAMS = {"max_depth": 2, "eta": 0.3, "nthread": 1, "eval_metric": ["rmse", "mae"]}
