@@ -546,6 +546,20 @@ class _SqlStore(Store):
         """True for errors that a new attempt of the same transaction may not meet."""
         return False
 
+    def _insert_seen(self, tx: _Tx, ids: list[str], now: float) -> set[str]:
+        """Insert message ids (sorted: one lock order); the ones that were new."""
+        inserted: set[str] = set()
+        for start in range(0, len(ids), 400):
+            chunk = ids[start : start + 400]
+            rows = tx.all(
+                "INSERT INTO tw_seen (message_id, received_at) VALUES "
+                + ", ".join(["(?, ?)"] * len(chunk))
+                + " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+                [v for mid in chunk for v in (mid, now)],
+            )
+            inserted.update(str(r[0]) for r in rows)
+        return inserted
+
     def _check_key(
         self, tx: _Tx, msg: StatusMessage, project_keys: frozenset[str]
     ) -> InvalidMessage | None:
@@ -772,16 +786,7 @@ class _Batch:
 
     def _duplicates(self) -> list[bool]:
         ids = sorted({d.message_id for d in self.deliveries if d.message_id is not None})
-        inserted: set[str] = set()
-        for start in range(0, len(ids), 400):
-            chunk = ids[start : start + 400]
-            rows = self.tx.all(
-                "INSERT INTO tw_seen (message_id, received_at) VALUES "
-                + ", ".join(["(?, ?)"] * len(chunk))
-                + " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
-                [v for mid in chunk for v in (mid, self.now)],
-            )
-            inserted.update(str(r[0]) for r in rows)
+        inserted = self.store._insert_seen(self.tx, ids, self.now)
         first: set[str] = set()
         duplicate = []
         for d in self.deliveries:
@@ -917,6 +922,11 @@ class SqliteStore(_SqlStore):
 
     def __init__(self, url: str, path: Path) -> None:
         self.path = path
+        if sqlite3.sqlite_version_info < (3, 24):
+            raise StoreError(
+                f"{describe_db_url(url)}: needs SQLite 3.24 or newer, this Python has "
+                f"{sqlite3.sqlite_version}: use PostgreSQL (--db postgresql://...)"
+            )
         if not path.parent.is_dir():
             raise StoreError(
                 f"{describe_db_url(url)}: the folder {str(path.parent)!r} does not exist; "
@@ -940,6 +950,25 @@ class SqliteStore(_SqlStore):
 
     def _transient(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+    def _insert_seen(self, tx: _Tx, ids: list[str], now: float) -> set[str]:
+        # The write lock is already ours (BEGIN IMMEDIATE): look, then insert the new ones
+        # (no RETURNING, which needs SQLite 3.35).
+        known: set[str] = set()
+        for start in range(0, len(ids), 400):
+            chunk = ids[start : start + 400]
+            rows = tx.all(
+                "SELECT message_id FROM tw_seen WHERE message_id IN ("
+                + ", ".join(["?"] * len(chunk))
+                + ")",
+                chunk,
+            )
+            known.update(str(r[0]) for r in rows)
+        new = [mid for mid in ids if mid not in known]
+        tx.many(
+            "INSERT INTO tw_seen (message_id, received_at) VALUES (?, ?)", [(m, now) for m in new]
+        )
+        return set(new)
 
 
 class PostgresStore(_SqlStore):
