@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import trainwire
-from _serve import serve_factory_fixture  # noqa: F401
+from _serve import publish_raw, serve_factory_fixture  # noqa: F401
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -83,10 +83,15 @@ def test_pages_follow_a_running_job_live_and_escape_user_text(
     assert broken.locator(".msg").inner_text() == HOSTILE  # shown as text, not markup
     assert page.locator("img").count() == 0
 
-    # Live: the percentage changes without a reload.
+    # Live: the percentage changes without a reload, and so does the list of ignored messages.
     run.progress(9)
     row.locator(".pct-text").filter(has_text="45.0 %").wait_for(timeout=15000)
     assert row.locator(".step").inner_text() == "9"
+    junk = '{"cmd": "training_status", "model_id": "<b>x</b>", 학습'
+    publish_raw(broker, queue, junk.encode(), message_id="junk-1")
+    page.locator("#ignored-counts li").filter(has_text="malformed_json: 1").wait_for(timeout=15000)
+    page.locator("#ignored tbody tr").first.wait_for(timeout=15000)
+    assert page.locator("#ignored tbody tr .body").first.inner_text() == junk
     page.screenshot(path=str(ARTIFACTS / "serve-job-list.png"), full_page=True)
 
     # The job page: one chart per file, points arrive while the job runs.
