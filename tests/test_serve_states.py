@@ -247,6 +247,7 @@ def test_out_of_order_progress_never_moves_a_job_backwards(serve_factory, broker
     log = server.wait_count("logged messages", lambda: server.messages("model-ord"), len(sequence))
     got = [(m["message_id"], m["outcome"], m["superseded"]) for m in log]
     assert got == [(s[0], s[3], s[4]) for s in sequence]
+    assert "no later than the job's training_done" in log[6]["detail"]  # the client can tell
     job = server.job("model-ord")
     assert (job["state"], job["step"], job["percentage"]) == ("done", 3, 100.0)
     assert job["applied"] == 7  # superseded ones count: each valid message once

@@ -76,6 +76,11 @@ DEFAULT_DB_URL = "sqlite:///trainwire-serve.sqlite3"
 #: The outcome of a message that was applied (the others are :class:`Rejection` values).
 APPLIED = "applied"
 SUPERSEDED_DETAIL = "published before news the job already shows: counted, moves nothing"
+#: The same, for a job that already ended: worded so that a client bug stays visible.
+SUPERSEDED_AFTER_END = (
+    "published no later than the job's {status} (same second or before), delivered after "
+    "it: counted, moves nothing. If your code sent it after {status}, that is a bug"
+)
 #: Bodies of rejected messages are kept up to this many characters.
 BODY_LIMIT = 4096
 SCHEMA_VERSION = "1"
@@ -822,7 +827,10 @@ class _Batch:
         locked.dirty = True
         if moved and delivery.timestamp is not None:
             locked.ts = delivery.timestamp
-        detail = "" if moved else SUPERSEDED_DETAIL
+        detail = ""
+        if not moved:
+            end = {JobState.DONE: Status.DONE, JobState.ERROR: Status.ERROR}.get(locked.job.state)
+            detail = SUPERSEDED_AFTER_END.format(status=end.value) if end else SUPERSEDED_DETAIL
         self._log(i, msg.kind.value, msg.job_id, msg.status.value, msg, APPLIED, detail, not moved)
         return Outcome(APPLIED, msg.kind.value, msg.job_id, detail, superseded=not moved)
 
