@@ -115,8 +115,11 @@ class Spool:
             return
         with self._locked():
             created = not self.path.exists()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # a torn line (a writer died): never glue onto it
                 os.write(fd, data)
                 os.fsync(fd)
             finally:
