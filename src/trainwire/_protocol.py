@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,13 +122,21 @@ def error_message(identity: Identity, message: str) -> dict[str, Any]:
 
 
 def new_message_id() -> str:
-    """A unique AMQP ``message_id`` so that a consumer can drop duplicates."""
-    return uuid.uuid4().hex
+    """A unique AMQP ``message_id`` so that a consumer can drop duplicates.
+
+    32 random hex digits (128 bits from ``os.urandom``, the same shape as
+    ``uuid4().hex``), several times cheaper than building a ``uuid.UUID`` per message.
+    """
+    return os.urandom(16).hex()
+
+
+#: One encoder for every message: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), allow_nan=False)
 
 
 def encode(body: Mapping[str, Any]) -> bytes:
     """UTF-8 JSON with non-ASCII characters written as themselves (Korean stays readable)."""
-    return json.dumps(body, ensure_ascii=False, separators=(", ", ": "), allow_nan=False).encode()
+    return _ENCODER.encode(body).encode()
 
 
 class Rejection(str, enum.Enum):

@@ -62,7 +62,7 @@ class Run:
         self.language = language
         self.mode = mode if reporting else "disabled"
         self._scale = 100.0 / total_steps if total_steps else None
-        self._outbox = Outbox(config.identity, max_rate)
+        self._outbox = Outbox(config.identity, max_rate, total_steps)
         self._push = self._outbox.push
         self._reporting = reporting
         self.rank = rank
@@ -115,14 +115,16 @@ class Run:
         if type(step) is not int:
             step = _as_step(step)
         if percentage is None:
-            scale = self._scale
-            if scale is None:
+            if self._scale is None:
                 raise ValueError(
                     "progress(step) needs total_steps (trainwire.init(total_steps=...)) or an "
                     "explicit percentage: run.progress(step, percentage=37.5)"
                 )
-            percentage = step * scale
-        elif type(percentage) is not float or not 0.0 <= percentage <= 100.0:
+            # A bare int: the I/O thread computes step / total_steps * 100 (Outbox). No
+            # allocation here, so this call never sets off the garbage collector.
+            self._push(step)
+            return
+        if type(percentage) is not float or not 0.0 <= percentage <= 100.0:
             percentage = _as_percentage(percentage)
         if percentage > 100.0:
             percentage = 100.0

@@ -32,16 +32,18 @@ import logging
 import os
 import random
 import socket
-import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._config import Config
 from .._protocol import CONTENT_TYPE, encode
 from .._spool import SPOOL_FILE, Spool, make_record
 from ._base import Envelope, Outbox, Transport
+
+if TYPE_CHECKING:
+    import ssl  # imported where used: pika loads it in the I/O thread, not at import
 
 __all__ = ["AmqpTransport", "connection_parameters", "describe_connect_error"]
 
@@ -78,6 +80,8 @@ def connection_parameters(config: Config, *, heartbeat: int = HEARTBEAT) -> Any:
 
     Raises :class:`TlsFileError` when a TLS file of the config cannot be loaded.
     """
+    import ssl
+
     import pika
 
     ssl_options = None
@@ -200,6 +204,8 @@ def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str
     problems (``tls``). A host that does not resolve, a refused port, a timeout or a lost
     handshake may be passing trouble, so those are retried.
     """
+    import ssl
+
     import pika.exceptions as pe
 
     where = f"{config.message_host}:{config.message_port}"

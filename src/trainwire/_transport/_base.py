@@ -39,18 +39,24 @@ EVERY_STEP_BACKLOG = 10_000
 class Outbox:
     """The hand-off between the training thread and the I/O thread.
 
-    The training thread only appends ``(step, percentage)`` tuples to a bounded deque (one
-    atomic C call, no lock, no I/O); the I/O thread builds the messages. With ``max_rate``
-    the deque keeps only the newest entry, so progress coalesces to the newest step and
-    memory stays constant however long the broker is away.
+    The training thread only appends to a bounded deque (one atomic C call, no lock, no
+    I/O): a bare ``step`` (an ``int``, whose percentage is ``step / total_steps * 100``,
+    clamped to 0..100) or a ``(step, percentage)`` tuple. A bare int allocates nothing, so
+    the hot path is cheaper and can never set off the garbage collector. The I/O thread
+    builds the messages. With ``max_rate`` the deque keeps only the newest entry, so
+    progress coalesces to the newest step and memory stays constant however long the
+    broker is away.
     """
 
-    def __init__(self, identity: Identity, max_rate: float | None) -> None:
+    def __init__(
+        self, identity: Identity, max_rate: float | None, total_steps: int | None = None
+    ) -> None:
         self.identity = identity
         self.max_rate = max_rate
         self._min_interval = 1.0 / max_rate if max_rate else 0.0
+        self._scale = 100.0 / total_steps if total_steps else 0.0
         maxlen = 1 if max_rate else EVERY_STEP_BACKLOG
-        self.pending: collections.deque[tuple[int, float]] = collections.deque(maxlen=maxlen)
+        self.pending: collections.deque[int | tuple[int, float]] = collections.deque(maxlen=maxlen)
         self.push = self.pending.append  # the hot path: one bound C method
         self._next_allowed = 0.0
         self._terminal: Envelope | None = None
@@ -67,15 +73,20 @@ class Outbox:
                 return None
             self._next_allowed = now + self._min_interval
             try:
-                step, percentage = self.pending.pop()
+                item = self.pending.pop()
             except IndexError:
                 return None
             self.pending.clear()
         else:
             try:
-                step, percentage = self.pending.popleft()
+                item = self.pending.popleft()
             except IndexError:
                 return None
+        if isinstance(item, int):
+            step = item
+            percentage = min(100.0, max(0.0, step * self._scale))
+        else:
+            step, percentage = item
         body = progress_message(self.identity, step, round(percentage, 4))
         envelope = Envelope(new_message_id(), body)
         self.last_progress = envelope
