@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -116,3 +118,32 @@ def test_forked_child_during_an_outage_neither_sends_nor_waits_and_the_parent_de
     fault_report.stall("fork during an outage", run.worst)
     assert run.worst < STALL_BOUND
     assert os.path.exists(config)
+
+
+HOOK_LOCK_SCRIPT = """
+import os, signal, sys, trainwire
+from trainwire import _lifecycle
+run = trainwire.init(total_steps=10, flush_timeout=2)
+run.progress(1)
+lock = _lifecycle._lock if sys.argv[1] == "hooks" else run._end_lock
+with lock:  # as inside register()/forget(), or run._end(): a signal lands right here
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(10_000):
+        pass
+print("not reached", flush=True)
+"""
+
+
+@pytest.mark.parametrize("holder", ["hooks", "run end"])
+def test_sigterm_landing_while_trainwire_holds_its_lock_still_ends_the_process(
+    broker, tmp_path, holder
+):
+    queue = new_queue(broker)
+    config = write_config(tmp_path, port=broker.port, queue=queue)
+    proc = subprocess.run(
+        [sys.executable, "-c", HOOK_LOCK_SCRIPT, "hooks" if holder == "hooks" else "end"],
+        env={**os.environ, "TRAINWIRE_CONFIG": str(config)},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    check_run(collect(broker, queue), ERROR)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["forget", "register"]
 
 _runs: list[Run] = []
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a SIGTERM handler may run while it is held
 _installed = False
 _previous_excepthook: Callable[..., Any] | None = None
 _previous_sigterm: Any = None

@@ -72,7 +72,7 @@ class Run:
         self._inactive = not reporting
         self._ended = False
         self._warned_after_end = False
-        self._end_lock = threading.Lock()
+        self._end_lock = threading.RLock()  # re-entrant: SIGTERM may land while held
         self._status: Optional[Status] = None
         self._confirmed: Optional[bool] = None
         self._metrics: Optional[MetricsWriter] = None
