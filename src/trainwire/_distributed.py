@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +96,7 @@ def record_failure(save_dir: Path, rank: int, message: str) -> Path | None:
         "rank": rank,
         "message": message,
         "time": time.time(),
-        "host": socket.gethostname(),
+        "host": _hostname(),
         "pid": os.getpid(),
         "launch": launch_id(),
     }
@@ -174,3 +173,9 @@ def root_cause(save_dir: Path, message: str, language: str, *, since: float) -> 
         message,
     )
     return failure.describe(language)
+
+
+def _hostname() -> str:
+    import socket  # here, not at the top: `import trainwire` stays light
+
+    return socket.gethostname()

@@ -31,7 +31,6 @@ import contextlib
 import logging
 import os
 import random
-import socket
 import threading
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ from .._spool import SPOOL_FILE, Spool, make_record
 from ._base import Envelope, Outbox, Transport
 
 if TYPE_CHECKING:
-    import ssl  # imported where used: pika loads it in the I/O thread, not at import
+    import ssl  # ssl and socket are imported where used (the I/O thread), not at import
 
 __all__ = ["AmqpTransport", "connection_parameters", "describe_connect_error"]
 
@@ -204,6 +203,7 @@ def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str
     problems (``tls``). A host that does not resolve, a refused port, a timeout or a lost
     handshake may be passing trouble, so those are retried.
     """
+    import socket
     import ssl
 
     import pika.exceptions as pe
@@ -300,6 +300,8 @@ def _inline_resolver_ioloop() -> Any:
             self, host: str, port: int, on_done: Any, family: int = 0, socktype: int = 0,
             proto: int = 0, flags: int = 0,
         ) -> Any:  # fmt: skip
+            import socket
+
             try:
                 result: Any = socket.getaddrinfo(host, port, family, socktype, proto, flags)
             except Exception as exc:
@@ -537,13 +539,15 @@ class AmqpTransport(Transport):
         backoff = BACKOFF_FIRST
         while not self._stop and self._disabled is None:
             opened = threading.Event()
+            ioloop = None
             try:
+                ioloop = _inline_resolver_ioloop()
                 self._connection = pika.SelectConnection(
                     params,
                     on_open_callback=lambda c, o=opened: self._on_open(c, o),
                     on_open_error_callback=self._on_open_error,
                     on_close_callback=self._on_close,
-                    custom_ioloop=_inline_resolver_ioloop(),
+                    custom_ioloop=ioloop,
                 )
                 self._connection.ioloop.start()
             except Exception as exc:  # never let the I/O thread die silently
@@ -552,6 +556,9 @@ class AmqpTransport(Transport):
                 self._connection = None
                 self._channel = None
                 self._timer = None
+                if ioloop is not None:  # its poller and wake-up sockets: no fd leak per try
+                    with contextlib.suppress(Exception):
+                        ioloop.close()
             if self._stop or self._disabled is not None:
                 break
             if opened.is_set():
