@@ -432,7 +432,13 @@ class AmqpTransport(Transport):
         )
 
     def _load_replay(self) -> None:
-        """Queue what an earlier run of this job kept in the spool, in spool order."""
+        """Queue what an earlier run of this job kept in the spool, in spool order.
+
+        Only records about this config's job (same ``cmd``, ``project_key`` and id) are
+        taken; they go to this config's ``queue_name``, as ``trainwire replay`` sends them
+        (a corrected ``queue_name`` then delivers what a wrong one could not). Records of
+        other jobs stay for ``trainwire replay --config <theirs>``.
+        """
         try:
             records = self.spool.read()
         except OSError as exc:
