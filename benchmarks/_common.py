@@ -89,6 +89,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
     if unit == "MB":
         return f"{value:+.2f} MB"
+    if unit == "Minstr":
+        return f"{value:,.1f} M instr"
     if unit == "instr":
         return f"{value:,.0f} instr"
     return f"{value:g} {unit}"

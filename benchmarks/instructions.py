@@ -24,6 +24,7 @@ from ._common import Context, Figure, child_env, fmt, python
 __all__ = ["measure"]
 
 CALLS = 100_000
+VALGRIND_NULL = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
 VARIANTS = ("empty", "deque", "tqdm", "disabled")
 
 
@@ -74,6 +75,36 @@ def _child(config: str, n: int) -> None:
     run.done()
 
 
+def _import_runs(ctx: Context) -> list[tuple[str, subprocess.Popen[str]]]:
+    """Start callgrind on ``python -c "pass"`` and ``-c "import trainwire"`` (bytecode
+    cached, as in import_time); they run beside the hot-path count on the other core."""
+    from .import_time import _env
+
+    env = _env(ctx)
+    subprocess.run([python(), "-c", "import trainwire"], check=True, env=env)  # fill cache
+    return [
+        (
+            code,
+            subprocess.Popen(
+                [*VALGRIND_NULL, python(), "-c", code],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            ),
+        )
+        for code in ("pass", "import trainwire")
+    ]
+
+
+def _collected(proc: subprocess.Popen[str]) -> int:
+    _, err = proc.communicate(timeout=900)
+    match = re.search(r"Collected\s*:\s*(\d+)", err)
+    if proc.returncode != 0 or match is None:
+        raise RuntimeError(f"callgrind run failed ({proc.returncode}):\n{err[-2000:]}")
+    return int(match.group(1))
+
+
 def _count(ctx: Context, n: int) -> dict[str, float]:
     out_dir = Path(tempfile.mkdtemp(prefix="tw-callgrind-", dir=ctx.dir))
     out_file = out_dir / "callgrind.out"
@@ -106,7 +137,17 @@ def _count(ctx: Context, n: int) -> dict[str, float]:
 
 
 def measure(ctx: Context) -> list[Figure]:
-    """One figure: instructions per progress() call (disabled run) against tqdm.update(1)."""
+    """Two figures: instructions per progress() call (disabled run) against
+    tqdm.update(1), and instructions of ``import trainwire`` against a bare interpreter."""
+    imp = Figure(
+        key="instructions.import",
+        title='import in CPU instructions: `python -c "import trainwire"`',
+        unit="Minstr",
+        trainwire=None,
+        baseline=None,
+        baseline_name='`python -c "pass"`',
+        goal="(see import time)",
+    )
     base = Figure(
         key="instructions",
         title="hot path in CPU instructions: `run.progress(step)`, disabled run",
@@ -116,15 +157,24 @@ def measure(ctx: Context) -> list[Figure]:
         baseline_name="`tqdm.update(1)`",
         goal="no more than tqdm.update (ratio <= 1.00)",
     )
-    if ctx.quick:
-        base.available = False
-        base.note = "skipped in --quick (callgrind takes about 20 s)"
-        return [base]
-    if shutil.which("valgrind") is None:
-        base.available = False
-        base.note = "not available: valgrind is not installed (apt-get install valgrind)"
-        return [base]
+    if ctx.quick or shutil.which("valgrind") is None:
+        for f in (base, imp):
+            f.available = False
+            f.note = (
+                "skipped in --quick (callgrind takes about 20 s)"
+                if ctx.quick
+                else "not available: valgrind is not installed (apt-get install valgrind)"
+            )
+        return [base, imp]
+    imports = _import_runs(ctx)
     per = _count(ctx, CALLS)
+    bare, ours = (_collected(proc) / 1e6 for _, proc in imports)
+    imp.trainwire, imp.baseline = ours, bare
+    imp.ratio = ours / bare
+    imp.note = (
+        f"trainwire adds {ours - bare:.0f} M instructions, {(ours - bare) / bare:.2f}x what "
+        "a bare interpreter start costs here; deterministic, like the row above"
+    )
     base.trainwire = per["disabled"]
     base.baseline = per["tqdm"]
     base.ratio = per["disabled"] / per["tqdm"]
@@ -139,7 +189,7 @@ def measure(ctx: Context) -> list[Figure]:
             ("disabled", "`run.progress(i)`, disabled run"),
         )
     ]
-    return [base]
+    return [base, imp]
 
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--child":

@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.run import FIGURES  # noqa: E402
 
 #: Figures that may legitimately be absent in a quick run, and the word that says why.
-SKIPPED_WHEN_QUICK = {"instructions": "--quick"}
+SKIPPED_WHEN_QUICK = {"instructions": "--quick", "instructions.import": "--quick"}
 
 
 def test_quick_benchmark_run_produces_every_figure_without_touching_the_docs(tmp_path):
