@@ -98,6 +98,9 @@ def test_kill_makes_broker_unreachable_and_start_brings_it_back(scratch_broker):
     b = scratch_broker
     b.declare_queue("survivor")
     b.publish("survivor", {"n": 1})
+    # The queue's definition reaches disk through Mnesia's log, asynchronously: on a loaded
+    # machine a kill -9 right after the declare can lose it. Flush it, as time would.
+    b.ctl("eval", "mnesia:sync_log().")
     conn = b.connect()
 
     b.kill()
