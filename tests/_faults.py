@@ -54,6 +54,16 @@ def fault_broker() -> Broker:
     return _fault_broker
 
 
+def kill9(broker: Broker) -> None:
+    """``kill -9`` the broker, as a crash would, after flushing Mnesia's log.
+
+    A queue's definition reaches disk asynchronously; the platform's queue is long
+    declared when a real broker crashes, so the tests let it reach disk first.
+    """
+    broker.ctl("eval", "mnesia:sync_log().")
+    broker.kill()
+
+
 def new_queue(broker: Broker, arguments: dict[str, Any] | None = None) -> str:
     """A fresh durable queue on ``broker``."""
     return broker.declare_queue(f"tw-fault-{uuid.uuid4().hex[:10]}", arguments=arguments)

@@ -26,6 +26,7 @@ from _faults import (
     collect,
     fault_report,
     fbroker,
+    kill9,
     new_queue,
     spool_path,
     spool_records,
@@ -63,7 +64,7 @@ def test_broker_killed_9_before_the_end_and_back_within_flush_timeout_delivers(
     config = write_config(tmp_path, port=fbroker.port, queue=queue)
     run = Training(config, tmp_path, steps=200, sleep=0.005, flush=60, holds=[50])
     run.hold_then(50)
-    fbroker.kill()
+    kill9(fbroker)
     run.release(50)
     run.wait_event("trained")  # done() waits for the broker now
     fbroker.start()

@@ -27,6 +27,7 @@ from _faults import (
     collect,
     fault_broker,
     fault_report,
+    kill9,
     new_queue,
     spool_records,
     write_config,
@@ -113,7 +114,7 @@ def test_soak_random_faults_never_lose_a_terminal_message(tmp_path, fault_report
             elif kind == "stop":
                 broker.stop()
             elif kind == "kill":
-                broker.kill()
+                kill9(broker)
             elif kind == "drop":
                 proxy.drop()
             elif kind == "blackhole":
