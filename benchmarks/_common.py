@@ -62,7 +62,7 @@ class Figure:
         if self.ratio is None:
             return "—"
         if self.ratio_style == "%":
-            return f"{self.ratio * 100:.0f} %"
+            return f"{self.ratio * 100:.1f} %"
         return f"{self.ratio:.2f}x"
 
     @property

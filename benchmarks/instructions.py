@@ -81,6 +81,7 @@ def _import_runs(ctx: Context) -> list[tuple[str, subprocess.Popen[str]]]:
     from .import_time import _env
 
     env = _env(ctx)
+    env["PYTHONHASHSEED"] = "0"
     subprocess.run([python(), "-c", "import trainwire"], check=True, env=env)  # fill cache
     return [
         (
@@ -120,7 +121,9 @@ def _count(ctx: Context, n: int) -> dict[str, float]:
         str(ctx.config()),
         str(n),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), timeout=900)
+    env = child_env()
+    env["PYTHONHASHSEED"] = "0"  # string hashes (dict probes) vary per process otherwise
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"callgrind run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     totals = {}

@@ -1,18 +1,21 @@
 """Latency: a ``progress()`` call to its arrival at a consumer, at 200 messages per second.
 
 trainwire runs in every-step mode (``max_rate=None``: at the default ``max_rate=10``,
-200 calls a second coalesce to 10 messages). The consumer is a pika ``BlockingConnection``
-in another thread of the same process; both sides stamp ``time.perf_counter()``.
-Baseline: the same paced loop publishing the same body with ``basic_publish`` on a pika
-``BlockingConnection`` from the calling thread itself — the floor set by the network
-and the broker, paid for by blocking the training loop on every call.
+200 calls a second coalesce to 10 messages). Baseline: ``basic_publish`` of the same body
+on a pika ``BlockingConnection`` from the calling thread itself — the floor set by the
+network and the broker, paid for by blocking the training loop on every call.
+
+Both go in the same paced loop, to two queues: every tick (5 ms) sends step ``n`` through
+both, in alternating order, so that both see the same moments of the shared machine. One
+consumer thread in the same process (another pika ``BlockingConnection``) reads both
+queues; both sides stamp ``time.perf_counter()``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 from ._common import Context, Figure, online_run, percentile
 
@@ -22,12 +25,12 @@ RATE = 200.0
 
 
 class _Consumer(threading.Thread):
-    """Consumes ``queue`` until ``expected`` progress messages arrived; stamps arrivals."""
+    """Consumes ``queues`` until ``expected`` progress messages arrived on each."""
 
-    def __init__(self, ctx: Context, queue: str, expected: int) -> None:
+    def __init__(self, ctx: Context, queues: tuple[str, ...], expected: int) -> None:
         super().__init__(name="bench-consumer", daemon=True)
-        self.ctx, self.queue, self.expected = ctx, queue, expected
-        self.arrivals: dict[int, float] = {}
+        self.ctx, self.queues, self.expected = ctx, queues, expected
+        self.arrivals: dict[str, dict[int, float]] = {q: {} for q in queues}
         self.ready = threading.Event()
         self.error: BaseException | None = None
 
@@ -42,13 +45,16 @@ class _Consumer(threading.Thread):
                 now = time.perf_counter()
                 msg = validate(decode(body))
                 if msg.status is Status.PROGRESS and msg.step is not None and msg.step > 0:
-                    self.arrivals.setdefault(msg.step, now)
+                    self.arrivals[method.routing_key].setdefault(msg.step, now)
                 ch.basic_ack(method.delivery_tag)
 
-            channel.basic_consume(self.queue, on_message)
+            for queue in self.queues:
+                channel.basic_consume(queue, on_message)
             self.ready.set()
             deadline = time.monotonic() + 120
-            while len(self.arrivals) < self.expected and time.monotonic() < deadline:
+            while time.monotonic() < deadline and any(
+                len(a) < self.expected for a in self.arrivals.values()
+            ):
                 conn.process_data_events(time_limit=0.05)
             conn.close()
         except BaseException as exc:  # reported by the caller
@@ -56,45 +62,15 @@ class _Consumer(threading.Thread):
             self.ready.set()
 
 
-def _paced(n: int, send: Callable[[int], None]) -> dict[int, float]:
-    """Call ``send(step)`` for steps 1..n at RATE per second; the send time of each."""
-    sent: dict[int, float] = {}
-    start = time.perf_counter() + 0.05
-    for step in range(1, n + 1):
-        due = start + (step - 1) / RATE
-        pause = due - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        sent[step] = time.perf_counter()
-        send(step)
-    return sent
-
-
-def _latencies(ctx: Context, queue: str, n: int, send: Callable[[int], None]) -> list[float]:
-    consumer = _Consumer(ctx, queue, n)
-    consumer.start()
-    consumer.ready.wait(30)
-    sent = _paced(n, send)
-    consumer.join(60)
-    if consumer.error is not None:
-        raise RuntimeError(f"the consumer failed: {consumer.error!r}")
-    missing = [s for s in sent if s not in consumer.arrivals]
+def _latencies(sent: dict[int, float], arrivals: dict[int, float], who: str) -> list[float]:
+    missing = [s for s in sent if s not in arrivals]
     if missing:
-        raise RuntimeError(f"{len(missing)} of {n} messages never arrived (first: {missing[0]})")
-    return [(consumer.arrivals[s] - t) * 1000.0 for s, t in sent.items()]
+        raise RuntimeError(f"{who}: {len(missing)} of {len(sent)} messages never arrived")
+    return [(arrivals[s] - t) * 1000.0 for s, t in sent.items()]
 
 
-def _trainwire(ctx: Context, n: int) -> list[float]:
-    queue = ctx.new_queue()
-    run = online_run(ctx.config(queue=queue), total_steps=n, max_rate=None)
-    try:
-        return _latencies(ctx, queue, n, run.progress)
-    finally:
-        run.done()
-        ctx.delete_queue(queue)
-
-
-def _pika(ctx: Context, n: int) -> list[float]:
+def measure(ctx: Context) -> list[Figure]:
+    """Two figures: p50 and p99 latency, trainwire against the synchronous pika floor."""
     import pika
 
     from trainwire._protocol import (
@@ -106,15 +82,17 @@ def _pika(ctx: Context, n: int) -> list[float]:
         progress_message,
     )
 
-    identity = Identity(Kind.TRAINING, "pk-bench", "model-bench")
-    queue = ctx.new_queue()
+    n = 150 if ctx.quick else 1200
+    ours_q, theirs_q = ctx.new_queue(), ctx.new_queue()
+    run = online_run(ctx.config(queue=ours_q), total_steps=n, max_rate=None)
     conn = ctx.broker().connect()
     channel = conn.channel()
+    identity = Identity(Kind.TRAINING, "pk-bench", "model-bench")
 
-    def send(step: int) -> None:
+    def publish(step: int) -> None:
         channel.basic_publish(
             "",
-            queue,
+            theirs_q,
             encode(progress_message(identity, step, round(step * 100.0 / n, 4))),
             pika.BasicProperties(
                 content_type=CONTENT_TYPE,
@@ -124,26 +102,42 @@ def _pika(ctx: Context, n: int) -> list[float]:
             ),
         )
 
+    consumer = _Consumer(ctx, (ours_q, theirs_q), n)
+    sent_ours: dict[int, float] = {}
+    sent_theirs: dict[int, float] = {}
     try:
-        return _latencies(ctx, queue, n, send)
+        consumer.start()
+        consumer.ready.wait(30)
+        progress, clock = run.progress, time.perf_counter
+        start = clock() + 0.05
+        for step in range(1, n + 1):
+            pause = start + (step - 1) / RATE - clock()
+            if pause > 0:
+                time.sleep(pause)
+            if step % 2:
+                sent_ours[step] = clock()
+                progress(step)
+                sent_theirs[step] = clock()
+                publish(step)
+            else:
+                sent_theirs[step] = clock()
+                publish(step)
+                sent_ours[step] = clock()
+                progress(step)
+        consumer.join(60)
     finally:
         conn.close()
-        ctx.delete_queue(queue)
+        run.done()
+        ctx.delete_queue(ours_q)
+        ctx.delete_queue(theirs_q)
+    if consumer.error is not None:
+        raise RuntimeError(f"the consumer failed: {consumer.error!r}")
+    ours = _latencies(sent_ours, consumer.arrivals[ours_q], "trainwire")
+    theirs = _latencies(sent_theirs, consumer.arrivals[theirs_q], "pika")
 
+    def spread(values: list[float]) -> str:
+        return " / ".join(f"{percentile(values, q):.2f}" for q in (50, 90, 99, 100)) + " ms"
 
-def measure(ctx: Context) -> list[Figure]:
-    """Two figures: p50 and p99 latency, trainwire against the synchronous pika floor."""
-    n = 100 if ctx.quick else 600
-    reps = 1 if ctx.quick else 2
-    ours: list[float] = []
-    theirs: list[float] = []
-    for rep in range(reps):
-        if rep % 2:
-            ours += _trainwire(ctx, n)
-            theirs += _pika(ctx, n)
-        else:
-            theirs += _pika(ctx, n)
-            ours += _trainwire(ctx, n)
     figures = []
     for q in (50, 99):
         a, b = percentile(ours, q), percentile(theirs, q)
@@ -160,19 +154,13 @@ def measure(ctx: Context) -> list[Figure]:
                 details=[]
                 if q == 99
                 else [
-                    (
-                        "trainwire p50 / p90 / p99 / max",
-                        " / ".join(f"{percentile(ours, x):.2f}" for x in (50, 90, 99, 100)) + " ms",
-                    ),
-                    (
-                        "synchronous pika p50 / p90 / p99 / max",
-                        " / ".join(f"{percentile(theirs, x):.2f}" for x in (50, 90, 99, 100))
-                        + " ms",
-                    ),
+                    ("trainwire p50 / p90 / p99 / max", spread(ours)),
+                    ("synchronous pika p50 / p90 / p99 / max", spread(theirs)),
                     (
                         "how",
-                        f"{reps} x {n} messages each side at {RATE:.0f}/s, paced by sleep, "
-                        f"{len(ours)} samples each; percentiles by nearest rank",
+                        f"{n} steps at {RATE:.0f}/s, each sent through both in the same tick "
+                        "(alternating which goes first) to two queues; percentiles by "
+                        "nearest rank",
                     ),
                 ],
             )
