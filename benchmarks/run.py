@@ -159,13 +159,17 @@ def render(figures: list[Figure], info: list[tuple[str, str]], elapsed: float, q
         "## Details",
         "",
     ]
+    last_note = None
     for f in figures:
-        lines += [f"### {f.title}", ""]
-        if f.note:
-            lines += [f.note, ""]
-        lines += [f"- {label}: {value}" for label, value in f.details]
-        if f.details:
+        if f.details or last_note is None:
+            lines += [f"### {f.title}", ""]
+            if f.note:
+                lines += [f.note, ""]
+            lines += [f"- {label}: {value}" for label, value in f.details]
             lines.append("")
+        elif f.note and f.note != last_note:  # a sibling row: its own note, under the same
+            lines += [f"- {f.title}: {f.note}", ""]
+        last_note = f.note
     lines += ["## Analysis", "", ANALYSIS.strip(), ""]
     return "\n".join(lines)
 
