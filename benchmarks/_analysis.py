@@ -125,13 +125,23 @@ run at moderate load (about 2) the code before and after both reached about 80 %
 and 0.80: the noise is larger than the difference there), while client CPU per message
 went from 74 to 66 µs, against 35 µs for raw pika.
 
+Measured one by one on this machine (loaded, so slow), trainwire's own work per
+message is about 15 µs: taking the step and building the message 6 µs (body dict 1.6,
+`Envelope` 0.5, message id 0.9), JSON encoding 5.5 µs, building the AMQP properties
+3.5 µs; pika's own publish of the same message (marshalling, properties encoding,
+socket write) costs the rest of the 35-45 µs both sides pay.
+
 **Proposed, not done** (it changes the contract between the outbox and the transport,
 both owned by others): encode progress bodies from a per-run byte template (the prefix
 up to `"percentage": `, then `repr(percentage)` and the step, byte-identical to
-`encode()`), keep the dict only for the spool, and reuse one `BasicProperties` per
-message instead of building it field by field. That removes most of trainwire's
-remaining share and should bring the ratio near the goal. Every-step mode is opt-in: at
-the default `max_rate=10`, trainwire sends at most 10 messages a second and throughput
+`encode()`), keep the dict only for the spool and the retry logic. That removes about
+7 of the 15 µs. Reaching 90 % while the client is CPU-bound would need nearly all of
+trainwire's per-message work gone, which a Python client that builds a message per step
+cannot do. Where the broker rather than the client is the limit (notes/amqp.md measured
+raw pika at 13,300 msg/s on a classic queue, against 32,100 on a quorum queue: the
+classic queue's disk writes bound it), the gap should narrow; this machine was never
+idle during this work, so that was not measured. Every-step mode is opt-in: at the
+default `max_rate=10`, trainwire sends at most 10 messages a second and throughput
 never matters.
 
 ### Latency at 200 msg/s (no goal)
