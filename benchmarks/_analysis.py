@@ -24,7 +24,7 @@ ANALYSIS = """
 
 **Before.** Counted with callgrind, `run.progress(step)` took 2,123 instructions per
 loop iteration against 1,987 for `tqdm.update(1)`: 7 % over the goal. Timed, the
-per-round ratio wandered between 0.9x and 1.2x with the machine's load, so the count
+per-round ratio wandered between 0.8x and 1.2x with the machine's load, so the count
 decided it. Profile (callgrind, one loop per variant of the method on a stand-in class):
 
 | variant of the method body | instructions per iteration |
@@ -47,7 +47,8 @@ percentage is given, `progress()` now appends the bare `int` step to the outbox;
 thread computes `step / total_steps * 100`, clamped to 0..100, when it builds the
 message (`Outbox(identity, max_rate, total_steps)`). An explicit percentage still goes
 as a `(step, percentage)` tuple, and so does `trainwire.track()`. Same messages, same
-checks in the training thread. **After:** 1,340 instructions against 1,930 (0.70x), and
+checks in the training thread. **After:** 1,340 instructions against about 1,950
+(0.67-0.70x; tqdm's own count moves a little between runs), and
 `progress(step)` allocates nothing, so no garbage collection can ever start inside it.
 The RSS of every-step mode with the broker down fell from about 1 MB to 0.1 MB (10,000
 ints instead of 10,000 tuples).
@@ -69,9 +70,9 @@ number formatting add little on top.
 ### Import time (goal: under 50 ms more than `python -c "pass"`, no framework)
 
 No framework, nor pika, PyYAML, click or tqdm, is imported by `import trainwire` (the
-details above list what the run found). The
-wall-time figure is the noisiest of all (two fresh interpreters per pair on a loaded
-machine); the instruction count beside it is not. Note that the bare interpreter here
+details above list what the run found). The wall-time figure is the noisiest of all
+(two fresh interpreters per pair on a loaded machine); the instruction count beside it
+is not. Note that the bare interpreter here
 is itself heavy: this sandbox's `site-packages` holds a `.pth` file that imports
 `certifi` at every start.
 
@@ -162,19 +163,19 @@ the knob (more idle wake-ups of the I/O thread).
 
 ### Worst `progress()` call during a broker restart (goal: under 1 ms)
 
-Nothing in `progress()` waits on a lock, the network or the disk; the only ways one
-call can take long are the operating system not running the thread, the GIL held by
-another thread of the process, or a garbage collection started inside it (no longer
-possible for `progress(step)`, see the hot path). On this shared machine the raw
-wall-time maximum is set mostly by the first: the kernel's per-thread run-queue accounting
+Nothing in `progress()` waits on a lock, the network or the disk; the only ways one call
+can take long are the operating system not running the thread, the GIL held by another
+thread of the process, or a garbage collection started inside it (no longer possible for
+`progress(step)`, see the hot path). On this shared machine the raw wall-time maximum is
+set mostly by the first: the kernel's per-thread run-queue accounting
 (`/proc/self/task/<tid>/schedstat`, read around every call) shows the slowest calls
 spent nearly all their time runnable but not running, because other jobs held the 2
 cores (one call of 54 ms had 54.15 ms of run-queue wait; the worst `tqdm.update(1)`,
-timed the same way in the same loop, reached 71 ms in the same series of runs). The second row takes
-the run-queue wait out of every call: what remains is what our own process cost the
-call. Since the hot-path change it stayed between 0.09 and 0.56 ms in every run. Two
-early runs, before that change and before the run-queue accounting existed, had one
-`progress()` call of 99 ms and one of 338 ms while the worst `tqdm.update` of the same
-runs took 1.6 and 4.2 ms; they cannot be attributed after the fact, and nothing like
-them has been seen since.
+timed the same way in the same loop, reached 71 ms in the same series of runs). The
+second row takes the run-queue wait out of every call: what remains is what our own
+process cost the call. Since the hot-path change it stayed between 0.09 and 0.56 ms in
+every run. Two early runs, before that change and before the run-queue accounting
+existed, had one `progress()` call of 99 ms and one of 338 ms while the worst
+`tqdm.update` of the same runs took 1.6 and 4.2 ms; they cannot be attributed after the
+fact, and every slow call since has been run-queue time.
 """
