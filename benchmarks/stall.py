@@ -176,6 +176,8 @@ def measure(ctx: Context) -> list[Figure]:
             ratio=a["own_max_ms"] / b["own_max_ms"] if b["own_max_ms"] > 0 else None,
             note="wall time of each call minus its run-queue wait from "
             "/proc/self/task/<tid>/schedstat: what our own process (its threads, the GIL, "
-            "trainwire) cost the call",
+            "trainwire) cost the call. The counter is read just outside the timed call, so "
+            "a wait that lands in one of the two reads counts too (it shows as more wait "
+            "than call)",
         ),
     ]
