@@ -171,6 +171,8 @@ def test_numbers_ignore_the_locale(writer: MetricsWriter, folder: Path) -> None:
         except locale.Error:
             continue
     else:
+        if os.environ.get("CI"):  # .ci/run generates de_DE.UTF-8: never a silent skip there
+            pytest.fail("no locale with a decimal comma is installed")
         pytest.skip("no locale with a decimal comma is installed")
     try:
         writer.log("g", 1000, {"v": 1234.5})
