@@ -8,12 +8,13 @@ import math
 import os
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from . import _distributed, _lifecycle
 from ._config import Config, PathLike, load_config
-from ._errors import ConfigError, TrainingError
+from ._errors import ConfigError
 from ._explain import LANGUAGES, explain_exception, explain_exit_status, explain_signal, text
 from ._protocol import Status, done_message, error_message
 from ._rank import global_rank
@@ -47,8 +48,8 @@ class Run:
         self,
         config: Config,
         *,
-        total_steps: Optional[int],
-        max_rate: Optional[float],
+        total_steps: int | None,
+        max_rate: float | None,
         flush_timeout: float,
         language: str,
         mode: str,
@@ -73,9 +74,9 @@ class Run:
         self._ended = False
         self._warned_after_end = False
         self._end_lock = threading.RLock()  # re-entrant: SIGTERM may land while held
-        self._status: Optional[Status] = None
-        self._confirmed: Optional[bool] = None
-        self._metrics: Optional[MetricsWriter] = None
+        self._status: Status | None = None
+        self._confirmed: bool | None = None
+        self._metrics: MetricsWriter | None = None
         self._metrics_lock = threading.Lock()
         self._transport = self._make_transport()
         self._transport.start()
@@ -102,7 +103,7 @@ class Run:
 
     # -- progress: the hot path ------------------------------------------------------
 
-    def progress(self, step: int, percentage: Optional[float] = None) -> None:
+    def progress(self, step: int, percentage: float | None = None) -> None:
         """Report that training reached ``step`` (``training_ing``).
 
         ``percentage`` defaults to ``step / total_steps * 100``; give it when the total is
@@ -138,7 +139,7 @@ class Run:
         """Send ``training_done``, wait up to ``flush_timeout`` for the broker, and close."""
         self._end(done_message(self.config.identity), Status.DONE, "done")
 
-    def fail(self, message: Union[str, BaseException]) -> None:
+    def fail(self, message: str | BaseException) -> None:
         """Send ``training_error`` with ``message`` (shown to the user), flush and close.
 
         An exception is turned into a plain sentence (``TrainingError`` text verbatim).
@@ -193,8 +194,7 @@ class Run:
         status = self._status.value if self._status else "running"
         try:
             with open(path, "w", encoding="utf-8") as fh:
-                json.dump({"status": status, "confirmed": self._confirmed,
-                           "pid": os.getpid()}, fh)
+                json.dump({"status": status, "confirmed": self._confirmed, "pid": os.getpid()}, fh)
         except OSError as exc:
             log.warning("trainwire: cannot write %s=%s: %s", STATE_FILE_ENV, path, exc)
 
@@ -230,11 +230,11 @@ class Run:
 
     @property
     def status(self) -> str:
-        """``"running"``, or the terminal status sent (``"training_done"``/``"training_error"``)."""
+        """``running``, or the terminal status sent (``training_done`` or ``training_error``)."""
         return self._status.value if self._status else "running"
 
     @property
-    def delivered(self) -> Optional[bool]:
+    def delivered(self) -> bool | None:
         """After the end: True when the broker (or the offline file) confirmed the terminal
         message, False when it was kept in the spool for ``trainwire replay``."""
         return self._confirmed
@@ -246,7 +246,7 @@ class Run:
 
     # -- graphs ------------------------------------------------------------------------
 
-    def _writer(self) -> Optional[MetricsWriter]:
+    def _writer(self) -> MetricsWriter | None:
         metrics = self._metrics
         if metrics is None and self._reporting:
             with self._metrics_lock:
@@ -294,13 +294,11 @@ class Run:
 
     def __exit__(
         self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            self.done()
-        elif isinstance(exc, SystemExit) and exc.code in (None, 0):
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (None, 0)):
             self.done()
         else:
             self.fail(exc)
@@ -331,7 +329,7 @@ def _as_percentage(percentage: Any) -> float:
 
 
 def _check_options(
-    total_steps: Optional[int], max_rate: Optional[float], flush_timeout: float, language: str
+    total_steps: int | None, max_rate: float | None, flush_timeout: float, language: str
 ) -> None:
     if total_steps is not None and (
         isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0
@@ -341,8 +339,10 @@ def _check_options(
         isinstance(max_rate, bool) or not isinstance(max_rate, (int, float)) or not max_rate > 0
     ):
         raise ValueError(f"max_rate must be a positive number or None, got {max_rate!r}")
-    if isinstance(flush_timeout, bool) or not isinstance(flush_timeout, (int, float)) or not (
-        flush_timeout >= 0
+    if (
+        isinstance(flush_timeout, bool)
+        or not isinstance(flush_timeout, (int, float))
+        or not (flush_timeout >= 0)
     ):
         raise ValueError(f"flush_timeout must be a number of seconds >= 0, got {flush_timeout!r}")
     if language not in LANGUAGES:
@@ -360,11 +360,11 @@ def _mode() -> str:
 
 
 def init(
-    config: Optional[PathLike] = None,
+    config: PathLike | None = None,
     *,
-    total_steps: Optional[int] = None,
-    kind: Optional[str] = None,
-    max_rate: Optional[float] = 10,
+    total_steps: int | None = None,
+    kind: str | None = None,
+    max_rate: float | None = 10,
     flush_timeout: float = 30,
     language: str = "ko",
 ) -> Run:
@@ -404,4 +404,3 @@ def init(
         reporting=reporting,
         rank=rank,
     )
-
