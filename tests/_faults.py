@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -102,6 +104,54 @@ def spool_records(config: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class LoginCutter:
+    """A server that answers the AMQP protocol header with ``Connection.Start`` and then cuts
+    the connection (RST) as soon as the client sends its login: a network failure at that
+    moment, which pika reports as a *probable* authentication error."""
+
+    def __init__(self) -> None:
+        import pika.frame
+        import pika.spec
+
+        start = pika.spec.Connection.Start(
+            server_properties={"capabilities": {"authentication_failure_close": True}},
+            mechanisms="PLAIN", locales="en_US",
+        )  # fmt: skip
+        self._start = pika.frame.Method(0, start).marshal()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                conn.settimeout(10)
+                conn.recv(8)  # "AMQP\x00\x00\x09\x01"
+                conn.sendall(self._start)
+                conn.recv(4096)  # Connection.StartOk: the login
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        """Stop accepting."""
+        self._server.close()
+
+    def __enter__(self) -> LoginCutter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ----------------------------------------------------------------- training processes

@@ -11,6 +11,7 @@ import pytest
 from _broker import free_port
 from _faults import (
     DONE,
+    LoginCutter,
     Training,
     check_run,
     collect,
@@ -94,4 +95,16 @@ def test_unknown_host_logs_one_line_naming_message_host(tmp_path):
     lines = key_lines(run.stderr, "message_host")
     assert len(lines) == 1, run.stderr
     assert "cannot be resolved" in lines[0]
+    assert spool_records(config)[-1]["terminal"] is True
+
+
+def test_connection_lost_during_login_is_retried_not_taken_for_wrong_credentials(tmp_path):
+    with LoginCutter() as cutter:
+        config = write_config(tmp_path, port=cutter.port, queue="q")
+        run = Training(config, tmp_path, steps=150, sleep=0.01, flush=1)
+        assert run.wait() == 0, run.describe()
+        assert cutter.connections >= 2  # tried again: a cut is not a refusal
+    assert "refused the login" not in run.stderr
+    lost = [ln for ln in run.stderr.splitlines() if "lost during the login" in ln]
+    assert len(lost) == 1, run.stderr
     assert spool_records(config)[-1]["terminal"] is True

@@ -15,6 +15,8 @@ import os
 import random
 import signal
 import time
+import traceback
+from pathlib import Path
 from typing import Any
 
 from _faults import (
@@ -66,19 +68,20 @@ def _expected_status(end: str, signalled_at: float | None, trained: dict[str, An
     return (own, ERROR)  # the signal and the end of training crossed
 
 
-def test_soak_random_faults_never_lose_a_terminal_message(tmp_path, fault_report):
-    runs = int(os.environ.get("TRAINWIRE_SOAK_RUNS", "20"))
-    seed = int(os.environ.get("TRAINWIRE_SOAK_SEED") or random.randrange(2**31))
-    rng = random.Random(seed)
-    fault_report.line(f"soak: {runs} runs, seed {seed} (rerun with TRAINWIRE_SOAK_SEED={seed} "
-                      f"TRAINWIRE_SOAK_RUNS={runs})")  # fmt: skip
-    broker = fault_broker()
-    tally: collections.Counter[str] = collections.Counter()
-    faults: collections.Counter[str] = collections.Counter()
-    failures: list[str] = []
-    worst = 0.0
-    started = time.monotonic()
-    for index, kind in enumerate(_kinds(runs, rng)):
+class Soak:
+    """The soak's state: the broker, the random source, the tally."""
+
+    def __init__(self, rng: random.Random, workdir: Path) -> None:
+        self.rng = rng
+        self.workdir = workdir
+        self.broker = fault_broker()
+        self.tally: collections.Counter[str] = collections.Counter()
+        self.faults: collections.Counter[str] = collections.Counter()
+        self.worst = 0.0
+
+    def run(self, index: int, kind: str) -> tuple[str, list[str], str]:
+        """One training run with one fault: (its line, its problems, its process's output)."""
+        rng, broker = self.rng, self.broker
         if not broker.is_running():
             broker.start()
         steps = rng.randint(40, 150)
@@ -92,7 +95,7 @@ def test_soak_random_faults_never_lose_a_terminal_message(tmp_path, fault_report
             arguments = {"x-max-length": rng.randint(1, 8), "x-overflow": "reject-publish"}
         queue = new_queue(broker, arguments)
         proxy = TcpProxy(broker.host, broker.port)
-        workdir = tmp_path / f"run{index}"
+        workdir = self.workdir / f"run{index}"
         config = write_config(workdir, port=proxy.port, queue=queue)
         opts: dict[str, Any] = {}
         if kind == "fork":
@@ -106,7 +109,7 @@ def test_soak_random_faults_never_lose_a_terminal_message(tmp_path, fault_report
         try:
             run.wait_event("ready")
             time.sleep(fault_at)
-            faults[kind] += 1
+            self.faults[kind] += 1
             if kind in ("sigterm", "sigint"):
                 if run.proc.poll() is None:
                     signalled_at = time.time()
@@ -142,8 +145,17 @@ def test_soak_random_faults_never_lose_a_terminal_message(tmp_path, fault_report
                 broker.set_memory_alarm(False)
             if run.proc.poll() is None:
                 run.proc.kill()
+        try:
+            return self._check(run, label, kind, config, queue, early, steps, end, signalled_at,
+                               code)  # fmt: skip
+        finally:
+            proxy.close()
 
-        worst = max(worst, run.worst)
+    def _check(self, run: Training, label: str, kind: str, config: Path, queue: str,
+               early: list[dict[str, Any]], steps: int, end: str, signalled_at: float | None,
+               code: int) -> tuple[str, list[str], str]:  # fmt: skip
+        broker, tally = self.broker, self.tally
+        self.worst = max(self.worst, run.worst)
         ended = run.event("ended")
         delivered = ended["delivered"] if ended else None
         msgs = early + collect(broker, queue, until_terminal=False)
@@ -185,27 +197,49 @@ def test_soak_random_faults_never_lose_a_terminal_message(tmp_path, fault_report
                 assert all(step < 10_000 for step in check.steps), "a forked child sent"
         except AssertionError as exc:
             problems.append(str(exc).splitlines()[0])
-        proxy.close()
         if code not in (0, 1, -signal.SIGTERM, -signal.SIGINT):
             problems.append(f"exit status {code}")
         if run.worst >= STALL_BOUND:
             problems.append(f"progress() stalled {run.worst:.3f} s")
         tally["runs"] += 1
         line = f"{label} -> {outcome}, {len(msgs)} msgs, worst step {run.worst * 1e3:.2f} ms"
-        if problems:
-            line += " PROBLEMS: " + "; ".join(problems)
-            failures.append(f"{line}\n{run.describe()}")
-        fault_report.line("  " + line)
+        return line, problems, run.describe()
 
-    elapsed = time.monotonic() - started
-    kinds = ", ".join(f"{k} {faults[k]}" for k in FAULTS if faults[k])
-    fault_report.line(
-        f"soak tally: runs {tally['runs']}; faults: {kinds}; terminal delivered directly "
-        f"{tally['terminal delivered directly']}; in the spool then replayed "
-        f"{tally['spooled then replayed']}; duplicates {tally['duplicates']} (equal "
-        f"message_id); lost {tally['lost']}; worst progress() {worst * 1e3:.2f} ms; "
-        f"{elapsed:.0f} s"
-    )
-    fault_report.stall(f"the soak ({runs} runs)", worst)
+    def summary(self, elapsed: float) -> str:
+        """The tally as one line."""
+        tally = self.tally
+        kinds = ", ".join(f"{k} {self.faults[k]}" for k in FAULTS if self.faults[k])
+        return (
+            f"soak tally: runs {tally['runs']}; faults: {kinds}; terminal delivered directly "
+            f"{tally['terminal delivered directly']}; in the spool then replayed "
+            f"{tally['spooled then replayed']}; duplicates {tally['duplicates']} (equal "
+            f"message_id); lost {tally['lost']}; worst progress() {self.worst * 1e3:.2f} ms; "
+            f"{elapsed:.0f} s"
+        )
+
+
+def test_soak_random_faults_never_lose_a_terminal_message(tmp_path, fault_report):
+    runs = int(os.environ.get("TRAINWIRE_SOAK_RUNS", "20"))
+    seed = int(os.environ.get("TRAINWIRE_SOAK_SEED") or random.randrange(2**31))
+    rng = random.Random(seed)
+    fault_report.line(f"soak: {runs} runs, seed {seed} (rerun with TRAINWIRE_SOAK_SEED={seed} "
+                      f"TRAINWIRE_SOAK_RUNS={runs})")  # fmt: skip
+    soak = Soak(rng, tmp_path)
+    failures: list[str] = []
+    started = time.monotonic()
+    try:
+        for index, kind in enumerate(_kinds(runs, rng)):
+            try:
+                line, problems, output = soak.run(index, kind)
+            except Exception:  # the harness itself: report it, go on with the next run
+                line, problems, output = f"run {index}: {kind}", ["harness error"], ""
+                output = traceback.format_exc()
+            if problems:
+                line += " PROBLEMS: " + "; ".join(problems)
+                failures.append(f"{line}\n{output}")
+            fault_report.line("  " + line)
+    finally:
+        fault_report.line(soak.summary(time.monotonic() - started))
+        fault_report.stall(f"the soak ({runs} runs)", soak.worst)
     assert not failures, "\n\n".join(failures)
-    assert tally["lost"] == 0
+    assert soak.tally["lost"] == 0

@@ -221,16 +221,16 @@ def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str
                 f"{config.path}",
                 False,
             )
-        if isinstance(c, (pe.ProbableAuthenticationError, pe.AuthenticationError)) or (
-            "ACCESS_REFUSED" in str(c)
-        ):
+        # Only the broker's own answer (403, 530) proves a configuration problem: pika's
+        # "Probable..." errors alone also mean a connection lost during the login.
+        if isinstance(c, pe.AuthenticationError) or "ACCESS_REFUSED" in str(c):
             return (
                 "auth",
                 f"the broker at {where} refused the login of user {config.message_id!r}: "
                 f"check 'message_id' and 'message_pw' in {config.path}",
                 False,
             )
-        if isinstance(c, pe.ProbableAccessDeniedError) or "NOT_ALLOWED" in str(c):
+        if "NOT_ALLOWED" in str(c):
             return (
                 "vhost",
                 f"the broker at {where} does not let user {config.message_id!r} into virtual "
@@ -258,6 +258,15 @@ def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str
             )
     if "SSL" in upper or "CERTIFICATE" in upper:
         return ("tls", _tls_sentence(config, where, text), False)
+    if any(isinstance(c, (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError))
+           for c in causes):  # fmt: skip
+        return (
+            "handshake",
+            f"the connection to {where} was lost during the login, without an answer from the "
+            f"broker (network trouble?); if this repeats, check 'message_id', 'message_pw' and "
+            f"'message_vhost' in {config.path}",
+            True,
+        )
     if any(isinstance(c, pe.IncompatibleProtocolError) for c in causes):
         hint = (
             f"check 'message_port' in {config.path}"
@@ -580,7 +589,7 @@ class AmqpTransport(Transport):
     def _on_open(self, connection: Any, opened: threading.Event) -> None:
         opened.set()
         self._wake_event.clear()
-        trouble = ("refused", "host", "timeout", "protocol", "other", "lost")
+        trouble = ("refused", "host", "timeout", "protocol", "handshake", "other", "lost")
         if any(kind in self._said for kind in trouble):
             log.info("trainwire: connected to %s", self.config.describe_broker())
         for kind in trouble[:-1]:
