@@ -4,7 +4,10 @@ naming the config key for every certificate problem (also in ``trainwire check``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 
 import pytest
 
@@ -84,3 +87,35 @@ def test_tls_to_a_plain_port_names_message_port(broker, tmp_path):
     data["message_port"] = broker.port
     config.write_text(json.dumps(data))
     _one_line(broker, tmp_path, config, "message_port", "does not speak TLS")
+
+
+def test_a_connection_cut_during_the_tls_handshake_is_retried(broker, tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def hang_up_after_the_client_hello():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            with contextlib.suppress(OSError):
+                conn.settimeout(10)
+                conn.recv(4096)
+            conn.close()
+
+    threading.Thread(target=hang_up_after_the_client_hello, daemon=True).start()
+    try:
+        config = write_config(
+            tmp_path, port=server.getsockname()[1], queue="q", message_tls=True,
+            message_ca_file=str(broker.ca_file),
+        )  # fmt: skip
+        run = Training(config, tmp_path, steps=150, sleep=0.01, flush=1)
+        assert run.wait() == 0, run.describe()
+    finally:
+        server.close()
+    assert len(accepted) >= 2  # a hang-up is passing trouble, not a bad certificate
+    assert "switched off" not in run.stderr
+    lost = [ln for ln in run.stderr.splitlines() if "lost during the TLS handshake" in ln]
+    assert len(lost) == 1, run.stderr

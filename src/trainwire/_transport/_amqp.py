@@ -240,6 +240,16 @@ def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str
             )
         if isinstance(c, ssl.SSLCertVerificationError):
             return ("tls", _verify_sentence(config, where, c), False)
+        if isinstance(c, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
+            isinstance(c, ssl.SSLError) and "UNEXPECTED_EOF" in str(c).upper()
+        ):
+            return (  # the other end hung up mid-handshake: passing trouble, not a setting
+                "handshake",
+                f"the connection to {where} was lost during the TLS handshake (network "
+                f"trouble, or the broker restarting?); if this repeats, check 'message_port' "
+                f"and 'message_tls' in {config.path}",
+                True,
+            )
         if isinstance(c, ssl.SSLError):
             return ("tls", _tls_sentence(config, where, str(c)), False)
         if isinstance(c, socket.gaierror):
