@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import uuid
 
+import pika.exceptions as pe
 import pytest
 
 from _broker import free_port
@@ -20,7 +21,9 @@ from _faults import (
     spool_records,
     write_config,
 )
+from trainwire._config import load_config
 from trainwire._preflight import run_checks
+from trainwire._transport._amqp import describe_connect_error
 
 
 def test_missing_queue_logs_one_line_naming_queue_name_and_delivers_once_it_exists(
@@ -108,3 +111,24 @@ def test_connection_lost_during_login_is_retried_not_taken_for_wrong_credentials
     lost = [ln for ln in run.stderr.splitlines() if "lost during the login" in ln]
     assert len(lost) == 1, run.stderr
     assert spool_records(config)[-1]["terminal"] is True
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "retry"),
+    [
+        ("(530) 'NOT_ALLOWED - vhost nope not found'", "vhost", False),
+        ("(530) 'NOT_ALLOWED - vhost / is down'", "vhost-down", True),  # still recovering
+        (
+            "(403) 'ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN'",
+            "auth",
+            False,
+        ),
+        ("StreamLostError: Stream connection lost: ConnectionResetError(104)", "handshake", True),
+    ],
+)
+def test_only_the_brokers_own_refusal_stops_the_retries(tmp_path, reply, kind, retry):
+    config = load_config(write_config(tmp_path, port=5672, queue="q"))
+    error = (pe.ProbableAccessDeniedError if "530" in reply else pe.ProbableAuthenticationError)(
+        reply
+    )
+    assert describe_connect_error(config, error)[0::2] == (kind, retry)

@@ -230,6 +230,13 @@ def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str
                 f"check 'message_id' and 'message_pw' in {config.path}",
                 False,
             )
+        if "NOT_ALLOWED" in str(c) and "IS DOWN" in str(c).upper():
+            return (  # "vhost / is down": the broker is still recovering it
+                "vhost-down",
+                f"the broker at {where} has virtual host {config.message_vhost!r} down (still "
+                "recovering?); retrying",
+                True,
+            )
         if "NOT_ALLOWED" in str(c):
             return (
                 "vhost",
@@ -599,7 +606,8 @@ class AmqpTransport(Transport):
     def _on_open(self, connection: Any, opened: threading.Event) -> None:
         opened.set()
         self._wake_event.clear()
-        trouble = ("refused", "host", "timeout", "protocol", "handshake", "other", "lost")
+        trouble = ("refused", "host", "timeout", "protocol", "handshake", "vhost-down", "other",
+                   "lost")  # fmt: skip
         if any(kind in self._said for kind in trouble):
             log.info("trainwire: connected to %s", self.config.describe_broker())
         for kind in trouble[:-1]:
