@@ -94,7 +94,8 @@ def _import_runs(ctx: Context) -> list[tuple[str, subprocess.Popen[str]]]:
                 env=env,
             ),
         )
-        for code in ("pass", "import trainwire")
+        # trainwire twice: a source file edited meanwhile would be compiled in one run
+        for code in ("pass", "import trainwire", "import trainwire")
     ]
 
 
@@ -171,7 +172,8 @@ def measure(ctx: Context) -> list[Figure]:
         return [base, imp]
     imports = _import_runs(ctx)
     per = _count(ctx, CALLS)
-    bare, ours = (_collected(proc) / 1e6 for _, proc in imports)
+    counts = [_collected(proc) / 1e6 for _, proc in imports]
+    bare, ours = counts[0], min(counts[1:])
     imp.trainwire, imp.baseline = ours, bare
     imp.ratio = ours / bare
     imp.note = (

@@ -134,7 +134,7 @@ def _pika_rate(ctx: Context, n: int) -> tuple[float, float]:
 def measure(ctx: Context) -> list[Figure]:
     """One figure: trainwire msg/s as a share of raw pika's, alternating, several reps."""
     n = 2_000 if ctx.quick else 10_000
-    reps = 2 if ctx.quick else 5
+    reps = 2 if ctx.quick else 7
     ours: list[float] = []
     theirs: list[float] = []
     cpu_ours: list[float] = []
