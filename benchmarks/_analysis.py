@@ -76,6 +76,9 @@ is not. Note that the bare interpreter here
 is itself heavy: this sandbox's `site-packages` holds a `.pth` file that imports
 `certifi` at every start.
 
+Across the full runs made after the changes, the median extra wall time ranged from 50
+to 72 ms and the fastest pair's from 35 to 55 ms, with the machine's load.
+
 **Before:** `import trainwire` added 167.8 M instructions to the 140.8 M of a bare
 interpreter (1.19x a bare start). `python -X importtime` showed `ssl` (loaded by the
 AMQP transport only for TLS options and error classification), `socket`, and `uuid`
@@ -124,7 +127,10 @@ socket writes (38 %), which the baseline pays as well. Under heavy load (load av
 12) the two changes alone took the ratio from 0.53 to 0.75; in a later side-by-side
 run at moderate load (about 2) the code before and after both reached about 80 % (0.81
 and 0.80: the noise is larger than the difference there), while client CPU per message
-went from 74 to 66 µs, against 35 µs for raw pika.
+went from 74 to 66 µs, against 35 µs for raw pika. Across the full runs made after the
+changes the ratio ranged from 71 % to 106 % (see the single reps under Details for how
+far one rep strays from the next): on this machine one run cannot settle this goal
+either way, and the CPU per message is the steadier figure.
 
 Measured one by one on this machine (loaded, so slow), trainwire's own work per
 message is about 15 µs: taking the step and building the message 6 µs (body dict 1.6,
