@@ -77,7 +77,7 @@ is itself heavy: this sandbox's `site-packages` holds a `.pth` file that imports
 `certifi` at every start.
 
 Across the full runs made after the changes, the median extra wall time ranged from 50
-to 72 ms and the fastest pair's from 35 to 55 ms, with the machine's load.
+to 72 ms and the fastest pair's from 34 to 73 ms, with the machine's load.
 
 **Before:** `import trainwire` added 167.8 M instructions to the 140.8 M of a bare
 interpreter (1.19x a bare start). `python -X importtime` showed `ssl` (loaded by the
