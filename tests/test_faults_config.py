@@ -132,3 +132,23 @@ def test_only_the_brokers_own_refusal_stops_the_retries(tmp_path, reply, kind, r
         reply
     )
     assert describe_connect_error(config, error)[0::2] == (kind, retry)
+
+
+def test_user_without_write_permission_logs_one_line_and_does_not_storm(broker, proxy, tmp_path):
+    user = f"tw-readonly-{uuid.uuid4().hex[:6]}"
+    broker.add_user(user, "pw-ro-123", vhost=None)
+    broker.ctl("set_permissions", "-p", "/", user, ".*", "", ".*")  # may not write
+    queue = new_queue(broker)
+    door = proxy()
+    config = write_config(tmp_path, port=door.port, queue=queue, message_id=user,
+                          message_pw="pw-ro-123")  # fmt: skip
+    try:
+        run = Training(config, tmp_path, steps=150, sleep=0.01, flush=30)
+        assert run.wait(timeout=25) == 0, run.describe()
+    finally:
+        broker.delete_user(user)
+    lines = key_lines(run.stderr, "message_id")
+    assert len(lines) == 1 and "publish" in lines[0], run.stderr
+    assert door.accepted == 1  # no reconnect storm: the broker's refusal is final
+    assert run.event("ended")["delivered"] is False
+    assert spool_records(config)[-1]["terminal"] is True

@@ -359,6 +359,8 @@ class AmqpTransport(Transport):
         self._connection: Any = None
         self._channel: Any = None
         self._blocked = False
+        self._opened_at = 0.0
+        self._acked = False  # something confirmed on the current connection
         self._tag = 0
         self._seq = 0
         self._in_flight: dict[int, tuple[int, Envelope]] = {}
@@ -593,8 +595,10 @@ class AmqpTransport(Transport):
                         ioloop.close()
             if self._stop or self._disabled is not None:
                 break
-            if opened.is_set():
-                backoff = BACKOFF_FIRST
+            if opened.is_set() and (
+                self._acked or time.monotonic() - self._opened_at > BACKOFF_MAX
+            ):
+                backoff = BACKOFF_FIRST  # it worked for a while: a fresh start, not a storm
             delay = min(backoff, BACKOFF_MAX) * random.uniform(0.5, 1.5)
             backoff *= 2
             if self.outbox.terminal is not None:
@@ -605,6 +609,8 @@ class AmqpTransport(Transport):
 
     def _on_open(self, connection: Any, opened: threading.Event) -> None:
         opened.set()
+        self._opened_at = time.monotonic()
+        self._acked = False
         self._wake_event.clear()
         trouble = ("refused", "host", "timeout", "protocol", "handshake", "vhost-down", "other",
                    "lost")  # fmt: skip
@@ -658,9 +664,20 @@ class AmqpTransport(Transport):
         self._requeue_in_flight()
         self._channel = None
         conn = self._connection
-        if conn is not None and conn.is_open:
+        if conn is None or not conn.is_open:
+            return
+        config = self.config
+        if "ACCESS_REFUSED" in str(exc):  # e.g. no write permission: retrying cannot help
+            self._switch_off(
+                "permission",
+                f"the broker at {config.message_host}:{config.message_port} does not let user "
+                f"{config.message_id!r} publish to queue {config.queue_name!r} ({exc}): check "
+                f"'message_id' in {config.path}, or give that user write permission on virtual "
+                f"host {config.message_vhost!r}",
+            )
+        else:
             self._say("channel", logging.WARNING, f"the broker closed the channel ({exc!r})")
-            conn.close()
+        conn.close()
 
     def _requeue_in_flight(self) -> None:
         if self._in_flight:
@@ -693,6 +710,7 @@ class AmqpTransport(Transport):
             self._returned.discard(envelope.message_id)
             if acked and not returned:
                 self.delivered += 1
+                self._acked = True
                 if envelope.replayed:
                     replayed.append(envelope.message_id)
                 elif envelope.terminal:
