@@ -205,3 +205,31 @@ def test_init_raises_config_error_before_training_starts(tmp_path):
 def test_bad_init_arguments_raise_at_the_call(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         trainwire.init(config=write(tmp_path, GOOD), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("step", "error", "match"),
+    [
+        (-5, ValueError, "step must be >= 0"),
+        (1.5, TypeError, "step must be an integer"),
+        (True, TypeError, "step must be an integer, got bool"),
+        ("3", TypeError, "step must be an integer"),
+    ],
+)
+def test_bad_progress_arguments_raise_at_the_call(tmp_path, monkeypatch, step, error, match):
+    monkeypatch.setenv("TRAINWIRE_MODE", "disabled")
+    run = trainwire.init(config=write(tmp_path, GOOD), total_steps=10)
+    with pytest.raises(error, match=match):
+        run.progress(step)
+    with pytest.raises(ValueError, match="percentage is NaN"):
+        run.progress(1, percentage=float("nan"))
+    run.done()
+
+
+def test_progress_without_total_needs_an_explicit_percentage(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINWIRE_MODE", "disabled")
+    run = trainwire.init(config=write(tmp_path, GOOD))
+    with pytest.raises(ValueError, match="needs total_steps"):
+        run.progress(3)
+    run.progress(3, percentage=250)  # clamped, not an error
+    run.done()

@@ -113,7 +113,7 @@ class Run:
         if self._inactive:
             self._after_end("progress")
             return
-        if type(step) is not int:
+        if type(step) is not int or step < 0:
             step = _as_step(step)
         if percentage is None:
             if self._scale is None:
