@@ -599,8 +599,8 @@ class AmqpTransport(Transport):
                 self._acked or time.monotonic() - self._opened_at > BACKOFF_MAX
             ):
                 backoff = BACKOFF_FIRST  # it worked for a while: a fresh start, not a storm
-            delay = min(backoff, BACKOFF_MAX) * random.uniform(0.5, 1.5)
-            backoff *= 2
+            delay = backoff * random.uniform(0.5, 1.5)
+            backoff = min(backoff * 2, BACKOFF_MAX)
             if self.outbox.terminal is not None:
                 delay = min(delay, BACKOFF_ENDING)
             # A terminal message (wake) cuts the wait short so that it gets its chance.
