@@ -89,10 +89,11 @@ def test_dry_run_lists_without_sending(broker, queue, make_config, tmp_path):
     assert broker.drain(queue) == []
 
 
-def test_replay_order_puts_terminal_messages_last():
+def test_replay_order_keeps_each_run_together_and_drops_repeated_ids():
     def record(message_id: str, terminal: bool) -> SpoolRecord:
         return SpoolRecord(message_id, "q", {}, terminal, 0.0)
 
+    # Two earlier runs, each spooled as its newest progress then its terminal message.
     records = [record("p1", False), record("t1", True), record("p2", False), record("t2", True),
                record("p1", False)]  # fmt: skip
-    assert [r.message_id for r in replay_order(records)] == ["p1", "p2", "t1", "t2"]
+    assert [r.message_id for r in replay_order(records)] == ["p1", "t1", "p2", "t2"]

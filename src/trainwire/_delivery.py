@@ -185,14 +185,20 @@ def spool_for(config: Config) -> Spool:
 
 
 def replay_order(records: Sequence[SpoolRecord]) -> list[SpoolRecord]:
-    """Spool order without repeated ids, every terminal message after all progress."""
+    """Spool order without repeated ids.
+
+    The spool is written run by run, each run's newest progress before its terminal
+    message, so file order already puts every terminal message after its own run's
+    progress; it also keeps several earlier runs apart, as the background replay at
+    ``init()`` does.
+    """
     seen: set[str] = set()
     unique = []
     for record in records:
         if record.message_id not in seen:
             seen.add(record.message_id)
             unique.append(record)
-    return sorted(unique, key=lambda record: record.terminal)
+    return unique
 
 
 def belongs_to(config: Config, body: dict[str, Any]) -> bool:
@@ -210,8 +216,9 @@ def replay_spool(config: Config, *, timeout: float = 30.0) -> ReplayResult:
 
     Only the records of this config's job (``cmd``, ``project_key`` and id) are sent;
     records of other jobs sharing the folder are left for their own config. Messages go in
-    spool order, terminal messages last, each with its original ``message_id`` (a consumer
-    can drop the duplicates at-least-once delivery may bring), to the config's
+    spool order (each run's terminal message after its progress), each with its original
+    ``message_id`` (a consumer can drop the duplicates at-least-once delivery may bring), to
+    the config's
     ``queue_name``. Delivery stops at the first message not confirmed, so
     a terminal message never overtakes the progress before it.
     """
