@@ -17,8 +17,7 @@ spool for ``trainwire replay``.
 from __future__ import annotations
 
 from ._config import Config, load_config
-from ._errors import ConfigError, ProtocolError, TrainingError, TrainwireError
-from ._metrics import MetricsError
+from ._errors import ConfigError, MetricsError, ProtocolError, TrainingError, TrainwireError
 from ._run import Run, init
 from ._track import track
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ProtocolError", "TrainingError", "TrainwireError"]
+__all__ = ["ConfigError", "MetricsError", "ProtocolError", "TrainingError", "TrainwireError"]
 
 
 class TrainwireError(Exception):
@@ -14,6 +14,11 @@ class ConfigError(TrainwireError, ValueError):
 
     The text names the file, the key, what was expected and what was found.
     """
+
+
+class MetricsError(TrainwireError, ValueError):
+    """A graph, series or value that cannot go into a metrics file, or a file that does
+    not match what is logged. The text says what is wrong and what to do."""
 
 
 class ProtocolError(TrainwireError, ValueError):

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from ._errors import TrainwireError
+from ._errors import MetricsError
 
 __all__ = [
     "SEPARATOR",
@@ -85,11 +85,6 @@ _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _INT_RE = re.compile(r"[+-]?\d+\Z")
 _NONFINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)\Z", re.IGNORECASE)
 _HEAD_LIMIT = 64 * 1024
-
-
-class MetricsError(TrainwireError, ValueError):
-    """A graph, series or value that cannot go into a metrics file, or a file that does
-    not match what is logged. The text says what is wrong and what to do."""
 
 
 # -- names ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from ._explain import LANGUAGES, explain_exception, explain_exit_status, explain
 from ._protocol import Status, done_message, error_message
 from ._rank import global_rank
 from ._spool import OFFLINE_FILE
-from ._transport import AmqpTransport, FileTransport, NullTransport, Outbox, Transport
+from ._transport import FileTransport, NullTransport, Outbox, Transport
 
 if TYPE_CHECKING:
     from ._metrics import MetricsWriter
@@ -92,6 +92,8 @@ class Run:
         if self.mode == "offline" or not self.config.has_broker:
             self.mode = "offline"
             return FileTransport(self._outbox, self.config.save_dir / OFFLINE_FILE)
+        from ._transport._amqp import AmqpTransport
+
         return AmqpTransport(self._outbox, self.config)
 
     def __repr__(self) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ._amqp import AmqpTransport
 from ._base import Envelope, Outbox, Transport
 from ._local import FileTransport, NullTransport
 
-__all__ = ["AmqpTransport", "Envelope", "FileTransport", "NullTransport", "Outbox", "Transport"]
+# The AMQP transport (``._amqp``) is imported where a run first needs it, so that
+# ``import trainwire`` stays cheap and offline runs never load it.
+__all__ = ["Envelope", "FileTransport", "NullTransport", "Outbox", "Transport"]
