@@ -458,3 +458,30 @@ def test_missing_queue_is_reported_and_terminal_kept_in_spool(broker, make_confi
     records = [json.loads(x) for x in spool]
     assert records[-1]["terminal"] is True and records[-1]["body"]["status"] == DONE
     assert decode(json.dumps(records[-1]["body"]).encode())["model_id"] == "model-1"
+
+
+def test_pika_noise_stays_out_of_a_configured_log_while_the_broker_is_away(tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({
+        "message_host": "127.0.0.1", "message_port": 1, "message_id": "guest",
+        "message_pw": "guest", "queue_name": "q", "project_key": "pk", "model_id": "m",
+        "model_write_path": str(tmp_path / "m"),
+    }))  # fmt: skip
+    result = run_script(
+        """
+        import logging, time, trainwire
+        logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+        logging.getLogger("pika").info("the user's own pika line")
+        run = trainwire.init(total_steps=10, flush_timeout=2)
+        for step in range(1, 11):
+            run.progress(step)
+            time.sleep(0.2)
+        run.done()
+        """,
+        config,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert [ln for ln in lines if ln.startswith("pika")] == ["pika INFO the user's own pika line"]
+    refused = [ln for ln in lines if "connection refused" in ln]
+    assert len(refused) == 1 and "'message_port'" in refused[0]

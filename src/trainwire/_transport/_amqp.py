@@ -338,6 +338,34 @@ def _inline_resolver_ioloop() -> Any:
     return InlineResolverServices(IOLoop())
 
 
+#: The name of the I/O thread (records of pika logged from it are trainwire's business).
+IO_THREAD_PREFIX = "trainwire-io"
+
+
+def _from_io_thread(record: logging.LogRecord) -> bool:
+    return not (record.threadName or "").startswith(IO_THREAD_PREFIX)
+
+
+_pika_quieted = False
+
+
+def _quiet_pika_in_io_threads() -> None:
+    """Drop what pika logs from trainwire's I/O threads, once per process.
+
+    pika logs every failed connection attempt at ERROR, ten lines each, and a program that
+    calls ``logging.basicConfig()`` would print them all on every retry. trainwire says
+    what went wrong itself, in one line naming the config key to fix. pika's records from
+    the user's own threads (their own pika code) are left alone.
+    """
+    global _pika_quieted
+    if _pika_quieted:
+        return
+    _pika_quieted = True
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if (name == "pika" or name.startswith("pika.")) and isinstance(logger, logging.Logger):
+            logger.addFilter(_from_io_thread)
+
+
 class AmqpTransport(Transport):
     """Publishes a run's messages to ``queue_name`` through the default exchange."""
 
@@ -347,7 +375,7 @@ class AmqpTransport(Transport):
         super().__init__(outbox)
         self.config = config
         self.spool = Spool(config.save_dir / SPOOL_FILE)
-        self._thread = threading.Thread(target=self._main, name="trainwire-io", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=IO_THREAD_PREFIX, daemon=True)
         self._pid = os.getpid()
         self._stop = False
         self._abandoned = False
@@ -563,7 +591,9 @@ class AmqpTransport(Transport):
 
     def _main(self) -> None:
         import pika
+        import pika.adapters.select_connection  # its loggers exist from here on
 
+        _quiet_pika_in_io_threads()
         try:
             params = connection_parameters(self.config)
         except Exception as exc:
