@@ -227,9 +227,30 @@ class Reporter:
 
 
 class ReporterOwner:
-    """Mixin for integration objects: ``run``, ``with obj:`` around training, copies."""
+    """Mixin for integration objects: the shared constructor, ``run``, ``with obj:`` around
+    training, copies. Put it first in the bases, before the framework's class."""
 
     _reporter: Reporter
+
+    def __init__(
+        self,
+        config: PathLike | None = None,
+        *,
+        run: Run | None = None,
+        kind: str | None = None,
+        max_rate: float | None = 10,
+        flush_timeout: float = 30,
+        language: str = "ko",
+    ) -> None:
+        super().__init__()  # the framework's base class
+        self._reporter = Reporter(
+            config,
+            run,
+            kind=kind,
+            max_rate=max_rate,
+            flush_timeout=flush_timeout,
+            language=language,
+        )
 
     @property
     def run(self) -> Run:

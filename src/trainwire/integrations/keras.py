@@ -22,9 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._config import PathLike
-from .._run import Run
-from ._reporter import Reporter, ReporterOwner
+from ._reporter import ReporterOwner
 
 try:
     import keras
@@ -46,28 +44,9 @@ class TrainwireCallback(ReporterOwner, _KerasCallback):  # type: ignore[misc, un
     :param kind, max_rate, flush_timeout, language: as for :func:`trainwire.init`.
     """
 
-    def __init__(
-        self,
-        config: PathLike | None = None,
-        *,
-        run: Run | None = None,
-        kind: str | None = None,
-        max_rate: float | None = 10,
-        flush_timeout: float = 30,
-        language: str = "ko",
-    ) -> None:
-        super().__init__()
-        self._reporter = Reporter(
-            config,
-            run,
-            kind=kind,
-            max_rate=max_rate,
-            flush_timeout=flush_timeout,
-            language=language,
-        )
-        self._steps: int | None = None
-        self._offset = 0
-        self._count = 0
+    _steps: int | None = None
+    _offset = 0
+    _count = 0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Make the run with the total ``epochs * steps``."""

@@ -32,9 +32,7 @@ import sys
 from argparse import Namespace
 from typing import Any
 
-from .._config import PathLike
 from .._explain import explain_signal
-from .._run import Run
 from ._reporter import Reporter, ReporterOwner
 
 
@@ -65,17 +63,6 @@ _Callback: Any = _pl.Callback
 _Logger: Any = _pl.loggers.Logger
 
 
-def _options(
-    kind: str | None, max_rate: float | None, flush_timeout: float, language: str
-) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "max_rate": max_rate,
-        "flush_timeout": flush_timeout,
-        "language": language,
-    }
-
-
 def _error(exception: BaseException, reporter: Reporter) -> str | BaseException:
     if type(exception).__name__ == "SIGTERMException":  # Lightning's own, after a SIGTERM
         return explain_signal(signal.SIGTERM, reporter.options.get("language", "ko"))
@@ -89,19 +76,6 @@ class TrainwireCallback(ReporterOwner, _Callback):  # type: ignore[misc, unused-
     :param run: report into this open :class:`trainwire.Run` instead; it is yours to end.
     :param kind, max_rate, flush_timeout, language: as for :func:`trainwire.init`.
     """
-
-    def __init__(
-        self,
-        config: PathLike | None = None,
-        *,
-        run: Run | None = None,
-        kind: str | None = None,
-        max_rate: float | None = 10,
-        flush_timeout: float = 30,
-        language: str = "ko",
-    ) -> None:
-        super().__init__()
-        self._reporter = Reporter(config, run, **_options(kind, max_rate, flush_timeout, language))
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Share the run with a :class:`TrainwireLogger` of the same trainer; make it now."""
@@ -148,19 +122,6 @@ class TrainwireLogger(ReporterOwner, _Logger):  # type: ignore[misc, unused-igno
     :param run: report into this open :class:`trainwire.Run` instead; it is yours to end.
     :param kind, max_rate, flush_timeout, language: as for :func:`trainwire.init`.
     """
-
-    def __init__(
-        self,
-        config: PathLike | None = None,
-        *,
-        run: Run | None = None,
-        kind: str | None = None,
-        max_rate: float | None = 10,
-        flush_timeout: float = 30,
-        language: str = "ko",
-    ) -> None:
-        super().__init__()
-        self._reporter = Reporter(config, run, **_options(kind, max_rate, flush_timeout, language))
 
     @property
     def name(self) -> str:

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._config import PathLike
-from .._run import Run
-from ._reporter import Reporter, ReporterOwner
+from ._reporter import ReporterOwner
 
 try:
     from transformers import (
@@ -61,25 +59,6 @@ class TrainwireCallback(ReporterOwner, TrainerCallback):  # type: ignore[misc, u
     Use it as a context manager around ``trainer.train()`` so that an exception still
     sends ``training_error``.
     """
-
-    def __init__(
-        self,
-        config: PathLike | None = None,
-        *,
-        run: Run | None = None,
-        kind: str | None = None,
-        max_rate: float | None = 10,
-        flush_timeout: float = 30,
-        language: str = "ko",
-    ) -> None:
-        self._reporter = Reporter(
-            config,
-            run,
-            kind=kind,
-            max_rate=max_rate,
-            flush_timeout=flush_timeout,
-            language=language,
-        )
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any

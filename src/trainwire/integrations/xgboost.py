@@ -29,7 +29,7 @@ from typing import Any
 
 from .._config import PathLike
 from .._run import Run
-from ._reporter import Reporter, ReporterOwner, graph_name, number, series_name
+from ._reporter import ReporterOwner, graph_name, number, series_name
 
 try:
     import xgboost
@@ -82,16 +82,11 @@ class TrainwireCallback(ReporterOwner, _Base):  # type: ignore[misc, unused-igno
                 f"num_boost_round must be the positive number of boosting rounds given to "
                 f"xgboost.train (n_estimators in the scikit-learn API), got {num_boost_round!r}"
             )
-        super().__init__()
-        self.num_boost_round = num_boost_round
-        self._reporter = Reporter(
-            config,
-            run,
-            kind=kind,
-            max_rate=max_rate,
-            flush_timeout=flush_timeout,
+        super().__init__(
+            config, run=run, kind=kind, max_rate=max_rate, flush_timeout=flush_timeout,
             language=language,
-        )
+        )  # fmt: skip
+        self.num_boost_round = num_boost_round
         self._active = True
         self._first_round = 0
         self._step = 0
