@@ -10,6 +10,7 @@ import click
 
 from .._config import CONFIG_ENV, Config, load_config
 from .._errors import ConfigError
+from .._explain import LANGUAGES
 from . import configure_logging
 
 __all__ = [
@@ -43,6 +44,15 @@ def config_option(function: F) -> F:
         type=click.Path(dir_okay=False),
         help="The training config file (JSON or YAML).",
     )
+    return option(function)
+
+
+def language_option(function: F) -> F:
+    """``--language ko|en``: the language of the sentences trainwire writes."""
+    option = click.option(
+        "--language", type=click.Choice(LANGUAGES), default="ko", show_default=True,
+        help="Language of the error sentences sent to the platform.",
+    )  # fmt: skip
     return option(function)
 
 

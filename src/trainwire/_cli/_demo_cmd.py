@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from ._common import language_option, verbosity_options
+
 __all__ = ["demo"]
 
 
@@ -91,7 +93,8 @@ def _summary(path: Path, metrics_dir: Path) -> str:
     type=click.FloatRange(0, 3600),
     help="How long the simulated training takes.",
 )
-@click.option("--language", type=click.Choice(["ko", "en"]), default="ko", show_default=True)
+@language_option
+@verbosity_options
 @click.option(
     "--fail-at",
     type=int,

@@ -8,7 +8,7 @@ import sys
 import click
 
 from .._errors import ConfigError
-from ._common import config_option, fail_usage, load_or_exit, verbosity_options
+from ._common import config_option, fail_usage, language_option, load_or_exit, verbosity_options
 
 __all__ = ["run"]
 
@@ -37,10 +37,7 @@ log = logging.getLogger("trainwire")
     help="Seconds to wait for the broker to confirm the final status; what is not "
     "confirmed by then is kept in the spool for `trainwire replay`.",
 )  # fmt: skip
-@click.option(
-    "--language", type=click.Choice(["ko", "en"]), default="ko", show_default=True,
-    help="Language of the error sentences sent to the platform.",
-)  # fmt: skip
+@language_option
 @click.option(
     "--no-progress", is_flag=True,
     help="Do not turn progress bars in the output into training_ing.",
