@@ -62,7 +62,6 @@ class Run:
         self.flush_timeout = flush_timeout
         self.language = language
         self.mode = mode if reporting else "disabled"
-        self._scale = 100.0 / total_steps if total_steps else None
         self._outbox = Outbox(config.identity, max_rate, total_steps)
         self._push = self._outbox.push
         self._reporting = reporting
@@ -80,10 +79,9 @@ class Run:
         self._metrics_lock = threading.Lock()
         self._transport = self._make_transport()
         self._transport.start()
-        if self._records_failure:
+        if reporting or self._records_failure:
             _lifecycle.register(self)
         if reporting:
-            _lifecycle.register(self)
             self._tell_supervisor()  # under `trainwire run`: the child reports by itself
 
     def _make_transport(self) -> Transport:
@@ -97,10 +95,9 @@ class Run:
         return AmqpTransport(self._outbox, self.config)
 
     def __repr__(self) -> str:
-        state = self._status.value if self._status else "running"
         return (
             f"<trainwire.Run {self.config.kind.value} {self.config.job_id!r} "
-            f"mode={self.mode} state={state}>"
+            f"mode={self.mode} state={self.status}>"
         )
 
     # -- progress: the hot path ------------------------------------------------------
@@ -118,7 +115,7 @@ class Run:
         if type(step) is not int or step < 0:
             step = _as_step(step)
         if percentage is None:
-            if self._scale is None:
+            if self.total_steps is None:
                 raise ValueError(
                     "progress(step) needs total_steps (trainwire.init(total_steps=...)) or an "
                     "explicit percentage: run.progress(step, percentage=37.5)"
@@ -193,10 +190,11 @@ class Run:
         path = os.environ.get(STATE_FILE_ENV)
         if not path:
             return
-        status = self._status.value if self._status else "running"
         try:
             with open(path, "w", encoding="utf-8") as fh:
-                json.dump({"status": status, "confirmed": self._confirmed, "pid": os.getpid()}, fh)
+                json.dump(
+                    {"status": self.status, "confirmed": self._confirmed, "pid": os.getpid()}, fh
+                )
         except OSError as exc:
             log.warning("trainwire: cannot write %s=%s: %s", STATE_FILE_ENV, path, exc)
 
