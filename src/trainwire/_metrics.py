@@ -50,12 +50,14 @@ from ._errors import MetricsError
 __all__ = [
     "SEPARATOR",
     "SUFFIX",
+    "GraphScan",
     "GraphSummary",
     "MetricsError",
     "MetricsWriter",
     "Problem",
     "check_metrics_dir",
     "metrics_files",
+    "scan_metrics_dir",
     "summarize_metrics_dir",
     "validate_graph_name",
     "validate_series_name",
@@ -738,6 +740,15 @@ def _create(path: Path, header: bytes) -> bool:
 
 
 # -- reading: check and summary --------------------------------------------------------
+#
+# The row contract, for every reader (docs/metrics.md, "Reading the files while a job
+# runs"): a line is complete only once its line break is in the file. Each row reaches the
+# file in one append, but Linux makes an append that crosses a page boundary visible in
+# parts, so a reader can meet the first part of a row at the end of the file. Such a last
+# line is a row being written: it is neither read nor reported as a problem.
+
+
+_EMPTY_HEADER = "is empty: the first line must hold the field names, e.g. 'step, loss'"
 
 
 def _parse(cell: str) -> Number:
@@ -762,7 +773,11 @@ class Problem:
 
 @dataclass
 class GraphSummary:
-    """What one metrics file holds (rows with problems are not counted)."""
+    """What one metrics file holds (rows with problems are not counted).
+
+    ``partial_line`` is the number of the file's last line when it has no line break yet:
+    a row being written, which is not read (None when the file ends with a line break).
+    """
 
     file: str
     graph: str
@@ -775,6 +790,7 @@ class GraphSummary:
     min: dict[str, Number] = field(default_factory=dict)
     max: dict[str, Number] = field(default_factory=dict)
     problems: int = 0
+    partial_line: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -789,7 +805,16 @@ class GraphSummary:
             "min": self.min,
             "max": self.max,
             "problems": self.problems,
+            "partial_line": self.partial_line,
         }
+
+
+@dataclass(frozen=True)
+class GraphScan:
+    """One graph file read by the row contract: its summary and its problems."""
+
+    summary: GraphSummary
+    problems: list[Problem]
 
 
 def metrics_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -801,118 +826,159 @@ def metrics_files(directory: str | os.PathLike[str]) -> list[Path]:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """``(number, line without its line break, whether the line break was there)``."""
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, 1):
             ended = raw.endswith(b"\n")
             yield number, raw.rstrip(b"\n").rstrip(b"\r"), ended
 
 
-def _scan_file(path: Path) -> tuple[GraphSummary, list[Problem]]:
-    name = path.name
-    graph = name[: -len(SUFFIX)] if name.endswith(SUFFIX) and name != SUFFIX else name
-    summary = GraphSummary(file=name, graph=graph)
-    problems: list[Problem] = []
+def _graph_name(file_name: str) -> str:
+    if file_name.endswith(SUFFIX) and file_name != SUFFIX:
+        return file_name[: -len(SUFFIX)]
+    return file_name
 
-    def problem(line: int | None, message: str) -> None:
-        problems.append(Problem(name, line, message))
 
-    ncols = 0
-    prev: tuple[Number, int] | None = None
-    seen_any = False
-    for number, raw, ended in _lines(path):
-        seen_any = True
+class _Scanner:
+    """Reads one graph file line by line, keeping the summary and the problems."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.summary = GraphSummary(file=path.name, graph=_graph_name(path.name))
+        self.problems: list[Problem] = []
+        self._prev: tuple[Number, int] | None = None
+
+    def scan(self) -> GraphScan:
+        seen_any = False
+        for number, raw, ended in _lines(self.path):
+            seen_any = True
+            if not ended:  # a row being written (the contract above): not read yet
+                self.summary.partial_line = number
+                break
+            text = self._text(number, raw)
+            if number == 1:
+                self._header(text)
+            elif not text.strip():
+                self._problem(number, "is empty: every line after the header must be a row")
+            else:
+                self._row(number, text)
+        if not seen_any:
+            self._problem(None, _EMPTY_HEADER)
+        self.summary.problems = len(self.problems)
+        return GraphScan(self.summary, self.problems)
+
+    def _problem(self, line: int | None, message: str) -> None:
+        self.problems.append(Problem(self.summary.file, line, message))
+
+    def _text(self, number: int, raw: bytes) -> str:
         try:
-            text = raw.decode("utf-8")
+            return raw.decode("utf-8")
         except UnicodeDecodeError:
-            problem(number, "is not UTF-8 text: save the file as UTF-8")
-            text = raw.decode("utf-8", "replace")
-        if not ended:
-            problem(
-                number,
-                "has no line break at its end: the row may be half-written (a reader "
-                "should ignore it); end the file with a line break",
-            )
+            self._problem(number, "is not UTF-8 text: save the file as UTF-8")
+            return raw.decode("utf-8", "replace")
+
+    def _header(self, text: str) -> None:
         cells = [c.strip() for c in text.split(",")]
-        if number == 1:
-            ncols = len(cells)
-            summary.x_axis = cells[0]
-            summary.series = tuple(cells[1:])
-            if not text.strip():
-                problem(1, "is empty: the first line must hold the field names, e.g. 'step, loss'")
-            elif all(_NUMBER_RE.match(c) for c in cells):
-                problem(
-                    1,
-                    f"{text!r} looks like data: the first line must hold the field names, "
-                    f"e.g. 'step, loss'",
-                )
-            elif any(not c for c in cells):
-                problem(1, f"the header {text!r} has an empty field name")
-            elif len(cells) < 2:
-                problem(
-                    1,
-                    f"the header {text!r} names only the x axis: add at least one more "
-                    f"column (a line of the graph)",
+        self.summary.x_axis = cells[0]
+        self.summary.series = tuple(cells[1:])
+        if not text.strip():
+            self._problem(1, _EMPTY_HEADER)
+        elif all(_NUMBER_RE.match(c) for c in cells):
+            self._problem(
+                1,
+                f"{text!r} looks like data: the first line must hold the field names, "
+                f"e.g. 'step, loss'",
+            )
+        elif any(not c for c in cells):
+            self._problem(1, f"the header {text!r} has an empty field name")
+        elif len(cells) < 2:
+            self._problem(
+                1,
+                f"the header {text!r} names only the x axis: add at least one more "
+                f"column (a line of the graph)",
+            )
+        else:
+            dupes = sorted({c for c in cells if cells.count(c) > 1})
+            if dupes:
+                self._problem(1, f"the header names {', '.join(map(repr, dupes))} more than once")
+
+    def _row(self, number: int, text: str) -> None:
+        s = self.summary
+        columns = (s.x_axis, *s.series)
+        cells = [c.strip() for c in text.split(",")]
+        if len(cells) != len(columns):
+            self._problem(
+                number,
+                f"has {len(cells)} cells, but the header has {len(columns)} "
+                f"({SEPARATOR.join(columns)})",
+            )
+            return
+        values = [self._cell(number, column, cell) for column, cell in zip(columns, cells)]
+        numbers = [v for v in values if v is not None]
+        if len(numbers) != len(columns):
+            return
+        x = numbers[0]
+        if self._prev is not None and x < self._prev[0]:
+            self._problem(
+                number,
+                f"the x axis ({s.x_axis}) goes backwards: {cells[0]} after "
+                f"{self._prev[0]} on line {self._prev[1]}",
+            )
+            return
+        self._prev = (x, number)
+        self._count(x, numbers[1:])
+
+    def _cell(self, number: int, column: str, cell: str) -> Number | None:
+        """The number in ``cell``, or None after reporting why it is not one."""
+        if not _NUMBER_RE.match(cell):
+            if not cell:
+                self._problem(number, f"{column!r} is empty: every cell needs a number")
+            elif _NONFINITE_RE.match(cell):
+                self._problem(
+                    number,
+                    f"{column!r} is {cell!r}: NaN and infinity cannot be drawn; leave "
+                    f"such rows out",
                 )
             else:
-                dupes = sorted({c for c in cells if cells.count(c) > 1})
-                if dupes:
-                    problem(1, f"the header names {', '.join(map(repr, dupes))} more than once")
-            continue
-        if not text.strip():
-            problem(number, "is empty: every line after the header must be a row")
-            continue
-        if len(cells) != ncols:
-            problem(
-                number,
-                f"has {len(cells)} cells, but the header has {ncols} "
-                f"({SEPARATOR.join([summary.x_axis, *summary.series])})",
-            )
-            continue
-        values: list[Number] = []
-        columns = (summary.x_axis, *summary.series)
-        for column, cell in zip(columns, cells):
-            if not _NUMBER_RE.match(cell):
-                if not cell:
-                    problem(number, f"{column!r} is empty: every cell needs a number")
-                elif _NONFINITE_RE.match(cell):
-                    problem(
-                        number,
-                        f"{column!r} is {cell!r}: NaN and infinity cannot be drawn; leave "
-                        f"such rows out",
-                    )
-                else:
-                    problem(number, f"{column!r} is {cell!r}, not a number")
-                continue
-            value = _parse(cell)
-            if value - value != 0:
-                problem(number, f"{column!r} is {cell!r}, too large to be a finite number")
-                continue
-            values.append(value)
-        if len(values) != ncols:
-            continue
-        x = values[0]
-        if prev is not None and x < prev[0]:
-            problem(
-                number,
-                f"the x axis ({summary.x_axis}) goes backwards: {cells[0]} after "
-                f"{prev[0]} on line {prev[1]}",
-            )
-            continue
-        prev = (x, number)
-        if summary.first_x is None:
-            summary.first_x = x
-        summary.last_x = x
-        summary.rows += 1
-        for column, value in zip(summary.series, values[1:]):
-            summary.last[column] = value
-            if column not in summary.min or value < summary.min[column]:
-                summary.min[column] = value
-            if column not in summary.max or value > summary.max[column]:
-                summary.max[column] = value
-    if not seen_any:
-        problem(None, "is empty: the first line must hold the field names, e.g. 'step, loss'")
-    summary.problems = len(problems)
-    return summary, problems
+                self._problem(number, f"{column!r} is {cell!r}, not a number")
+            return None
+        value = _parse(cell)
+        if value - value != 0:
+            self._problem(number, f"{column!r} is {cell!r}, too large to be a finite number")
+            return None
+        return value
+
+    def _count(self, x: Number, values: list[Number]) -> None:
+        s = self.summary
+        if s.first_x is None:
+            s.first_x = x
+        s.last_x = x
+        s.rows += 1
+        for column, value in zip(s.series, values):
+            s.last[column] = value
+            if column not in s.min or value < s.min[column]:
+                s.min[column] = value
+            if column not in s.max or value > s.max[column]:
+                s.max[column] = value
+
+
+def _scan_file(path: Path) -> GraphScan:
+    try:
+        return _Scanner(path).scan()
+    except OSError as exc:
+        summary = GraphSummary(file=path.name, graph=_graph_name(path.name), problems=1)
+        return GraphScan(
+            summary, [Problem(path.name, None, f"cannot be read: {exc.strerror or exc}")]
+        )
+
+
+def scan_metrics_dir(directory: str | os.PathLike[str]) -> list[GraphScan]:
+    """Every graph file in ``directory`` read once, by name: its summary and its problems.
+
+    Only lines that end with a line break are read: a last line without one is a row being
+    written (``summary.partial_line``), not a problem.
+    """
+    return [_scan_file(path) for path in metrics_files(directory)]
 
 
 def check_metrics_dir(directory: str | os.PathLike[str]) -> list[Problem]:
@@ -920,23 +986,12 @@ def check_metrics_dir(directory: str | os.PathLike[str]) -> list[Problem]:
 
     The rules: a header line of field names (the x axis and at least one series), numeric
     and finite cells, as many cells on every row as in the header, an x column that
-    does not go backwards, UTF-8 text, no empty lines, a line break at the end.
+    does not go backwards, UTF-8 text, no empty lines. A last line without its line break
+    is a row being written: not read, not a problem.
     """
-    problems: list[Problem] = []
-    for path in metrics_files(directory):
-        try:
-            problems.extend(_scan_file(path)[1])
-        except OSError as exc:
-            problems.append(Problem(path.name, None, f"cannot be read: {exc.strerror or exc}"))
-    return problems
+    return [problem for scan in scan_metrics_dir(directory) for problem in scan.problems]
 
 
 def summarize_metrics_dir(directory: str | os.PathLike[str]) -> list[GraphSummary]:
     """A summary of every graph file in ``directory``: series, rows, last values, min/max."""
-    summaries: list[GraphSummary] = []
-    for path in metrics_files(directory):
-        try:
-            summaries.append(_scan_file(path)[0])
-        except OSError:
-            summaries.append(GraphSummary(file=path.name, graph=path.stem, problems=1))
-    return summaries
+    return [scan.summary for scan in scan_metrics_dir(directory)]

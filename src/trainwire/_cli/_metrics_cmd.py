@@ -8,14 +8,7 @@ from typing import Any
 
 import click
 
-from .._metrics import (
-    GraphSummary,
-    Number,
-    Problem,
-    check_metrics_dir,
-    metrics_files,
-    summarize_metrics_dir,
-)
+from .._metrics import GraphScan, GraphSummary, Number, scan_metrics_dir
 
 __all__ = ["metrics"]
 
@@ -45,50 +38,63 @@ def check(ctx: click.Context, directory: Path, as_json: bool) -> None:
     """Validate every graph file in DIR against the platform's rules.
 
     Checks: a header line of field names, numeric cells, the same number of cells on
-    every row, an x column that never goes backwards (and UTF-8 text, no empty lines, a
-    line break at the end). Prints what is wrong in each file and on which line.
+    every row, an x column that never goes backwards (and UTF-8 text, no empty lines).
+    Prints what is wrong in each file and on which line. A last line without its line
+    break is a row still being written: it is not read and not a problem (a note says so).
 
     Exit status: 0 all good, 1 something is wrong, 2 DIR is not a folder.
     """
-    files = metrics_files(directory)
-    problems = check_metrics_dir(directory)
+    scans = scan_metrics_dir(directory)
+    problems = [p for scan in scans for p in scan.problems]
     if as_json:
         click.echo(
             _json(
                 {
                     "directory": str(directory),
                     "ok": not problems,
-                    "files": [p.name for p in files],
+                    "files": [scan.summary.file for scan in scans],
                     "problems": [p.to_json() for p in problems],
+                    "being_written": [
+                        {"file": scan.summary.file, "line": scan.summary.partial_line}
+                        for scan in scans
+                        if scan.summary.partial_line is not None
+                    ],
                 }
             )
         )
     else:
-        _print_check(directory, [p.name for p in files], problems)
+        _print_check(directory, scans)
     ctx.exit(1 if problems else 0)
 
 
-def _print_check(directory: Path, files: list[str], problems: list[Problem]) -> None:
-    if not files:
+def _being_written(line: int) -> str:
+    return (
+        f"line {line}: no line break yet: a row being written, read once its line break "
+        f"is there (a finished file must end with one)"
+    )
+
+
+def _print_check(directory: Path, scans: list[GraphScan]) -> None:
+    if not scans:
         click.echo(f"{directory}: no graph files (the platform would draw no graphs)")
         return
-    by_file: dict[str, list[Problem]] = {}
-    for problem in problems:
-        by_file.setdefault(problem.file, []).append(problem)
-    for name in files:
-        found = by_file.get(name, [])
-        if not found:
+    for scan in scans:
+        name, found = scan.summary.file, scan.problems
+        if found:
+            click.echo(f"{name}: {len(found)} problem{'s' if len(found) != 1 else ''}")
+        else:
             click.echo(f"{name}: ok")
-            continue
-        click.echo(f"{name}: {len(found)} problem{'s' if len(found) != 1 else ''}")
         for problem in found[:_SHOWN_PER_FILE]:
             where = "file" if problem.line is None else f"line {problem.line}"
             click.echo(f"  {where}: {problem.message}")
         if len(found) > _SHOWN_PER_FILE:
             click.echo(f"  ... and {len(found) - _SHOWN_PER_FILE} more (--json lists all)")
-    files_text = f"{len(files)} file{'s' if len(files) != 1 else ''}"
-    if by_file:
-        click.echo(f"problems in {len(by_file)} of {files_text}")
+        if scan.summary.partial_line is not None:
+            click.echo(f"  note: {_being_written(scan.summary.partial_line)}")
+    bad = sum(1 for scan in scans if scan.problems)
+    files_text = f"{len(scans)} file{'s' if len(scans) != 1 else ''}"
+    if bad:
+        click.echo(f"problems in {bad} of {files_text}")
     else:
         click.echo(f"{files_text} checked, all ok")
 
@@ -99,9 +105,10 @@ def _print_check(directory: Path, files: list[str], problems: list[Problem]) -> 
 def show(directory: Path, as_json: bool) -> None:
     """Summarise every graph in DIR: series, rows, x range, last values, min and max.
 
-    Rows with problems are not counted; `trainwire metrics check DIR` lists them.
+    Rows with problems are not counted; `trainwire metrics check DIR` lists them. Nor is
+    a last line without its line break: a row still being written.
     """
-    summaries = summarize_metrics_dir(directory)
+    summaries = [scan.summary for scan in scan_metrics_dir(directory)]
     if as_json:
         click.echo(_json({"directory": str(directory), "graphs": [s.to_json() for s in summaries]}))
         return
@@ -130,6 +137,8 @@ def _print_summary(s: GraphSummary) -> None:
             f"  {name:<{width}}  last {_num(s.last.get(name)):>10}"
             f"  min {_num(s.min.get(name)):>10}  max {_num(s.max.get(name)):>10}"
         )
+    if s.partial_line is not None:
+        click.echo(f"  note: {_being_written(s.partial_line)}")
     if s.problems:
         click.echo(
             f"  ! {s.problems} problem{'s' if s.problems != 1 else ''}: "
