@@ -653,7 +653,12 @@ def test_a_file_size_limit_mid_row_leaves_only_complete_lines(tmp_path: Path) ->
 
 # -- processes and threads -----------------------------------------------------------------
 
-READER = textwrap.dedent(
+# The row contract (docs/metrics.md, "Reading the files while a job runs"): a row is
+# complete only once its line break is in the file. Each row reaches the file in one
+# append, but Linux makes an append that crosses a page boundary visible in parts, so a
+# reader can meet the first part of a row at the end of the file.
+
+CONTRACT_READER = textwrap.dedent(
     """
     import json, os, sys, time
     path, total = sys.argv[1], int(sys.argv[2])
@@ -662,35 +667,38 @@ READER = textwrap.dedent(
     expected = ["step, train, val"] + [
         f"{i}, {i * 0.5!r}, {1 / (i + 1)!r}" for i in range(total)
     ]
-    seen, rest, reads, tails, bad = 0, b"", 0, 0, []
+    size = 1 << 16
+    seen, pending, reads, cut, bad = 0, b"", 0, 0, []
     deadline = time.monotonic() + 60
     while seen < len(expected) and time.monotonic() < deadline:
-        chunk = os.read(fd, 1 << 16)
+        chunk = os.read(fd, size)
         if not chunk:
             continue
         reads += 1
-        *lines, rest = (rest + chunk).split(b"\\n")
-        if rest:
-            tails += 1
-        for line in lines:
+        complete, nl, pending = (pending + chunk).rpartition(b"\\n")
+        if pending and len(chunk) < size:
+            cut += 1  # the file, as visible now, ended inside a row
+        if not nl:
+            continue
+        for line in complete.split(b"\\n"):
             text = line.decode("utf-8")
             if seen >= len(expected) or text != expected[seen]:
                 bad.append((seen, text))
             seen += 1
-    print(json.dumps({"seen": seen, "reads": reads, "tails": tails, "bad": bad[:5],
-                      "rest": rest.decode("utf-8", "replace")}))
+    print(json.dumps({"seen": seen, "reads": reads, "cut": cut, "bad": bad[:5],
+                      "pending": pending.decode("utf-8", "replace")}))
     """
 )
 
 
-def test_a_reader_process_polling_during_100000_appends_never_sees_a_malformed_line(
+def test_a_reader_taking_only_rows_ended_by_a_line_break_sees_100000_appends_whole(
     folder: Path,
 ) -> None:
     total = 100_000
     w = MetricsWriter(folder)
     w.log("loss", 0, {"train": 0.0, "val": 1.0})
     reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(folder / "loss.log"), str(total)],
+        [sys.executable, "-c", CONTRACT_READER, str(folder / "loss.log"), str(total)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": SRC},
@@ -705,10 +713,62 @@ def test_a_reader_process_polling_during_100000_appends_never_sees_a_malformed_l
     finally:
         reader.kill()
     result = json.loads(out)
-    assert result["bad"] == []
-    assert result["seen"] == total + 1
-    assert result["rest"] == ""
-    assert result["reads"] >= 2  # it really read while the rows were being written
+    assert result["bad"] == [], result  # every complete row is exactly a row written
+    assert result["seen"] == total + 1, result
+    assert result["pending"] == "", result  # the writer ends every row with its line break
+    assert result["reads"] >= 2, result  # it really read while the rows were being written
+
+
+NAIVE_READER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    print("ready", flush=True)
+    size = 1 << 20
+    rows, pending = 0, b""
+    deadline = time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < deadline:
+        chunk = os.read(fd, size)
+        if not chunk:
+            continue
+        complete, nl, pending = (pending + chunk).rpartition(b"\\n")
+        rows += (complete.count(b"\\n") + 1) if nl else 0
+        if pending and len(chunk) < size:  # the end of the file as it is now: mid-row
+            break
+    print(json.dumps({"rows": rows, "last_line": pending.decode("utf-8", "replace")}))
+    """
+)
+
+
+def test_a_reader_can_see_the_first_part_of_a_row_being_appended(folder: Path) -> None:
+    # Why readers must follow the contract: one that takes the last line it reads for a
+    # row does, sooner or later, take a row cut in two (rows of ~4 KB make it frequent).
+    series = {f"s{i}": 0.0 for i in range(200)}
+    w = MetricsWriter(folder)
+    w.log("wide", 0, series)
+    path = folder / "wide.log"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", NAIVE_READER, str(path), "60"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None
+        assert reader.stdout.readline() == "ready\n"
+        step = 0
+        while reader.poll() is None and step < 20_000:
+            step += 1
+            w.log("wide", step, {name: 1 / (step + i + 1) for i, name in enumerate(series)})
+        w.close()
+        out, _ = reader.communicate(timeout=60)
+    finally:
+        reader.kill()
+    seen = json.loads(out)
+    cut = seen["last_line"]
+    assert cut, f"no read ended inside a row in {step} appends of {path.stat().st_size} bytes"
+    whole = path.read_text(encoding="utf-8").splitlines()[seen["rows"]]
+    assert whole.startswith(cut) and len(cut) < len(whole)  # the first part of a real row
+    assert check_metrics_dir(folder) == []
 
 
 def test_a_forked_child_writes_nothing(writer: MetricsWriter, folder: Path) -> None:
