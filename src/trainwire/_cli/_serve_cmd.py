@@ -7,17 +7,29 @@ import os
 import signal
 import sys
 import threading
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-__all__ = ["jobs", "serve"]
+__all__ = ["describe_url", "jobs", "printable", "serve"]
 
 _DB_HELP = (
     "Database: sqlite:///FILE (relative to the current folder), sqlite:////ABS/FILE, or "
-    "postgresql://USER:PASSWORD@HOST:PORT/DB (needs pip install 'trainwire[serve]')."
+    "postgresql://USER@HOST:PORT/DB (needs pip install 'trainwire[serve]'; the password from "
+    "$PGPASSWORD, ~/.pgpass or --db-password-file keeps it out of the process list)."
 )
+#: Environment variables read instead of the command line (which any user can see in ps).
+DB_ENV = "TRAINWIRE_DB"
+AMQP_URL_ENV = "TRAINWIRE_AMQP_URL"
+#: Query parameters whose value is never shown (libpq's password, sslpassword, ...).
+_SECRET_WORDS = ("pass", "secret", "token", "key")
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+_HIDDEN = "***"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Failure(click.ClickException):
@@ -26,34 +38,190 @@ class _Failure(click.ClickException):
     exit_code = 2
 
 
-def _open_store(db_url: str) -> Any:
-    from .._serve._store import StoreError, open_store
+# -- showing URLs without their secrets ------------------------------------------------------
 
+
+def _secret(key: str) -> bool:
+    return any(word in key.lower() for word in _SECRET_WORDS)
+
+
+def _netloc(user: str | None, password: bool, host: str, port: str) -> str:
+    shown_host = f"[{host}]" if ":" in host else host
+    auth = ""
+    if user or password:
+        auth = urllib.parse.quote(user or "", safe="") + (f":{_HIDDEN}" if password else "") + "@"
+    return auth + shown_host + (f":{port}" if port else "")
+
+
+def _postgres_params(url: str) -> dict[str, str] | None:
+    """The connection parameters libpq reads from ``url``; None if it cannot be read."""
     try:
-        return open_store(db_url)
+        from psycopg.conninfo import conninfo_to_dict
+
+        return {k: str(v) for k, v in conninfo_to_dict(url).items()}
+    except Exception:  # no psycopg, or libpq cannot parse it
+        return None
+
+
+def _describe_postgres(scheme: str, url: str) -> str:
+    """What libpq will read, rebuilt from its own parse: the password never shows."""
+    params = _postgres_params(url)
+    if params is None:  # show nothing of what may hold a password
+        return f"{scheme}://{_HIDDEN} (the URL is not shown)"
+    host, port = params.pop("host", ""), params.pop("port", "")
+    if "@" in host:  # a password holding '@' cut short: libpq reads the rest as the host
+        host = _HIDDEN
+    if host.startswith("/") or "," in host or not (port.isdigit() or not port):
+        params.update({k: v for k, v in (("host", host), ("port", port)) if v})
+        host, port = "", ""
+    user, password = params.pop("user", None), params.pop("password", None) is not None
+    path = "/" + urllib.parse.quote(params.pop("dbname", ""), safe="")
+    query = "&".join(
+        f"{k}={_HIDDEN if _secret(k) else urllib.parse.quote(v, safe='/')}"
+        for k, v in params.items()
+    )
+    return f"{scheme}://{_netloc(user, password, host, port)}{path}" + (
+        f"?{query}" if query else ""
+    )
+
+
+def _describe_generic(url: str) -> str:
+    """The parts a URL parser finds; no fragment, and a path holding ``@`` is hidden."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = str(parts.port or "")
+    except ValueError:  # what follows the host is no port: a password with '#', '/' or '?'
+        port = ""
+    netloc = _netloc(parts.username, parts.password is not None, parts.hostname or "", port)
+    if "@" in parts.path or "@" in parts.query:  # the user info was cut short: hide the rest
+        return f"{parts.scheme}://{netloc}/{_HIDDEN}"
+    query = "&".join(
+        f"{k}={_HIDDEN if _secret(k) else v}"
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def describe_url(url: str) -> str:
+    """``url`` as trainwire shows it: every password form replaced by ``***``.
+
+    A PostgreSQL URL is shown as libpq reads it (``#``, ``?password=`` and percent-escapes
+    included); other URLs as their parser reads them. A plain file path is shown as is.
+    """
+    if "://" not in url:
+        return url
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in _POSTGRES_SCHEMES:
+        return _describe_postgres(scheme, url)
+    return _describe_generic(url)
+
+
+def _scrubbed(text: str, url: str) -> str:
+    """``text`` (a message about ``url``) with the URL in any form replaced by its safe form."""
+    from .._serve._store import describe_db_url
+
+    safe = describe_url(url)
+    for form in sorted({url, describe_db_url(url)}, key=len, reverse=True):
+        if form != safe:
+            text = text.replace(form, safe)
+    return text
+
+
+# -- passwords from files ------------------------------------------------------------------
+
+
+def _read_password(path: Path, option: str) -> str:
+    """The password in ``path`` (its first line), or a usage error naming the file."""
+    try:
+        if not path.is_file():
+            raise _Failure(f"{option} {path}: not a regular file; give a file holding the password")
+        with open(path, encoding="utf-8") as fh:
+            password = fh.readline(4096).rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Failure(f"{option} {path}: cannot read it ({exc})") from None
+    if not password:
+        raise _Failure(f"{option} {path}: the file is empty; its first line is the password")
+    return password
+
+
+def _with_db_password(db_url: str, password_file: Path | None) -> None:
+    """Hand the password in ``password_file`` to libpq (as $PGPASSWORD, never in argv)."""
+    if password_file is None:
+        return
+    scheme = db_url.split("://", 1)[0].lower() if "://" in db_url else ""
+    if scheme not in _POSTGRES_SCHEMES:
+        raise click.UsageError("--db-password-file is for a postgresql:// --db URL")
+    if "password" in (_postgres_params(db_url) or {}):
+        raise click.UsageError("the --db URL holds a password already: give it in one place")
+    os.environ["PGPASSWORD"] = _read_password(password_file, "--db-password-file")
+
+
+def _with_amqp_password(amqp_url: str, password_file: Path | None) -> str:
+    """``amqp_url`` with the password of ``password_file`` put in (in memory only)."""
+    if password_file is None:
+        return amqp_url
+    parts = urllib.parse.urlsplit(amqp_url)
+    if parts.password is not None or not parts.username:
+        raise click.UsageError(
+            "with --amqp-password-file give the user without a password in --amqp-url: "
+            "amqp://USER@HOST:PORT/VHOST"
+        )
+    password = urllib.parse.quote(_read_password(password_file, "--amqp-password-file"), safe="")
+    user_at = parts.netloc.rsplit("@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user_at[0]}:{password}@{user_at[1]}"))
+
+
+def _db_options(function: F) -> F:
+    """``--db URL`` (or $TRAINWIRE_DB) and ``--db-password-file FILE``."""
+    db = click.option(
+        "--db", "db_url", default=None, metavar="URL", envvar=DB_ENV, show_envvar=True,
+        help=_DB_HELP + "  [default: sqlite:///trainwire-serve.sqlite3]",
+    )  # fmt: skip
+    password_file = click.option(
+        "--db-password-file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+        help="File whose first line is the PostgreSQL password (instead of one in the URL).",
+    )  # fmt: skip
+    return db(password_file(function))
+
+
+def _open_store(db_url: str | None, password_file: Path | None = None) -> tuple[Any, str]:
+    """The store, and its URL as it may be shown."""
+    from .._serve._store import DEFAULT_DB_URL, StoreError, open_store
+
+    url = db_url or DEFAULT_DB_URL
+    _with_db_password(url, password_file)
+    try:
+        return open_store(url), describe_url(url)
     except StoreError as exc:
-        raise _Failure(str(exc)) from None
+        raise _Failure(_scrubbed(str(exc), url)) from None
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control and format characters (escape sequences,
+    line breaks, bidi overrides) written as ``\\x1b``-style escapes."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _source(config_path: Path | None, amqp_url: str | None, queue_name: str | None) -> Any:
     from .._config import CONFIG_ENV, load_config
     from .._errors import ConfigError
     from .._serve._receiver import BrokerSource
-    from .._serve._store import describe_db_url
 
     if config_path is not None and amqp_url is not None:
-        raise click.UsageError("give --config or --amqp-url, not both")
+        raise click.UsageError(f"give --config or --amqp-url (or ${AMQP_URL_ENV}), not both")
     if amqp_url is not None:
         import pika  # type: ignore[import-untyped,unused-ignore]
 
         if not queue_name:
             raise click.UsageError("--amqp-url needs --queue: the queue to consume")
-        shown = describe_db_url(amqp_url)
+        shown = describe_url(amqp_url)
         try:
             params = pika.URLParameters(amqp_url)
         except Exception as exc:
             raise click.BadParameter(
-                f"{shown} is not an AMQP URL ({exc}); expected "
+                f"{shown} is not an AMQP URL ({type(exc).__name__}); expected "
                 "amqp://USER:PASSWORD@HOST:PORT/VHOST (vhost '/' is %2F)",
                 param_hint="--amqp-url",
             ) from None
@@ -96,7 +264,16 @@ def _source(config_path: Path | None, amqp_url: str | None, queue_name: str | No
 @click.option(
     "--amqp-url",
     metavar="URL",
-    help="Broker URL instead of a config: amqp://USER:PASSWORD@HOST:PORT/VHOST (with --queue).",
+    envvar=AMQP_URL_ENV,
+    show_envvar=True,
+    help="Broker URL instead of a config: amqp://USER:PASSWORD@HOST:PORT/VHOST (with --queue). "
+    "The environment variable keeps the password out of the process list.",
+)
+@click.option(
+    "--amqp-password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="File whose first line is the broker password; --amqp-url then names only the user.",
 )
 @click.option(
     "--queue",
@@ -111,13 +288,7 @@ def _source(config_path: Path | None, amqp_url: str | None, queue_name: str | No
     help="Folder of training configs (*.json, *.yaml): each is registered, and new or "
     "changed files are picked up while serving.",
 )
-@click.option(
-    "--db",
-    "db_url",
-    default=None,
-    metavar="URL",
-    help=_DB_HELP + "  [default: sqlite:///trainwire-serve.sqlite3]",
-)
+@_db_options
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address the web page listens on."
 )
@@ -154,9 +325,11 @@ def _source(config_path: Path | None, amqp_url: str | None, queue_name: str | No
 def serve(
     config_path: Path | None,
     amqp_url: str | None,
+    amqp_password_file: Path | None,
     queue_name: str | None,
     jobs_dir: Path | None,
     db_url: str | None,
+    db_password_file: Path | None,
     host: str,
     port: int,
     stale_after: float,
@@ -173,19 +346,23 @@ def serve(
     \b
     Examples:
       trainwire serve --config train_config.json
-      trainwire serve --amqp-url amqp://guest:guest@localhost:5672/%2F --queue status \\
-          --jobs configs/ --db postgresql://tw:secret@db:5432/trainwire
+      trainwire serve --amqp-url amqp://guest@localhost:5672/%2F --queue status \\
+          --amqp-password-file amqp.pw --jobs configs/ \\
+          --db postgresql://tw@db:5432/trainwire --db-password-file db.pw
 
     Stop with Ctrl-C. Exit status: 0 after a stop, 1 when the web port cannot be used,
     2 for bad usage, a bad config, an unusable database or a broker login that fails.
     """
     from .._serve._receiver import Receiver, StaleWatcher
     from .._serve._registry import JobsFolder, register_config
-    from .._serve._store import DEFAULT_DB_URL
     from .._serve._web import Hub, WebApp, _loopback_host, make_server
 
+    if amqp_url is not None:
+        amqp_url = _with_amqp_password(amqp_url, amqp_password_file)
+    elif amqp_password_file is not None:
+        raise click.UsageError("--amqp-password-file goes with --amqp-url")
     source = _source(config_path, amqp_url, queue_name)
-    store = _open_store(db_url or DEFAULT_DB_URL)
+    store, database = _open_store(db_url, db_password_file)
     stoppers: list[Any] = []
     try:
         if source.config is not None:
@@ -211,7 +388,9 @@ def serve(
                 "stale_after": stale_after,
             }
 
-        app = WebApp(store, hub, health=health, loopback_only=_loopback_host(host))
+        app = WebApp(
+            store, hub, health=health, loopback_only=_loopback_host(host), database=database
+        )
         try:
             server = make_server(app, host, port)
         except OSError as exc:
@@ -236,7 +415,7 @@ def serve(
         bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
         shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         state = "consuming" if receiver.consuming else f"not connected yet ({receiver.last_error})"
-        click.echo(f"trainwire serve: database {store.url}", err=True)
+        click.echo(f"trainwire serve: database {database}", err=True)
         click.echo(f"trainwire serve: broker {source.description}: {state}", err=True)
         click.echo(f"trainwire serve: web page at http://{shown_host}:{bound_port}/", err=True)
         sys.stderr.flush()
@@ -268,28 +447,23 @@ def jobs() -> None:
 @click.argument(
     "config_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--db",
-    "db_url",
-    default=None,
-    metavar="URL",
-    help=_DB_HELP + "  [default: sqlite:///trainwire-serve.sqlite3]",
-)
+@_db_options
 @click.option(
     "--reset",
     is_flag=True,
     help="Forget what the server knows of the job (back to waiting), e.g. to run it again.",
 )
-def add(config_files: tuple[Path, ...], db_url: str | None, reset: bool) -> None:
+def add(
+    config_files: tuple[Path, ...], db_url: str | None, db_password_file: Path | None, reset: bool
+) -> None:
     """Register the jobs of training config files (JSON or YAML).
 
     Exit status 2 if any file is not a valid training config (the others are registered).
     """
     from .._errors import ConfigError
     from .._serve._registry import register_config
-    from .._serve._store import DEFAULT_DB_URL
 
-    store = _open_store(db_url or DEFAULT_DB_URL)
+    store, database = _open_store(db_url, db_password_file)
     failed = []
     try:
         for path in config_files:
@@ -301,7 +475,7 @@ def add(config_files: tuple[Path, ...], db_url: str | None, reset: bool) -> None
                 continue
             click.echo(
                 f"registered {job.kind} job {job.job_id!r} ({job.state}); graphs from "
-                f"{job.metrics_dir}; in {store.url}"
+                f"{job.metrics_dir}; in {database}"
             )
     finally:
         store.close()
@@ -310,18 +484,16 @@ def add(config_files: tuple[Path, ...], db_url: str | None, reset: bool) -> None
 
 
 @jobs.command("list")
-@click.option(
-    "--db",
-    "db_url",
-    default=None,
-    metavar="URL",
-    help=_DB_HELP + "  [default: sqlite:///trainwire-serve.sqlite3]",
-)
-def list_jobs(db_url: str | None) -> None:
-    """Show the jobs the server knows, newest first."""
-    from .._serve._store import DEFAULT_DB_URL, iso_time
+@_db_options
+def list_jobs(db_url: str | None, db_password_file: Path | None) -> None:
+    """Show the jobs the server knows, newest first.
 
-    store = _open_store(db_url or DEFAULT_DB_URL)
+    Ids and messages come from the training jobs: characters a terminal would act on
+    (escape sequences, line breaks) are shown as escapes such as \\x1b.
+    """
+    from .._serve._store import iso_time
+
+    store, _ = _open_store(db_url, db_password_file)
     try:
         records = store.jobs()
     finally:
@@ -333,7 +505,8 @@ def list_jobs(db_url: str | None) -> None:
         pct = "" if job.percentage is None else f"{job.percentage:5.1f}%"
         step = "" if job.step is None else f"step {job.step}"
         last = iso_time(job.last_seen) or "-"
-        line = f"{job.kind:<10} {job.job_id:<24} {job.state:<9} {pct:>6} {step:<12} {last}"
+        job_id = printable(job.job_id)
+        line = f"{job.kind:<10} {job_id:<24} {job.state:<9} {pct:>6} {step:<12} {last}"
         if job.message:
-            line += f"  {job.message}"
+            line += f"  {printable(job.message)}"
         click.echo(line.rstrip())

@@ -30,6 +30,7 @@ __all__ = [
     "Downsampler",
     "Graph",
     "GraphFollower",
+    "folder_note",
     "graph_files",
     "read_graphs",
 ]
@@ -238,6 +239,16 @@ def _names(dir_fd: int) -> list[str]:
     except OSError:
         return []
     return names[:MAX_FILES]
+
+
+def folder_note(folder: Path) -> str | None:
+    """Why the server shows no graph of ``folder`` (None: it reads it)."""
+    with _open_folder(folder) as dir_fd:
+        if dir_fd is not None:
+            return None
+    if any(p.is_symlink() for p in (folder.parent, folder)):
+        return "the metrics folder (or its save folder) is a link, which the server does not follow"
+    return "no metrics folder yet: the job has not written a graph"
 
 
 def graph_files(folder: Path) -> list[str]:

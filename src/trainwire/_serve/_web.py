@@ -4,15 +4,21 @@ Standard library only: a ``ThreadingHTTPServer`` (one thread per request; an eve
 holds its thread while the page is open). The pages are static files; every piece of data
 reaches them through the API or the stream, and the scripts put user-supplied text into
 the page with ``textContent`` only. See docs/serve.md for the API.
+
+A client may be slow or hostile: a request must arrive whole within
+:data:`REQUEST_DEADLINE`, every socket read or write gives up after :data:`IO_TIMEOUT`, at
+most :data:`MAX_CONNECTIONS` are served at once, and an event stream whose reader falls
+behind keeps only the newest state of each job (:class:`Subscriber`), never a backlog.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import io
 import ipaddress
 import json
 import logging
-import queue
 import socket
 import threading
 import time
@@ -24,10 +30,10 @@ from importlib import resources
 from typing import Any
 
 from .._protocol import JobState, Kind, Rejection
-from ._graphs import GraphFollower, read_graphs
+from ._graphs import GraphFollower, folder_note, graph_files, read_graphs
 from ._store import APPLIED, JobRecord, Store
 
-__all__ = ["Hub", "WebApp", "make_server"]
+__all__ = ["Event", "Hub", "Subscriber", "WebApp", "make_server"]
 
 log = logging.getLogger("trainwire.serve")
 
@@ -53,6 +59,16 @@ MIN_POLL_GAP = 0.25
 #: Seconds between two reads of a job's graph files while its page is open.
 GRAPH_INTERVAL = 1.0
 KEEPALIVE = 15.0
+#: Seconds a client has to send its whole request (request line and headers).
+REQUEST_DEADLINE = 10.0
+#: Seconds one socket read or write may block: a reader that stalls longer is dropped.
+IO_TIMEOUT = 10.0
+#: Connections served at once; more get 503 at once (an open page holds one).
+MAX_CONNECTIONS = 200
+#: Connections the kernel queues before they are accepted.
+LISTEN_BACKLOG = 128
+#: Largest value of an integer query parameter (a database integer).
+MAX_INT_PARAM = 2**63 - 1
 
 
 def _static(name: str) -> bytes:
@@ -60,6 +76,62 @@ def _static(name: str) -> bytes:
     for part in name.split("/"):
         node = node.joinpath(part)
     return node.read_bytes()
+
+
+class Event(str, enum.Enum):
+    """The events of the stream (``event:`` lines), and the end of a stream."""
+
+    SNAPSHOT = "snapshot"
+    JOB = "job"
+    REJECTED = "rejected"
+    GRAPH = "graph"
+    CLOSE = "close"
+
+
+class Subscriber:
+    """What one event stream still has to send, coalesced: memory stays bounded.
+
+    A reader that falls behind gets the newest state of each job that changed (and the
+    newest counts), not every intermediate one: the stream carries states, so nothing
+    a page shows is lost. ``job`` limits it to one job (a job page; no counts then).
+    """
+
+    def __init__(self, job: tuple[str, str] | None = None) -> None:
+        self.job = job
+        self._cond = threading.Condition()
+        self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._counts: dict[str, int] | None = None
+        self._closed = False
+
+    def offer(self, event: Event, data: Any) -> None:
+        """Keep ``data`` to send, replacing what it makes out of date."""
+        with self._cond:
+            if event is Event.CLOSE:
+                self._closed = True
+            elif event is Event.JOB:
+                key = (data["kind"], data["id"])
+                if self.job is not None and key != self.job:
+                    return
+                self._jobs.pop(key, None)  # re-inserted last: the order of the changes
+                self._jobs[key] = data
+            elif event is Event.REJECTED and self.job is None:
+                self._counts = data
+            else:
+                return
+            self._cond.notify()
+
+    def take(self, timeout: float) -> list[tuple[Event, Any]]:
+        """Everything kept (waiting up to ``timeout`` for something); CLOSE once closed."""
+        with self._cond:
+            if not (self._closed or self._jobs or self._counts is not None):
+                self._cond.wait(timeout)
+            if self._closed:
+                return [(Event.CLOSE, None)]
+            events: list[tuple[Event, Any]] = [(Event.JOB, j) for j in self._jobs.values()]
+            if self._counts is not None:
+                events.append((Event.REJECTED, self._counts))
+            self._jobs, self._counts = {}, None
+            return events
 
 
 class Hub:
@@ -72,7 +144,7 @@ class Hub:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._subscribers: set[queue.SimpleQueue[tuple[str, Any]]] = set()
+        self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
         self._poked = threading.Event()
         self._stop = threading.Event()
@@ -91,7 +163,7 @@ class Hub:
         self._poked.set()
         with self._lock:
             for sub in self._subscribers:
-                sub.put(("close", None))
+                sub.offer(Event.CLOSE, None)
         if self._thread.is_alive():
             self._thread.join(5)
 
@@ -104,22 +176,22 @@ class Hub:
         """Something changed: poll soon."""
         self._poked.set()
 
-    def subscribe(self) -> queue.SimpleQueue[tuple[str, Any]]:
-        """A queue that receives ``("job", job_json)`` and ``("rejected", counts)``."""
-        sub: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    def subscribe(self, job: tuple[str, str] | None = None) -> Subscriber:
+        """A subscriber to job changes (of every job, or of ``job``) and rejection counts."""
+        sub = Subscriber(job)
         with self._lock:
             self._subscribers.add(sub)
         return sub
 
-    def unsubscribe(self, sub: queue.SimpleQueue[tuple[str, Any]]) -> None:
+    def unsubscribe(self, sub: Subscriber) -> None:
         """Stop sending to ``sub``."""
         with self._lock:
             self._subscribers.discard(sub)
 
-    def _publish(self, event: str, data: Any) -> None:
+    def _publish(self, event: Event, data: Any) -> None:
         with self._lock:
             for sub in self._subscribers:
-                sub.put((event, data))
+                sub.offer(event, data)
 
     def _refresh(self) -> None:
         jobs = {(j.kind, j.job_id): j.to_json() for j in self.store.jobs()}
@@ -129,9 +201,9 @@ class Hub:
             self._jobs, self._counts = jobs, counts
         for key, job in jobs.items():
             if old_jobs.get(key) != job:
-                self._publish("job", job)
+                self._publish(Event.JOB, job)
         if counts != old_counts:
-            self._publish("rejected", counts)
+            self._publish(Event.REJECTED, counts)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -156,11 +228,14 @@ class WebApp:
         *,
         health: Callable[[], dict[str, Any]] | None = None,
         loopback_only: bool = True,
+        database: str | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
         self.health = health or (lambda: {})
         self.loopback_only = loopback_only
+        #: The database as ``/api/health`` shows it (no password).
+        self.database = store.url if database is None else database
 
 
 class _NotFound(Exception):
@@ -175,10 +250,12 @@ def _int_param(query: dict[str, list[str]], name: str, default: int | None) -> i
     values = query.get(name)
     if not values:
         return default
-    try:
-        return int(values[-1])
-    except ValueError:
-        raise _BadRequest(f"query parameter {name!r} must be an integer") from None
+    text = values[-1].strip()
+    if not (text.isdigit() and text.isascii()) or len(text) > 19 or int(text) > MAX_INT_PARAM:
+        raise _BadRequest(
+            f"query parameter {name!r} must be a whole number from 0 to {MAX_INT_PARAM}"
+        )
+    return int(text)
 
 
 def _loopback_host(host_header: str) -> bool:
@@ -195,9 +272,34 @@ def _loopback_host(host_header: str) -> bool:
         return False
 
 
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket until a deadline: a client that trickles its request is cut off."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("the request did not arrive in time")
+        self._sock.settimeout(min(left, IO_TIMEOUT))
+        return self._sock.recv_into(buffer)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "trainwire-serve"
     app: WebApp
+    #: Applied to the socket by ``StreamRequestHandler.setup``: every write is bounded.
+    timeout = IO_TIMEOUT
+
+    def setup(self) -> None:
+        super().setup()
+        deadline = time.monotonic() + REQUEST_DEADLINE
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("trainwire serve: %s %s", self.address_string(), format % args)
@@ -238,6 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_POST
 
     def do_GET(self) -> None:
+        self.connection.settimeout(IO_TIMEOUT)  # the request is read: writes from now on
         if self.app.loopback_only and not _loopback_host(self.headers.get("Host", "")):
             self._error(HTTPStatus.FORBIDDEN, "this server answers only to localhost names")
             return
@@ -252,8 +355,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.NOT_FOUND, str(exc) or "not found")
         except _BadRequest as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (ConnectionError, socket.timeout):  # the client left or stopped reading
+            self.close_connection = True
         except Exception as exc:
             log.exception("trainwire serve: %s failed", self.path)
             with contextlib.suppress(OSError):
@@ -300,9 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
             job = self._existing_job(parts[1], parts[2])
             data = job.to_json()
             folder = job.metrics_dir
-            data["graphs"] = (
-                sorted(p.name for p in folder.glob("*.log")) if folder and folder.is_dir() else []
-            )
+            data["graphs"] = graph_files(folder) if folder else []
             self._json(data)
         elif len(parts) == 4 and parts[0] == "jobs" and parts[3] == "metrics":
             job = self._existing_job(parts[1], parts[2])
@@ -318,7 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
             records = store.messages(rejected_only=True, outcome=reason, limit=limit, before=before)
             self._json({"counts": store.counts(), "messages": [m.to_json() for m in records]})
         elif parts == ["health"]:
-            self._json({"database": store.url, **self.app.health()})
+            self._json({"database": self.app.database, **self.app.health()})
         elif parts == ["events"]:
             self._events(query)
         elif parts == ["vocabulary"]:
@@ -341,17 +442,19 @@ class _Handler(BaseHTTPRequestHandler):
                 "the job is not registered, so its model_write_path is unknown: register its "
                 "training config (trainwire jobs add FILE, or serve --jobs DIR)"
             )
-        elif not folder.is_dir():
-            data["note"] = "no metrics folder yet: the job has not written a graph"
         else:
-            data["graphs"] = read_graphs(folder)
+            note = folder_note(folder)
+            if note is None:
+                data["graphs"] = read_graphs(folder)
+            else:
+                data["note"] = note
         return data
 
     # -- the event stream --------------------------------------------------------------
 
-    def _event(self, event: str, data: Any) -> None:
+    def _event(self, event: Event, data: Any) -> None:
         payload = json.dumps(data, ensure_ascii=False, allow_nan=False)
-        self.wfile.write(f"event: {event}\ndata: {payload}\n\n".encode())
+        self.wfile.write(f"event: {event.value}\ndata: {payload}\n\n".encode())
 
     def _events(self, query: dict[str, list[str]]) -> None:
         kind = query.get("kind", [None])[-1]
@@ -364,7 +467,7 @@ class _Handler(BaseHTTPRequestHandler):
             if job is not None and job.metrics_dir is not None:
                 follower = GraphFollower(job.metrics_dir)
         hub = self.app.hub
-        sub = hub.subscribe()
+        sub = hub.subscribe(None if kind is None else (kind, job_id or ""))
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -376,52 +479,40 @@ class _Handler(BaseHTTPRequestHandler):
             store = self.app.store
             if kind is None:
                 jobs = [j.to_json() for j in store.jobs()]
-                self._event("snapshot", {"jobs": jobs, "rejected": store.counts()})
+                self._event(Event.SNAPSHOT, {"jobs": jobs, "rejected": store.counts()})
             else:
                 job = store.job(kind, job_id or "")
-                self._event("snapshot", {"job": job.to_json() if job else None})
+                self._event(Event.SNAPSHOT, {"job": job.to_json() if job else None})
             self.wfile.flush()
             self._stream(sub, kind, job_id, follower)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except (ConnectionError, socket.timeout):  # gone, or stopped reading for IO_TIMEOUT
             pass
         finally:
             hub.unsubscribe(sub)
             self.close_connection = True
 
     def _stream(
-        self,
-        sub: queue.SimpleQueue[tuple[str, Any]],
-        kind: str | None,
-        job_id: str | None,
-        follower: GraphFollower | None,
+        self, sub: Subscriber, kind: str | None, job_id: str | None, follower: GraphFollower | None
     ) -> None:
         hub = self.app.hub
         last_write = time.monotonic()
         next_graphs = 0.0
         while not hub.stopping:
             now = time.monotonic()
-            if follower is None and kind is not None and now >= next_graphs:
-                # A job registered after its page was opened: look for its folder again.
-                job = self.app.store.job(kind, job_id or "")
-                if job is not None and job.metrics_dir is not None:
-                    follower = GraphFollower(job.metrics_dir)
-            if follower is not None and now >= next_graphs:
-                for update in follower.poll():
-                    self._event("graph", update)
+            if now >= next_graphs and kind is not None:
+                if follower is None:  # registered after its page was opened: look again
+                    job = self.app.store.job(kind, job_id or "")
+                    if job is not None and job.metrics_dir is not None:
+                        follower = GraphFollower(job.metrics_dir)
+                for update in follower.poll() if follower is not None else []:
+                    self._event(Event.GRAPH, update)
                     last_write = now
             if now >= next_graphs:
                 next_graphs = now + GRAPH_INTERVAL
-            try:
-                event, data = sub.get(timeout=max(0.05, next_graphs - time.monotonic()))
-            except queue.Empty:
-                event, data = "", None
-            if event == "close":
-                return
-            if event == "job" and (kind is None or (data["kind"], data["id"]) == (kind, job_id)):
-                self._event("job", data)
-                last_write = time.monotonic()
-            elif event == "rejected" and kind is None:
-                self._event("rejected", data)
+            for event, data in sub.take(max(0.05, next_graphs - time.monotonic())):
+                if event is Event.CLOSE:
+                    return
+                self._event(event, data)
                 last_write = time.monotonic()
             if time.monotonic() - last_write > KEEPALIVE:
                 self.wfile.write(b": keepalive\n\n")
@@ -432,6 +523,30 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Server6(_Server):
