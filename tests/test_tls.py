@@ -1,20 +1,38 @@
 """TLS (amqps) against the session broker's TLS listener, with certificates the fixture
 generates: delivery with a CA file and with a client certificate, and one clear line
-naming the config key for every certificate problem (also in ``trainwire check``)."""
+naming the config key for every certificate problem (also in ``trainwire check``).
+
+Under TLS 1.3 a broker rejects the client certificate after the client's handshake is
+over; pika often reports that as a bare EOF (the alert lost), just like a passing
+hang-up. The tests below pin both sides: the EOF is retried, the rejection still named."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import socket
+import ssl
 import threading
 
+import pika
+import pika.exceptions as pe
 import pytest
 
 import trainwire
 from _broker import Broker
-from _faults import DONE, Training, check_run, collect, key_lines, new_queue, write_config
+from _faults import (
+    DONE,
+    Training,
+    check_run,
+    collect,
+    key_lines,
+    new_queue,
+    spool_records,
+    write_config,
+)
+from trainwire._config import load_config
 from trainwire._preflight import run_checks
+from trainwire._transport._amqp import connection_parameters, describe_connect_error
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +137,117 @@ def test_a_connection_cut_during_the_tls_handshake_is_retried(broker, tmp_path):
     assert "switched off" not in run.stderr
     lost = [ln for ln in run.stderr.splitlines() if "lost during the TLS handshake" in ln]
     assert len(lost) == 1, run.stderr
+
+
+class HangUpAfterTheHandshake:
+    """A TLS server with the broker's certificate that completes the handshake, reads what
+    the client sends first (pika: the AMQP header), then hangs up without a TLS close."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(broker.server_cert_file, broker.server_key_file)
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        #: What each connection sent before the hang-up (b"" for a silent one).
+        self.first_bytes: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), conn:
+            conn.settimeout(5)
+            with self.context.wrap_socket(conn, server_side=True) as tls:
+                tls.settimeout(1)  # a silent client (trainwire's probe) gets the EOF too
+                data = b""
+                with contextlib.suppress(socket.timeout):
+                    data = tls.recv(8)
+                self.first_bytes.append(data)
+                tls.shutdown(socket.SHUT_RDWR)  # FIN without close_notify: an EOF to OpenSSL
+
+    @property
+    def amqp_attempts(self) -> int:
+        return sum(data.startswith(b"AMQP") for data in self.first_bytes)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+def hang_up(broker):
+    server = HangUpAfterTheHandshake(broker)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def eof_after_the_handshake(broker, tmp_path, hang_up):
+    """The exception pika raises when the stream ends after the TLS handshake (real, not
+    built by hand): the same as for a rejected client certificate whose alert got lost."""
+    config = load_config(
+        write_config(tmp_path, host="localhost", port=hang_up.port, queue="q", message_tls=True,
+                     message_ca_file=str(broker.ca_file))
+    )  # fmt: skip
+    with pytest.raises(pe.AMQPConnectionError) as caught:
+        pika.BlockingConnection(connection_parameters(config))
+    exc = caught.value
+    assert isinstance(exc, pe.IncompatibleProtocolError), repr(exc)
+    assert "SSLEOFError" in str(exc) and "ALERT" not in str(exc).upper(), repr(exc)
+    return exc
+
+
+def test_a_connection_lost_right_after_the_tls_handshake_is_retried(broker, tmp_path, hang_up):
+    config = write_config(
+        tmp_path, host="localhost", port=hang_up.port, queue="q", message_tls=True,
+        message_ca_file=str(broker.ca_file),
+    )  # fmt: skip
+    run = Training(config, tmp_path, steps=300, sleep=0.01, flush=1)
+    assert run.wait() == 0, run.describe()
+    assert hang_up.amqp_attempts >= 2, hang_up.first_bytes  # an EOF is not a bad certificate
+    assert "switched off" not in run.stderr
+    lost = [ln for ln in run.stderr.splitlines() if "lost right after the TLS handshake" in ln]
+    assert len(lost) == 1, run.stderr
+    assert spool_records(config)[-1]["terminal"] is True
+
+
+def test_an_eof_after_the_handshake_is_named_a_rejected_client_certificate_when_the_broker_says_so(
+    broker, tmp_path, stranger, eof_after_the_handshake
+):
+    _, cert, key = stranger
+    config = load_config(
+        _tls_config(broker, tmp_path, message_cert_file=str(cert), message_key_file=str(key))
+    )
+    kind, sentence, retry = describe_connect_error(config, eof_after_the_handshake)
+    assert (kind, retry) == ("tls", False), sentence
+    assert "rejected trainwire's client certificate" in sentence
+    assert "'message_cert_file'" in sentence
+
+
+def test_an_eof_after_the_handshake_is_named_a_missing_client_certificate_when_the_broker_wants_one(
+    broker_factory, tmp_path, eof_after_the_handshake
+):
+    strict = broker_factory(tls=True, extra_config=["ssl_options.fail_if_no_peer_cert = true"])
+    config = load_config(_tls_config(strict, tmp_path))
+    kind, sentence, retry = describe_connect_error(config, eof_after_the_handshake)
+    assert (kind, retry) == ("tls", False), sentence
+    assert "wants a client certificate" in sentence and "'message_cert_file'" in sentence
+
+
+@pytest.mark.parametrize("client_cert", [False, True], ids=["no client cert", "trusted cert"])
+def test_an_eof_after_the_handshake_is_retried_when_the_broker_accepts_the_handshake(
+    broker, tmp_path, eof_after_the_handshake, client_cert
+):
+    extra = {}
+    if client_cert:
+        cert, key = broker.make_client_cert()
+        extra = {"message_cert_file": str(cert), "message_key_file": str(key)}
+    config = load_config(_tls_config(broker, tmp_path, **extra))
+    kind, sentence, retry = describe_connect_error(config, eof_after_the_handshake)
+    assert (kind, retry) == ("handshake", True), sentence
+    assert "lost right after the TLS handshake" in sentence

@@ -195,17 +195,144 @@ def _verify_sentence(config: Config, where: str, exc: ssl.SSLCertVerificationErr
     )
 
 
+#: How long a probe listens for the broker's verdict on the TLS handshake (see _tls_verdict).
+_VERDICT_WAIT = 2.0
+
+
+def _tls_verdict(config: Config) -> BaseException | None:
+    """Finish a TLS handshake with the broker and listen, sending nothing: what does it say?
+
+    Under TLS 1.3 the client's handshake is over before the broker has checked the client
+    certificate. pika writes the AMQP header at once; a broker that rejects the certificate
+    sends its alert and closes, the header then meets a closed socket, and the reset loses
+    the alert: pika sees a bare EOF, like a passing hang-up. A connection that sends nothing
+    reads the alert. Returns the error the probe met, or None when the broker said nothing
+    within ``_VERDICT_WAIT`` (it accepted the handshake and waits for AMQP).
+    """
+    import socket
+
+    try:
+        params = connection_parameters(config)
+        options = params.ssl_options
+        with (
+            socket.create_connection(
+                (config.message_host, config.message_port), timeout=params.socket_timeout
+            ) as raw,
+            options.context.wrap_socket(raw, server_hostname=options.server_hostname) as tls,
+        ):
+            tls.settimeout(_VERDICT_WAIT)
+            tls.recv(1)
+    except socket.timeout:
+        return None
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _lost_after_handshake(config: Config, where: str, text: str) -> tuple[str, str, bool]:
+    """The stream ended after the TLS handshake, before the broker's AMQP answer.
+
+    Only the broker's alert proves a rejected certificate: when pika's text does not carry
+    one, ``_tls_verdict`` asks again. Without an alert this is passing trouble, retried.
+    """
+    import ssl
+
+    if "ALERT_" in text.upper():
+        return ("tls", _tls_sentence(config, where, text), False)
+    verdict = _tls_verdict(config) if config.message_tls else None
+    if isinstance(verdict, ssl.SSLError) and not isinstance(
+        verdict, (ssl.SSLEOFError, ssl.SSLZeroReturnError)
+    ):
+        return describe_connect_error(config, verdict)
+    return (
+        "handshake",
+        f"the connection to {where} was lost right after the TLS handshake (network trouble, "
+        f"or the broker restarting?); if this repeats, check that 'message_port' in "
+        f"{config.path} is the broker's AMQPS port",
+        True,
+    )
+
+
+def _describe_cause(config: Config, where: str, c: BaseException) -> tuple[str, str, bool] | None:
+    """Classify one exception of a failed connect's chain; None when it says nothing sure."""
+    import socket
+    import ssl
+
+    import pika.exceptions as pe
+
+    if isinstance(c, TlsFileError):
+        keys = " and ".join(f"'{key}'" for key in c.keys)
+        return (
+            "tls",
+            f"cannot use the TLS file {str(c.path)!r} ({c.detail[:160]}): check {keys} in "
+            f"{config.path}",
+            False,
+        )
+    # Only the broker's own answer (403, 530) proves a configuration problem: pika's
+    # "Probable..." errors alone also mean a connection lost during the login.
+    if isinstance(c, pe.AuthenticationError) or "ACCESS_REFUSED" in str(c):
+        return (
+            "auth",
+            f"the broker at {where} refused the login of user {config.message_id!r}: "
+            f"check 'message_id' and 'message_pw' in {config.path}",
+            False,
+        )
+    if "NOT_ALLOWED" in str(c) and "IS DOWN" in str(c).upper():
+        return (  # "vhost / is down": the broker is still recovering it
+            "vhost-down",
+            f"the broker at {where} has virtual host {config.message_vhost!r} down (still "
+            "recovering?); retrying",
+            True,
+        )
+    if "NOT_ALLOWED" in str(c):
+        return (
+            "vhost",
+            f"the broker at {where} does not let user {config.message_id!r} into virtual "
+            f"host {config.message_vhost!r}: check 'message_vhost' (and the user's "
+            f"permissions) in {config.path}",
+            False,
+        )
+    if isinstance(c, ssl.SSLCertVerificationError):
+        return ("tls", _verify_sentence(config, where, c), False)
+    if isinstance(c, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
+        isinstance(c, ssl.SSLError) and "UNEXPECTED_EOF" in str(c).upper()
+    ):
+        return (  # the other end hung up mid-handshake: passing trouble, not a setting
+            "handshake",
+            f"the connection to {where} was lost during the TLS handshake (network "
+            f"trouble, or the broker restarting?); if this repeats, check 'message_port' "
+            f"and 'message_tls' in {config.path}",
+            True,
+        )
+    if isinstance(c, ssl.SSLError):
+        return ("tls", _tls_sentence(config, where, str(c)), False)
+    if isinstance(c, socket.gaierror):
+        return (
+            "host",
+            f"the broker host {config.message_host!r} cannot be resolved: check "
+            f"'message_host' in {config.path}",
+            True,
+        )
+    if isinstance(c, ConnectionRefusedError):
+        return (
+            "refused",
+            f"nothing accepts connections at {where} (connection refused): the broker is "
+            f"down, or 'message_port' in {config.path} is wrong",
+            True,
+        )
+    return None
+
+
 def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str, bool]:
     """Classify a failed connect: ``(kind, sentence naming the config key to fix, retry?)``.
 
     ``retry`` is False where trying again cannot succeed without a change: wrong
     credentials (``auth``), a virtual host the user may not use (``vhost``) and TLS
     problems (``tls``). A host that does not resolve, a refused port, a timeout or a lost
-    handshake may be passing trouble, so those are retried.
+    handshake may be passing trouble, so those are retried. A connection lost right after
+    the TLS handshake is asked about once more (see ``_tls_verdict``): this may take a
+    new connection and up to a few seconds.
     """
-    import socket
-    import ssl
-
     import pika.exceptions as pe
 
     where = f"{config.message_host}:{config.message_port}"
@@ -213,66 +340,14 @@ def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str
     text = " ".join(f"{type(c).__name__}: {c}" for c in causes)
     upper = text.upper()
     for c in causes:
-        if isinstance(c, TlsFileError):
-            keys = " and ".join(f"'{key}'" for key in c.keys)
-            return (
-                "tls",
-                f"cannot use the TLS file {str(c.path)!r} ({c.detail[:160]}): check {keys} in "
-                f"{config.path}",
-                False,
-            )
-        # Only the broker's own answer (403, 530) proves a configuration problem: pika's
-        # "Probable..." errors alone also mean a connection lost during the login.
-        if isinstance(c, pe.AuthenticationError) or "ACCESS_REFUSED" in str(c):
-            return (
-                "auth",
-                f"the broker at {where} refused the login of user {config.message_id!r}: "
-                f"check 'message_id' and 'message_pw' in {config.path}",
-                False,
-            )
-        if "NOT_ALLOWED" in str(c) and "IS DOWN" in str(c).upper():
-            return (  # "vhost / is down": the broker is still recovering it
-                "vhost-down",
-                f"the broker at {where} has virtual host {config.message_vhost!r} down (still "
-                "recovering?); retrying",
-                True,
-            )
-        if "NOT_ALLOWED" in str(c):
-            return (
-                "vhost",
-                f"the broker at {where} does not let user {config.message_id!r} into virtual "
-                f"host {config.message_vhost!r}: check 'message_vhost' (and the user's "
-                f"permissions) in {config.path}",
-                False,
-            )
-        if isinstance(c, ssl.SSLCertVerificationError):
-            return ("tls", _verify_sentence(config, where, c), False)
-        if isinstance(c, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
-            isinstance(c, ssl.SSLError) and "UNEXPECTED_EOF" in str(c).upper()
-        ):
-            return (  # the other end hung up mid-handshake: passing trouble, not a setting
-                "handshake",
-                f"the connection to {where} was lost during the TLS handshake (network "
-                f"trouble, or the broker restarting?); if this repeats, check 'message_port' "
-                f"and 'message_tls' in {config.path}",
-                True,
-            )
-        if isinstance(c, ssl.SSLError):
-            return ("tls", _tls_sentence(config, where, str(c)), False)
-        if isinstance(c, socket.gaierror):
-            return (
-                "host",
-                f"the broker host {config.message_host!r} cannot be resolved: check "
-                f"'message_host' in {config.path}",
-                True,
-            )
-        if isinstance(c, ConnectionRefusedError):
-            return (
-                "refused",
-                f"nothing accepts connections at {where} (connection refused): the broker is "
-                f"down, or 'message_port' in {config.path} is wrong",
-                True,
-            )
+        described = _describe_cause(config, where, c)
+        if described is not None:
+            return described
+    # pika reports a stream lost after the TLS handshake (the AMQP header sent, no answer
+    # yet) as IncompatibleProtocolError, with the TLS error only as text inside.
+    lost_after_tls = config.message_tls or "SSL" in upper
+    if lost_after_tls and any(isinstance(c, pe.IncompatibleProtocolError) for c in causes):
+        return _lost_after_handshake(config, where, text)
     if "SSL" in upper or "CERTIFICATE" in upper:
         return ("tls", _tls_sentence(config, where, text), False)
     if any(isinstance(c, (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError))
