@@ -23,7 +23,14 @@ from ._protocol import CONTENT_TYPE, encode
 from ._spool import SPOOL_FILE, Spool, SpoolRecord
 from ._transport._amqp import connection_parameters, describe_connect_error
 
-__all__ = ["DeliveryResult", "Outgoing", "ReplayResult", "deliver", "replay_spool"]
+__all__ = [
+    "DeliveryResult",
+    "Outgoing",
+    "ReplayResult",
+    "deliver",
+    "replay_spool",
+    "send_records",
+]
 
 
 @dataclass(frozen=True)
@@ -211,25 +218,15 @@ def belongs_to(config: Config, body: dict[str, Any]) -> bool:
     )
 
 
-def replay_spool(config: Config, *, timeout: float = 30.0) -> ReplayResult:
-    """Send what the spool of ``config`` holds and remove what the broker confirmed.
+def send_records(config: Config, records: Sequence[SpoolRecord], *, timeout: float) -> ReplayResult:
+    """Deliver ``records`` of the spool of ``config`` in order (each with its own
+    ``message_id``) and remove from the spool what the broker confirmed.
 
-    Only the records of this config's job (``cmd``, ``project_key`` and id) are sent;
-    records of other jobs sharing the folder are left for their own config. Messages go in
-    spool order (each run's terminal message after its progress), each with its original
-    ``message_id`` (a consumer can drop the duplicates at-least-once delivery may bring), to
-    the config's
-    ``queue_name``. Delivery stops at the first message not confirmed, so
-    a terminal message never overtakes the progress before it.
+    Stops at the first record not confirmed, so a terminal message never overtakes the
+    progress before it. Raises ``OSError`` when the spool cannot be rewritten.
     """
     spool = spool_for(config)
     result = ReplayResult(str(spool.path))
-    records = []
-    for record in replay_order(spool.read()):
-        if belongs_to(config, record.body):
-            records.append(record)
-        else:
-            result.others += 1
     if not records:
         return result
     outgoing = [Outgoing(record.message_id, record.body) for record in records]
@@ -241,4 +238,26 @@ def replay_spool(config: Config, *, timeout: float = 30.0) -> ReplayResult:
         spool.remove(confirmed)
     ids = {record.message_id for record in records}
     result.remaining = sum(1 for record in spool.read() if record.message_id in ids)
+    return result
+
+
+def replay_spool(config: Config, *, timeout: float = 30.0) -> ReplayResult:
+    """Send what the spool of ``config`` holds and remove what the broker confirmed.
+
+    Only the records of this config's job (``cmd``, ``project_key`` and id) are sent;
+    records of other jobs sharing the folder are left for their own config. Messages go in
+    spool order (each run's terminal message after its progress), each with its original
+    ``message_id`` (a consumer can drop the duplicates at-least-once delivery may bring), to
+    the config's ``queue_name``; see :func:`send_records`.
+    """
+    spool = spool_for(config)
+    records = []
+    others = 0
+    for record in replay_order(spool.read()):
+        if belongs_to(config, record.body):
+            records.append(record)
+        else:
+            others += 1
+    result = send_records(config, records, timeout=timeout)
+    result.others = others
     return result

@@ -18,10 +18,23 @@ the launcher's SIGTERM (torchrun tears the surviving ranks down when one dies). 
    sends its own reason, as always. Rank 0 never waits and trainwire adds no collective
    call; the files are left in place for the user to read.
 
-A file belongs to this launch when it carries the same launch id (torchrun, and the
-launchers built on it such as Accelerate, set ``TORCHELASTIC_RUN_ID``; the restart count
-is part of it) or, when the launcher sets none (and the file has none either), when it
-was written no earlier than :data:`STALE_AFTER` seconds before rank 0's run started.
+A file belongs to this launch when it carries the same launch id (:func:`launch_id`):
+
+- ``torchelastic:<run id>/<restart>`` under torchrun (and the launchers built on it, such
+  as Accelerate), from ``TORCHELASTIC_RUN_ID`` and ``TORCHELASTIC_RESTART_COUNT``, when
+  the run id is one of this launch (``--standalone``, or ``--rdzv-id``);
+- ``slurm:<job>.<step>/<requeue>`` for tasks started by ``srun`` (``SLURM_PROCID`` set);
+- ``pmix:<namespace>`` under a PMIx launcher (Open MPI's ``mpirun``, ``srun --mpi=pmix``);
+- otherwise the ranks' parent process on this host: ``parent:<host>/<ppid>/<its start
+  time>/<boot id>`` (``torch.multiprocessing.spawn``, DeepSpeed's launcher on one node, a
+  shell script that starts the ranks; torchrun's static rendezvous, whose run id is the
+  constant ``none``, gets the restart count added).
+
+Every id is new for every launch, so a file from a launch that ended a second ago never
+counts. A file without an id (written by an older trainwire) never counts either. The
+cost of the last rule: ranks on other hosts whose launcher gives no launch-wide id
+(torchrun's static rendezvous across nodes, DeepSpeed across nodes) are not named, and
+rank 0 reports its own reason, as it does when no rank wrote a file.
 
 ``trainwire run`` can use :func:`find_failure` the same way when rank 0 itself died
 without a word (SIGKILL).
@@ -41,7 +54,6 @@ from ._explain import text
 
 __all__ = [
     "ERROR_FILE_GLOB",
-    "STALE_AFTER",
     "RankFailure",
     "error_file",
     "find_failure",
@@ -55,9 +67,10 @@ log = logging.getLogger("trainwire")
 #: ``<save>/trainwire-rank-<rank>.error.json``, one per failed rank.
 ERROR_FILE = "trainwire-rank-{rank}.error.json"
 ERROR_FILE_GLOB = "trainwire-rank-*.error.json"
-#: Without a launch id, a file written this long before rank 0's run started is stale.
-STALE_AFTER = 60.0
-_LAUNCH_VARS = ("TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT")
+#: torchrun's default ``--rdzv-id`` (static rendezvous): the same for every launch.
+_STATIC_RUN_ID = "none"
+#: (the pid that computed it, the parent-process launch id): a forked child recomputes.
+_parent_cache: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,12 +89,59 @@ class RankFailure:
         return text("nonzero_rank", language, rank=self.rank, detail=self.message)
 
 
-def launch_id() -> str | None:
-    """An id shared by every process of this launch (and attempt), or None when unknown."""
-    run_id = os.environ.get(_LAUNCH_VARS[0], "").strip()
+def _env(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def launch_id() -> str:
+    """An id shared by every process of this launch and new for every launch (see above)."""
+    run_id = _env("TORCHELASTIC_RUN_ID")
+    restart = _env("TORCHELASTIC_RESTART_COUNT") or "0"
+    if run_id and run_id != _STATIC_RUN_ID:
+        return f"torchelastic:{run_id}/{restart}"
     if not run_id:
-        return None
-    return f"{run_id}/{os.environ.get(_LAUNCH_VARS[1], '0').strip() or '0'}"
+        job, step = _env("SLURM_JOB_ID"), _env("SLURM_STEP_ID")
+        if job and step and _env("SLURM_PROCID"):
+            return f"slurm:{job}.{step}/{_env('SLURM_RESTART_COUNT') or '0'}"
+        namespace = _env("PMIX_NAMESPACE")
+        if namespace:
+            return f"pmix:{namespace}"
+    parent = _parent_launch()
+    return f"torchelastic:{run_id}/{restart}@{parent}" if run_id else parent
+
+
+def _parent_launch() -> str:
+    """``parent:<host>/<ppid>/<its start time>/<boot id>``, computed once per process.
+
+    Once: a rank outlives its launcher only while being torn down, and then its parent
+    is no longer the launcher.
+    """
+    global _parent_cache
+    pid = os.getpid()
+    if _parent_cache is None or _parent_cache[0] != pid:
+        ppid = os.getppid()
+        parent = f"parent:{os.uname().nodename}/{ppid}/{_start_time(ppid)}/{_boot_id()}"
+        _parent_cache = (pid, parent)
+    return _parent_cache[1]
+
+
+def _start_time(pid: int) -> str:
+    """When ``pid`` started, in clock ticks since boot (Linux); "" where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except OSError:
+        return ""
+    fields = stat.rpartition(")")[2].split()  # the command name may hold spaces
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
 
 
 def error_file(save_dir: Path, rank: int) -> Path:
@@ -135,13 +195,14 @@ def _read(path: Path) -> RankFailure | None:
         return None
 
 
-def find_failure(save_dir: Path, *, since: float, launch: str | None = None) -> RankFailure | None:
+def find_failure(save_dir: Path, *, launch: str | None = None) -> RankFailure | None:
     """The earliest failure of another rank of this launch recorded in ``save_dir``.
 
-    ``launch`` is this process's :func:`launch_id`: only files of the same launch count
-    (a file with a launch id is never one of a launch without). Without a launch id,
-    files written before ``since - STALE_AFTER`` are stale.
+    ``launch``: the launch id the files must carry, by default this process's
+    :func:`launch_id`. Files of other launches, and files without an id, never count.
     """
+    if launch is None:
+        launch = launch_id()
     try:
         paths = sorted(Path(save_dir).glob(ERROR_FILE_GLOB))
     except OSError:
@@ -149,21 +210,20 @@ def find_failure(save_dir: Path, *, since: float, launch: str | None = None) -> 
     found: list[RankFailure] = []
     for path in paths:
         failure = _read(path)
-        if failure is None or failure.rank == 0:
-            continue
-        if failure.launch != launch:
-            continue
-        if launch is None and failure.time < since - STALE_AFTER:
-            continue
-        found.append(failure)
+        if failure is not None and failure.rank != 0 and failure.launch == launch:
+            found.append(failure)
     if not found:
         return None
     return min(found, key=lambda f: (f.time, f.rank))
 
 
-def root_cause(save_dir: Path, message: str, language: str, *, since: float) -> str:
-    """On rank 0, ending with ``message``: the first failure of another rank, if any."""
-    failure = find_failure(save_dir, since=since, launch=launch_id())
+def root_cause(save_dir: Path, message: str, language: str, *, since: float | None = None) -> str:
+    """On rank 0, ending with ``message``: the first failure of another rank, if any.
+
+    ``since`` is not used (the launch id decides which files count); it is accepted so
+    that callers written for the earlier time window keep working.
+    """
+    failure = find_failure(save_dir)
     if failure is None:
         return message
     log.info(

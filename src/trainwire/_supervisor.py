@@ -7,18 +7,24 @@ keeps the last lines for the error sentence, and reads progress bars on the side
 SIGQUIT) and SIGUSR1/SIGUSR2 are forwarded to the child's process group; the supervisor
 waits for the child, then sends the one terminal message:
 
-- the child used the SDK itself (it wrote ``$TRAINWIRE_STATE_FILE``) and sent its own
-  terminal message: nothing more; the supervisor also stops sending progress as soon as
-  the child's run is up;
-- exit status 0 -> ``training_done`` (unless the supervisor forwarded a stop signal: a
-  job stopped from outside did not finish, so that is ``training_error`` naming the signal);
+- the child used the SDK itself (it wrote ``$TRAINWIRE_STATE_FILE``) and its run decided
+  the terminal message: nothing of ours, ever. The spool is the truth: a terminal message
+  of this job that the child wrote ahead to the spool after the launch is the child's
+  decision even when the child died (``kill -9``) before the broker confirmed it or before
+  it recorded its end; the supervisor then delivers exactly those kept records. The
+  supervisor also stops sending progress as soon as the child's run is up;
+- exit status 0 -> ``training_done``, unless the supervisor forwarded a SIGTERM, SIGHUP or
+  SIGQUIT (a job stopped from outside did not finish: ``training_error`` naming the
+  signal). After a SIGINT (Ctrl+C) the child's outcome decides: a program that caught it
+  and ended normally finished what it wanted;
 - non-zero -> ``training_error`` with a sentence built from the child's last output
   (its final exception line, say), never a traceback;
 - death by a signal -> ``training_error`` naming the signal.
 
 The supervisor's own messages go through a :class:`trainwire.Run`, so rate limiting,
 confirms and the spool are the SDK's. Its exit status is the child's (128+N after death by
-signal N, as a shell reports it).
+signal N, as a shell reports it); after a stop signal of its own that ended in
+``training_error``, ``trainwire run`` ends by that signal (:attr:`Outcome.ends_by`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -44,37 +49,35 @@ from typing import IO, Any
 
 from . import _lifecycle
 from ._config import CONFIG_ENV, Config
-from ._explain import explain_signal, signal_name, text
+from ._delivery import belongs_to, send_records, spool_for
+from ._explain import (
+    explain_exception_line,
+    explain_signal,
+    final_error_line,
+    short_detail,
+    signal_name,
+    text,
+)
 from ._progress_parse import LineParser, ProgressTracker, clean, parse_line
 from ._protocol import Status
 from ._run import STATE_FILE_ENV, Run, init
+from ._spool import SpoolRecord
 
-__all__ = ["Outcome", "Supervisor", "describe_failure", "final_error_line"]
+__all__ = ["ChildState", "Outcome", "Supervisor", "describe_failure"]
 
 log = logging.getLogger("trainwire")
 
 #: Lines of each stream kept for the error sentence.
 TAIL_LINES = 50
-#: Longest piece of the child's output quoted in a message.
-MAX_DETAIL = 300
 #: Signals forwarded to the child's process group.
 FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
-#: Forwarded signals that mean "stop": after one, exit status 0 is not a finished training.
+#: Forwarded signals that mean "stop": after one, exit status 0 is not a finished training
+#: (except SIGINT: see :meth:`Supervisor._stopped_by`).
 STOPPING = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+_STOP_SIGNALS = frozenset(int(getattr(signal, name)) for name in STOPPING)
 #: After the child exits, how long the pipes may take to drain (a grandchild may hold them).
 DRAIN_TIMEOUT = 2.0
 _READ_SIZE = 65536
-
-_TRACEBACK = "Traceback (most recent call last):"
-_EXCEPTION_LINE = re.compile(
-    r"^(?P<name>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure|Fault)"
-    r"|KeyboardInterrupt|StopIteration|GeneratorExit)(?::\s*(?P<message>.*))?$"
-)
-
-
-def _short(value: str) -> str:
-    line = " ".join(value.split())
-    return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 1] + "…"
 
 
 class OutputTail:
@@ -114,23 +117,6 @@ def _displayed(raw: str) -> str:
     return segments[-1].rstrip() if segments else ""
 
 
-def final_error_line(lines: Sequence[str]) -> str | None:
-    """The exception line that ends the last Python traceback in ``lines`` (``ValueError:
-    bad shape``), else the last line that looks like one, else None."""
-    last_tb = None
-    for index, line in enumerate(lines):
-        if line.strip() == _TRACEBACK:
-            last_tb = index
-    if last_tb is not None:
-        for line in lines[last_tb + 1 :]:
-            if line and not line[0].isspace() and line.strip() != _TRACEBACK:
-                return line.strip()
-    for line in reversed(lines):
-        if _EXCEPTION_LINE.match(line.strip()):
-            return line.strip()
-    return None
-
-
 def _last_words(lines: Sequence[str]) -> str | None:
     """The last line worth quoting: not empty, not a progress bar, not trainwire's own."""
     for line in reversed(lines):
@@ -141,31 +127,6 @@ def _last_words(lines: Sequence[str]) -> str | None:
             continue
         return stripped
     return None
-
-
-def _sentence_for_exception(line: str, language: str) -> str:
-    match = _EXCEPTION_LINE.match(line)
-    if match is None:
-        return text("generic", language, detail=_short(line))
-    name = match.group("name").rsplit(".", 1)[-1]
-    message = (match.group("message") or "").strip()
-    if name == "TrainingError" and message:
-        return message  # the author's own sentence, as the SDK sends it
-    if name == "OutOfMemoryError" or ("out of memory" in line.lower() and "cuda" in line.lower()):
-        return text("oom_gpu", language)
-    if name == "MemoryError":
-        return text("oom", language)
-    if name == "KeyboardInterrupt":
-        return text("interrupted", language)
-    if name == "ModuleNotFoundError":
-        found = re.search(r"No module named '([^']+)'", message)
-        return text("module", language, detail=found.group(1) if found else _short(message))
-    if name in ("FileNotFoundError", "PermissionError", "IsADirectoryError"):
-        found = re.search(r": '(.+)'$", message)
-        detail = _short(found.group(1) if found else message or name)
-        return text("not_found" if name == "FileNotFoundError" else "permission", language,
-                    detail=detail)  # fmt: skip
-    return text("generic", language, detail=_short(line))
 
 
 def describe_failure(
@@ -191,11 +152,42 @@ def describe_failure(
         return explain_signal(stopped_by, language)
     error = final_error_line(stderr) or final_error_line(stdout)
     if error:
-        return _sentence_for_exception(error, language)
+        return explain_exception_line(error, language)
     words = _last_words(stderr) or _last_words(stdout)
     if words:
-        return text("exit_status_output", language, code=returncode, detail=_short(words))
+        return text("exit_status_output", language, code=returncode, detail=short_detail(words))
     return text("exit_status", language, detail=returncode)
+
+
+def _terminal_status(value: object) -> Status | None:
+    """``value`` as a terminal :class:`Status`, or None."""
+    try:
+        status = Status(value)
+    except ValueError:
+        return None
+    return status if status.terminal else None
+
+
+@dataclass(frozen=True)
+class ChildState:
+    """What the command's own SDK run recorded in ``$TRAINWIRE_STATE_FILE``."""
+
+    #: The terminal status its run decided; None while it runs or when its end is unknown.
+    status: Status | None
+    #: After its flush: True when the broker confirmed its terminal message, False when it
+    #: gave up and left it in the spool; None before (or when unknown).
+    confirmed: bool | None
+
+    @classmethod
+    def parse(cls, data: object) -> ChildState:
+        """Read the state file's JSON; anything unexpected is "started, end unknown"."""
+        if not isinstance(data, dict):
+            return cls(None, None)
+        confirmed = data.get("confirmed")
+        return cls(
+            _terminal_status(data.get("status")),
+            confirmed if isinstance(confirmed, bool) else None,
+        )
 
 
 @dataclass
@@ -204,14 +196,26 @@ class Outcome:
 
     exit_status: int
     returncode: int | None
-    #: ``training_done``/``training_error`` sent by the supervisor, or None.
-    sent: str | None
-    #: The ``training_error`` message the supervisor sent.
+    #: The terminal status the supervisor sent of its own, or None.
+    sent: Status | None
+    #: The ``training_error`` sentence that went out (the supervisor's or the child's).
     message: str | None
-    #: The terminal status the child's own SDK run reported, or None.
-    child_reported: str | None
-    #: True/False: the broker confirmed the supervisor's terminal message (or not).
+    #: The terminal status the child's own SDK run decided, or None.
+    child_reported: Status | None
+    #: True/False: the broker confirmed the terminal message the supervisor sent or
+    #: forwarded (or not); for a child that finished its own flush, what it recorded.
     delivered: bool | None
+    #: The supervisor delivered the child's terminal message from the spool (the child
+    #: wrote it ahead, then died before the broker confirmed it).
+    forwarded: bool = False
+    #: The stop signal ``trainwire run`` received when the job ended in ``training_error``:
+    #: the CLI ends by that signal after reporting (a shell shows 128+N).
+    ends_by: int | None = None
+
+    @property
+    def terminal(self) -> Status | None:
+        """The one terminal status of the job, whoever decided it."""
+        return self.sent or self.child_reported
 
 
 class _Pump(threading.Thread):
@@ -307,6 +311,8 @@ class Supervisor:
         self._early_signals: list[int] = []
         self._state_path: Path | None = None
         self._child_active = False
+        #: The spool's message ids before the launch: what is not among them is the child's.
+        self._spool_before: set[str] = set()
 
     # -- the pieces ----------------------------------------------------------------------
 
@@ -353,7 +359,8 @@ class Supervisor:
         if found is not None and run is not None:
             run.progress(found[0], percentage=found[1])
 
-    def _child_state(self) -> str | None:
+    def _child_state(self) -> ChildState | None:
+        """The child's own run as its state file tells it; None: it never started one."""
         path = self._state_path
         if path is None:
             return None
@@ -362,9 +369,29 @@ class Supervisor:
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
-            return "running"  # started, but its end is not recorded
-        status = data.get("status") if isinstance(data, dict) else None
-        return status if isinstance(status, str) else "running"
+            return ChildState(None, None)  # started (a kill can cut the write short)
+        return ChildState.parse(data)
+
+    def _spooled_ids(self) -> set[str]:
+        try:
+            return {record.message_id for record in spool_for(self.config).read()}
+        except OSError:
+            return set()
+
+    def _kept_by_child(self) -> list[SpoolRecord]:
+        """This job's records written to the spool after the launch: the child's write-ahead
+        (its newest progress and its terminal message), in spool order."""
+        try:
+            records = spool_for(self.config).read()
+        except OSError as exc:
+            log.warning("trainwire: cannot read the spool: %s", exc)
+            return []
+        before = self._spool_before
+        return [
+            record
+            for record in records
+            if record.message_id not in before and belongs_to(self.config, record.body)
+        ]
 
     def _release(self, run: Run) -> None:
         # The child sent the terminal message: end ours without one (and without the
@@ -392,6 +419,7 @@ class Supervisor:
         """Start the child; when it cannot start, the shell's status (127 not found, 126
         not executable) and a sentence for the user."""
         assert self._state_path is not None
+        self._spool_before = self._spooled_ids()
         try:
             self._proc = subprocess.Popen(
                 self.command,
@@ -403,11 +431,17 @@ class Supervisor:
         except OSError as exc:
             reason = exc.strerror or str(exc)
             status = 127 if isinstance(exc, FileNotFoundError) else 126
-            detail = _short(f"{self.command[0]}: {reason}")
+            detail = short_detail(f"{self.command[0]}: {reason}")
             return status, text("command_failed", self.language, detail=detail)
         return None
 
     def _supervise(self) -> Outcome:
+        outcome = self._supervise_child()
+        if outcome.terminal is Status.ERROR:
+            outcome.ends_by = next((s for s in self._signals if s in _STOP_SIGNALS), None)
+        return outcome
+
+    def _supervise_child(self) -> Outcome:
         run = self._run
         assert run is not None
         problem = self._spawn()
@@ -416,42 +450,91 @@ class Supervisor:
             status, sentence = problem or (126, "?")
             log.error("trainwire: %s", sentence)
             run.fail(sentence)
-            return Outcome(status, None, Status.ERROR.value, sentence, None, run.delivered)
+            return Outcome(status, None, Status.ERROR, sentence, None, run.delivered)
+        returncode, tails = self._wait(proc)
+        exit_status = returncode if returncode >= 0 else 128 - returncode
+        own_end = self._childs_own_end(run, exit_status, returncode)
+        if own_end is not None:
+            return own_end
+        stopped_by = self._stopped_by(returncode)
+        if returncode == 0 and stopped_by is None:
+            run.done()
+            return Outcome(exit_status, returncode, Status.DONE, None, None, run.delivered)
+        stderr, stdout = tails
+        message = describe_failure(
+            returncode, stderr, stdout, language=self.language, stopped_by=stopped_by
+        )
+        run.fail(message)
+        return Outcome(exit_status, returncode, Status.ERROR, message, None, run.delivered)
+
+    def _wait(self, proc: subprocess.Popen[bytes]) -> tuple[int, tuple[list[str], list[str]]]:
+        """Pass the output through until the child ends; its status and the last lines of
+        its stderr and stdout."""
         for signum in self._early_signals:  # signals that came while starting
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signum)
         assert proc.stdout is not None and proc.stderr is not None
-        pumps = [
-            _Pump("stdout", proc.stdout, 1, self),
-            _Pump("stderr", proc.stderr, 2, self),
-        ]
-        for pump in pumps:
+        stdout = _Pump("stdout", proc.stdout, 1, self)
+        stderr = _Pump("stderr", proc.stderr, 2, self)
+        for pump in (stdout, stderr):
             pump.start()
         returncode = proc.wait()
         deadline = time.monotonic() + DRAIN_TIMEOUT
-        for pump in pumps:
+        for pump in (stdout, stderr):
             pump.join(max(0.0, deadline - time.monotonic()))
-        exit_status = returncode if returncode >= 0 else 128 - returncode
+        return returncode, (stderr.tail.snapshot(), stdout.tail.snapshot())
 
-        child = self._child_state()
-        if child in (Status.DONE.value, Status.ERROR.value):
+    def _stopped_by(self, returncode: int) -> int | None:
+        """The forwarded stop signal that makes this run a ``training_error``, if any.
+
+        A SIGINT (Ctrl+C) the child handled and then ended normally after (status 0)
+        does not: the child's outcome decides, as in the SDK.
+        """
+        for signum in self._signals:
+            if signum in _STOP_SIGNALS and not (signum == signal.SIGINT and returncode == 0):
+                return signum
+        return None
+
+    def _childs_own_end(self, run: Run, exit_status: int, returncode: int) -> Outcome | None:
+        """The terminal message the child's own run decided, if it did: then none of ours.
+
+        A terminal record the child wrote ahead to the spool after the launch is its
+        decision even when the child died before its flush ended (its state file still
+        says it runs): the supervisor delivers those records, exactly once. A child that
+        recorded the end of its flush (confirmed, or given up and left to the spool) has
+        said everything itself.
+        """
+        state = self._child_state()
+        kept = self._kept_by_child()
+        end = next((r for r in kept if r.terminal and _terminal_status(r.body.get("status"))),
+                   None)  # fmt: skip
+        if end is not None and (state is None or state.confirmed is None):
             self._release(run)
-            return Outcome(exit_status, returncode, None, None, child, None)
+            status = _terminal_status(end.body.get("status"))
+            message = end.body.get("message")
+            return Outcome(
+                exit_status, returncode, None, message if isinstance(message, str) else None,
+                status, self._forward(kept), forwarded=True,
+            )  # fmt: skip
+        if state is not None and state.status is not None:
+            self._release(run)
+            return Outcome(exit_status, returncode, None, None, state.status, state.confirmed)
+        return None
 
-        stop_signals = [getattr(signal, name) for name in STOPPING]
-        stopped_by = next((s for s in self._signals if s in stop_signals), None)
-        if returncode == 0 and stopped_by is None:
-            run.done()
-            return Outcome(exit_status, returncode, Status.DONE.value, None, child, run.delivered)
-        message = describe_failure(
-            returncode,
-            pumps[1].tail.snapshot(),
-            pumps[0].tail.snapshot(),
-            language=self.language,
-            stopped_by=stopped_by,
-        )
-        run.fail(message)
-        return Outcome(exit_status, returncode, Status.ERROR.value, message, child, run.delivered)
+    def _forward(self, kept: list[SpoolRecord]) -> bool:
+        """Deliver the child's kept records (confirmed ones leave the spool): True when all
+        were confirmed within ``flush_timeout``; the rest stays for ``trainwire replay``."""
+        timeout = float(self._run_options["flush_timeout"])
+        if timeout <= 0:
+            return False
+        try:
+            result = send_records(self.config, kept, timeout=timeout)
+        except OSError as exc:  # the spool could not be rewritten: replay sends it again
+            log.warning("trainwire: cannot update the spool: %s", exc)
+            return False
+        if not result.ok and result.reason:
+            log.warning("trainwire: %s", result.reason)
+        return result.ok
 
 
 def exit_status_name(status: int) -> str:

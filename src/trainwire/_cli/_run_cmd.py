@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import resource
+import signal
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from .._errors import ConfigError
 from ._common import config_option, fail_usage, language_option, load_or_exit, verbosity_options
+
+if TYPE_CHECKING:
+    from .._supervisor import Outcome
 
 __all__ = ["run"]
 
@@ -64,12 +73,19 @@ def run(
     training_error with a sentence from the command's last output. SIGTERM, SIGINT,
     SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed on to the command. A command that
     uses the trainwire SDK itself (it sees TRAINWIRE_CONFIG) reports on its own, and then
-    trainwire run sends nothing more.
+    trainwire run sends nothing more (if the command died before the broker confirmed
+    the terminal message it had decided, trainwire run delivers that one from the spool).
+
+    After SIGTERM, SIGHUP or SIGQUIT the job did not finish: training_error even if the
+    command then exits 0. After SIGINT (Ctrl+C) the command's outcome decides: exit 0
+    sends training_done, anything else training_error saying the user stopped it.
 
     Exit status: the command's own (128+N when signal N killed it); 2 when the config
-    file is bad (the command is not started); 126/127 when it cannot be started.
+    file is bad (the command is not started); 126/127 when it cannot be started. When
+    trainwire run itself got a stop signal and the job ended in training_error, it ends
+    by that same signal (a shell shows 128+N).
     """
-    from .._supervisor import Supervisor, exit_status_name
+    from .._supervisor import Supervisor
 
     config = load_or_exit(config_path)
     supervisor = Supervisor(
@@ -85,14 +101,50 @@ def run(
         outcome = supervisor.run()
     except ConfigError as exc:
         fail_usage(str(exc))
-    if outcome.child_reported:
-        log.info("trainwire: the command reported %s itself", outcome.child_reported)
-    elif outcome.sent:
-        state = "not sent"
-        if outcome.delivered is not None:
-            state = "confirmed by the broker" if outcome.delivered else "kept in the spool"
+    _tell(outcome, config.path)
+    if outcome.ends_by is not None:
+        _end_by_signal(outcome.ends_by)
+    sys.exit(outcome.exit_status)
+
+
+def _delivery_state(delivered: bool | None) -> str:
+    if delivered is None:
+        return "not sent"
+    return "confirmed by the broker" if delivered else "kept in the spool"
+
+
+def _tell(outcome: Outcome, config_path: Path) -> None:
+    """One info line: who reported what, and whether the broker has it."""
+    from .._supervisor import exit_status_name
+
+    status = exit_status_name(outcome.exit_status)
+    if outcome.forwarded and outcome.child_reported is not None:
+        log.info(
+            "trainwire: the command decided %s itself but ended (status %s) before the broker "
+            "confirmed it; trainwire run delivered it from the spool (%s)",
+            outcome.child_reported.value, status, _delivery_state(outcome.delivered),
+        )  # fmt: skip
+        if not outcome.delivered:
+            log.warning("trainwire: send it with: trainwire replay --config %s", config_path)
+    elif outcome.child_reported is not None:
+        log.info("trainwire: the command reported %s itself", outcome.child_reported.value)
+    elif outcome.sent is not None:
         log.info(
             "trainwire: command exited with status %s; sent %s (%s)",
-            exit_status_name(outcome.exit_status), outcome.sent, state,
+            status, outcome.sent.value, _delivery_state(outcome.delivered),
         )  # fmt: skip
-    sys.exit(outcome.exit_status)
+
+
+def _end_by_signal(signum: int) -> NoReturn:
+    """End this process by ``signum``, as its default action does: whoever started
+    ``trainwire run`` sees that it was stopped (a shell shows 128+N), not a success."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(OSError, ValueError):
+        # SIGQUIT's default action dumps core: the supervisor's core helps nobody.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+        os.kill(os.getpid(), signum)
+    sys.exit(128 + signum)  # not ended by it (it cannot be unblocked here): as a shell shows
