@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 
 import pytest
 
@@ -210,7 +212,7 @@ def test_bad_init_arguments_raise_at_the_call(tmp_path, kwargs, match):
 @pytest.mark.parametrize(
     ("step", "error", "match"),
     [
-        (-5, ValueError, "step must be >= 0"),
+        (-5, ValueError, r"step must be .*0.*9223372036854775807"),
         (1.5, TypeError, "step must be an integer"),
         (True, TypeError, "step must be an integer, got bool"),
         ("3", TypeError, "step must be an integer"),
@@ -233,3 +235,126 @@ def test_progress_without_total_needs_an_explicit_percentage(tmp_path, monkeypat
         run.progress(3)
     run.progress(3, percentage=250)  # clamped, not an error
     run.done()
+
+
+# -- hostile files and values: a clear ConfigError, fast, never a hang or a traceback ----
+
+
+def _load_within(path, seconds=10.0):
+    """``load_config(path)`` in a helper thread: what it raised, or a failure if it hangs."""
+    outcome: list[BaseException | None] = []
+
+    def target():
+        try:
+            load_config(path)
+        except BaseException as exc:  # the test inspects it
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"load_config({path}) still running after {seconds} s"
+    return outcome[0]
+
+
+def test_a_config_that_links_to_dev_zero_is_refused_naming_the_file(tmp_path):
+    link = tmp_path / "train_config.json"
+    link.symlink_to("/dev/zero")
+    error = _load_within(link)
+    assert isinstance(error, ConfigError), repr(error)
+    assert str(link) in str(error) and "character device" in str(error)
+
+
+def test_a_config_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "train_config.json"
+    os.mkfifo(fifo)
+    error = _load_within(fifo)
+    assert isinstance(error, ConfigError), repr(error)
+    assert str(fifo) in str(error) and "FIFO" in str(error)
+
+
+def test_a_huge_config_file_is_refused_before_it_is_read(tmp_path):
+    path = write(tmp_path, json.dumps(with_(notes="x" * (2 << 20))))
+    with pytest.raises(ConfigError, match="larger than 1024 KiB") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_billion_laughs_yaml_value_fails_fast_with_a_short_error(tmp_path):
+    text = "".join(f"{k}: {json.dumps(v)}\n" for k, v in with_(model_id=None).items())
+    text += 'l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for level in range(1, 9):
+        text += f"l{level}: &l{level} [" + ",".join([f"*l{level - 1}"] * 9) + "]\n"
+    text += "model_id: *l8\n"  # 9**9 strings once expanded
+    path = write(tmp_path, text, "c.yaml")
+    started = time.monotonic()
+    error = _load_within(path, seconds=30)
+    elapsed = time.monotonic() - started
+    assert isinstance(error, ConfigError), repr(error)
+    assert "'model_id'" in str(error) and len(str(error)) < 600
+    assert elapsed < 3.0, f"{elapsed:.1f} s"  # was 16.7 s and 1.5 GB formatting the error
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("deep.json", "[" * 100_000),
+        ("deep.yaml", "model_id: " + "[" * 100_000),
+        ("deep-block.yaml", "".join(" " * i + f"k{i}:\n" for i in range(500))),
+    ],
+    ids=["json", "yaml-flow", "yaml-block"],
+)
+def test_a_deeply_nested_config_is_a_config_error_not_a_traceback(tmp_path, name, text):
+    error = _load_within(write(tmp_path, text, name))
+    assert isinstance(error, ConfigError), repr(error)
+    assert "nested too deeply" in str(error)
+
+
+@pytest.mark.parametrize("name", ["c.json", "c.yaml"])
+def test_a_5000_digit_integer_is_a_config_error_naming_the_file(tmp_path, name):
+    text = json.dumps(with_(model_id=None))[:-1] + ', "model_id": 1' + "0" * 5000 + "}"
+    path = write(tmp_path, text, name)  # JSON is YAML too
+    with pytest.raises(ConfigError, match="4300 digits") as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("model_id", "m\udcff", "U+DCFF at position 1"),
+        ("project_key", "p\x00k", "U+0000 at position 1"),
+        ("model_id", "m\x1b[2J", "U+001B"),
+        ("project_key", "k" * 513, "at most 512 characters"),
+        ("message_host", "host\nname", "U+000A"),
+        ("queue_name", "q" * 256, "255 bytes"),
+    ],
+)
+def test_text_that_cannot_travel_is_refused_naming_the_key(tmp_path, key, value, problem):
+    with pytest.raises(ConfigError, match=f"key '{key}'") as info:
+        load_config(write(tmp_path, with_(**{key: value})))
+    assert problem in str(info.value)
+
+
+def test_a_port_of_5000_digits_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="'message_port' must be a port number"):
+        load_config(write(tmp_path, with_(message_port="1" * 5000)))
+
+
+@pytest.mark.parametrize("password", ["pw\x00secret-4711", ["secret-4711"] * 3])
+def test_a_bad_password_value_is_never_echoed(tmp_path, password):
+    with pytest.raises(ConfigError, match="'message_pw'") as info:
+        load_config(write(tmp_path, with_(message_pw=password)))
+    assert "secret-4711" not in str(info.value)
+
+
+def test_a_config_path_that_is_not_utf8_is_shown_readably(tmp_path):
+    path = tmp_path / os.fsdecode(b"conf-\xff.json")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)  # missing: the error names it
+    assert "conf-\\xff.json" in str(info.value)
+    str(info.value).encode("utf-8")  # printable anywhere
+    write(tmp_path, GOOD, path.name)
+    assert load_config(path).job_id == "m-1"

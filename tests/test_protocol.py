@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import random
 
 import pytest
 
 import trainwire
 from trainwire._protocol import (
+    MAX_ID_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_STEP,
     Identity,
     InvalidMessage,
     Job,
     JobState,
     Kind,
     Rejection,
+    check_percentage,
+    check_step,
+    clean_text,
     decode,
     done_message,
     encode,
@@ -162,3 +170,167 @@ def test_status_vocabulary_lives_only_in_the_protocol_module():
             if f'"{word}"' in text or f"'{word}'" in text:
                 offenders.append(f"{path.relative_to(src)}: {word}")
     assert offenders == []
+
+
+# -- hostile text and numbers: builders always give a body the receiver accepts ---------
+
+
+def test_clean_text_makes_file_name_bytes_readable_and_drops_control_characters():
+    name = os.fsdecode(b"/data/img-\xff.jpg")  # what the OS gives for a non-UTF-8 name
+    assert clean_text(name) == "/data/img-\\xff.jpg"
+    assert clean_text("a\ud800b") == "a\ufffdb"  # a surrogate that is no escaped byte
+    assert clean_text("a\x00b\x1b[31mc\x7f\x9bd\re") == "ab[31mcde"
+    assert clean_text("line one\n\tline two") == "line one\n\tline two"  # kept
+    assert clean_text("학습") == "학습"
+
+
+def test_clean_text_cuts_long_text_with_an_ellipsis():
+    assert clean_text("x" * 50, 10) == "x" * 9 + "…"
+    assert clean_text("x" * 10, 10) == "x" * 10
+    with pytest.raises(ValueError):
+        clean_text("x", 0)
+
+
+def _random_text(rng: random.Random, size: int) -> str:
+    pools = [(0, 0x20), (0x20, 0x7F), (0x7F, 0xA0), (0xAC00, 0xD7A4), (0xD800, 0xE000),
+             (0xDC80, 0xDD00), (0x1F600, 0x1F650)]  # fmt: skip
+    chars = []
+    for _ in range(size):
+        low, high = rng.choice(pools)
+        chars.append(chr(rng.randrange(low, high)))
+    return "".join(chars)
+
+
+def test_every_error_body_encodes_and_is_accepted_whatever_its_text():
+    rng = random.Random(12)
+    for _ in range(300):
+        text = _random_text(rng, rng.choice([1, 5, 80, 1500]))
+        body = error_message(TRAIN, text)
+        raw = encode(body)
+        raw.decode("utf-8")  # valid UTF-8: no surrogate got through
+        msg = validate(decode(raw))
+        assert msg.message == body["message"]
+        assert len(msg.message) <= MAX_MESSAGE_CHARS
+        assert not any(0xD800 <= ord(c) <= 0xDFFF or c == "\x00" for c in msg.message)
+
+
+def test_a_long_error_text_is_cut_to_a_sentence_with_an_ellipsis():
+    body = error_message(TRAIN, "Traceback line\n" * 10_000)
+    assert len(body["message"]) == MAX_MESSAGE_CHARS and body["message"].endswith("…")
+    assert len(encode(body)) < 8 * MAX_MESSAGE_CHARS
+
+
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [(-1, ValueError), (MAX_STEP + 1, ValueError), (10**400, ValueError), (1.0, TypeError),
+     (True, TypeError), ("3", TypeError), (None, TypeError)],
+)  # fmt: skip
+def test_check_step_refuses_what_the_platform_cannot_store(step, error):
+    with pytest.raises(error, match="step must be"):
+        check_step(step)
+    with pytest.raises(error):
+        progress_message(TRAIN, step, 1.0)
+
+
+def test_check_step_takes_every_integer_type_up_to_2_63_minus_1():
+    import numpy as np
+
+    assert check_step(0) == 0 and check_step(MAX_STEP) == MAX_STEP
+    assert check_step(np.int64(7)) == 7 and type(check_step(np.int64(7))) is int
+    body = progress_message(TRAIN, MAX_STEP, 100.0)
+    assert validate(decode(encode(body))).step == MAX_STEP
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [(10**400, ValueError, "too large"), (math.inf, ValueError, "infinite"),
+     (math.nan, ValueError, "NaN"), (True, TypeError, "bool"), ("50", TypeError, "str"),
+     (None, TypeError, "NoneType")],
+)  # fmt: skip
+def test_check_percentage_refuses_what_is_not_a_finite_number(value, error, match):
+    with pytest.raises(error, match=match):
+        check_percentage(value)
+
+
+def test_check_percentage_clamps_finite_numbers_to_0_100():
+    import numpy as np
+
+    assert check_percentage(250) == 100.0 and check_percentage(-3) == 0.0
+    assert check_percentage(np.float32(12.5)) == 12.5
+    assert check_percentage(10**300) == 100.0  # finite as a float: clamped
+
+
+@pytest.mark.parametrize(
+    ("job_id", "error"),
+    [("m\udcff", ValueError), ("m\x00", ValueError), ("m\x1b[2J", ValueError), ("", ValueError),
+     ("m" * (MAX_ID_CHARS + 1), ValueError), (7, TypeError)],
+)  # fmt: skip
+def test_an_identity_that_cannot_travel_is_refused_when_it_is_made(job_id, error):
+    with pytest.raises(error, match="job_id"):
+        Identity(Kind.TRAINING, "pk", job_id)
+    assert Identity(Kind.TRAINING, "pk", "m" * MAX_ID_CHARS).job_id == "m" * MAX_ID_CHARS
+
+
+def test_encode_never_fails_on_text_that_did_not_come_from_a_builder():
+    raw = encode({"message": "img-\udcff.jpg \ud800"})
+    assert json.loads(raw) == {"message": "img-\\xff.jpg \ufffd"}
+
+
+_HEAD = b'{"cmd":"training_status","project_key":"p","model_id":"m",'
+
+
+_HOSTILE = {
+    "deep-nesting": (b"[" * 100_000, Rejection.MALFORMED_JSON),  # RecursionError in json
+    "5000-digit-int": (b'{"a": 1' + b"0" * 5000 + b"}", Rejection.MALFORMED_JSON),
+    "nan-literal": (
+        _HEAD + b'"status":"training_ing","step":1,"percentage":NaN}',
+        Rejection.MALFORMED_JSON,
+    ),
+    "step-2**63": (
+        _HEAD + b'"status":"training_ing","step":9223372036854775808,"percentage":1}',
+        Rejection.BAD_FIELD,
+    ),
+    "step-negative": (
+        _HEAD + b'"status":"training_ing","step":-1,"percentage":1}',
+        Rejection.BAD_FIELD,
+    ),
+    "percentage-400-digit-int": (  # math.isfinite would raise OverflowError
+        _HEAD + b'"status":"training_ing","step":1,"percentage":1' + b"0" * 400 + b"}",
+        Rejection.PERCENTAGE_OUT_OF_RANGE,
+    ),
+    "percentage-1e400": (
+        _HEAD + b'"status":"training_ing","step":1,"percentage":1e400}',
+        Rejection.BAD_FIELD,
+    ),
+    "surrogate-id": (
+        b'{"cmd":"training_status","project_key":"p","model_id":"\\ud800",'
+        b'"status":"training_done"}',
+        Rejection.BAD_FIELD,
+    ),
+    "nul-key": (
+        b'{"cmd":"training_status","project_key":"p\\u0000","model_id":"m",'
+        b'"status":"training_done"}',
+        Rejection.BAD_FIELD,
+    ),
+    "long-id": (
+        b'{"cmd":"training_status","project_key":"p","model_id":"' + b"m" * 513 + b'",'
+        b'"status":"training_done"}',
+        Rejection.BAD_FIELD,
+    ),
+    "huge-cmd": (b'{"cmd":"\\ud800' + b"x" * 100_000 + b'"}', Rejection.UNKNOWN_CMD),
+    "surrogate-status": (_HEAD + b'"status":"\\udcff"}', Rejection.UNKNOWN_STATUS),
+}
+
+
+@pytest.mark.parametrize(("raw", "reason"), list(_HOSTILE.values()), ids=list(_HOSTILE))
+def test_hostile_bodies_are_rejected_with_a_reason_never_an_exception(raw, reason):
+    with pytest.raises(InvalidMessage) as info:
+        validate(decode(raw))
+    assert info.value.reason is reason
+    assert len(info.value.detail) < 300  # a bounded detail to store, never the whole body
+    info.value.detail.encode("utf-8")  # storable as it is
+
+
+def test_an_error_message_with_surrogates_and_nul_is_cleaned_not_lost():
+    msg = validate(decode(_HEAD + b'"status":"training_error","message":"a\\ud800\\u0000b"}'))
+    assert msg.message == "a\ufffdb"

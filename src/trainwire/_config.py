@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 from ._errors import ConfigError
-from ._protocol import Identity, Kind
+from ._protocol import Identity, Kind, clean_text, find_unsafe, identity_problem
 
 __all__ = ["CONFIG_ENV", "Config", "load_config"]
 
@@ -19,6 +21,17 @@ CONFIG_ENV = "TRAINWIRE_CONFIG"
 PathLike = Union[str, "os.PathLike[str]"]
 
 _BROKER_KEYS = ("message_host", "message_port", "message_id", "message_pw", "queue_name")
+#: A training config is a few lines; anything bigger is not one (or is /dev/zero).
+MAX_CONFIG_BYTES = 1 << 20
+#: How deep a YAML config may nest (a training config is a flat mapping).
+MAX_NESTING = 32
+#: AMQP sends queue and virtual host names as "short strings": at most 255 bytes.
+_AMQP_SHORT_STR = 255
+#: What an error message shows of a wrong value: bounded however big or deep the value is
+#: (a YAML "billion laughs" expands to gigabytes when fully printed).
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxlevel, _PREVIEW.maxlist, _PREVIEW.maxdict, _PREVIEW.maxstring = 2, 4, 4, 60
+_PREVIEW.maxother = 60
 
 
 @dataclass(frozen=True)
@@ -65,36 +78,108 @@ class Config:
         )
 
 
-def _read(path: Path) -> Mapping[str, Any]:
+def _shown(path: Path) -> str:
+    """The path for an error message: printable even when the name is not valid UTF-8."""
+    return clean_text(str(path))
+
+
+def _kind_of_file(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):  # fmt: skip
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _check_regular(path: Path, mode: int, size: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{_shown(path)}: is a folder, expected a training config file.")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(
+            f"{_shown(path)}: is {_kind_of_file(mode)}, not a regular file: "
+            "point it at the training config file itself."
+        )
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{_shown(path)}: is larger than {MAX_CONFIG_BYTES // 1024} KiB; a training config "
+            "file holds a few keys. Check that this is the right file."
+        )
+
+
+def _read_bytes(path: Path) -> bytes:
+    # Look before opening (opening a device can act on it), open without blocking (a FIFO
+    # with no writer would wait forever), check again what was opened, read a bounded amount.
+    _check_regular(path, os.stat(path).st_mode, 0)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        text = path.read_text(encoding="utf-8")
+        info = os.fstat(fd)
+        _check_regular(path, info.st_mode, info.st_size)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    _check_regular(path, stat.S_IFREG, size)  # it grew while we read
+    return b"".join(chunks)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = _read_bytes(path)
+    except ConfigError:  # a ValueError too: not the NUL case below
+        raise
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: the training config file does not exist. "
+            f"{_shown(path)}: the training config file does not exist. "
             f"Pass the right path to trainwire.init(config=...) or set {CONFIG_ENV}."
         ) from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, expected a training config file.") from None
     except PermissionError:
         raise ConfigError(
-            f"{path}: the training config file cannot be read (permission denied). "
+            f"{_shown(path)}: the training config file cannot be read (permission denied). "
             "Make it readable by the user that runs training."
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start})."
         ) from None
     except OSError as exc:
         raise ConfigError(
-            f"{path}: the training config file cannot be read ({exc.strerror or exc})."
+            f"{_shown(path)}: the training config file cannot be read ({exc.strerror or exc})."
         ) from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        data = _parse_yaml(path, text)
-    else:
-        data = _parse_json(path, text)
+    except ValueError:  # a NUL in the path
+        raise ConfigError(
+            f"{_shown(path)}: is not a valid file name (it contains a NUL character)."
+        ) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{_shown(path)}: is not UTF-8 text ({exc.reason} at byte {exc.start})."
+        ) from None
+
+
+def _read(path: Path) -> Mapping[str, Any]:
+    text = _read_text(path)
+    yaml = path.suffix.lower() in (".yaml", ".yml")
+    try:
+        data = _parse_yaml(path, text) if yaml else _parse_json(path, text)
+    except ConfigError:  # a ValueError too: already says what is wrong
+        raise
+    except RecursionError:
+        raise ConfigError(
+            f"{_shown(path)}: is nested too deeply to be a training config "
+            "(a training config is a flat mapping of keys to values)."
+        ) from None
+    except ValueError as exc:  # an integer of over 4300 digits, a YAML date like 2024-13-45
+        reason = str(exc).split(";")[0][:160]
+        raise ConfigError(
+            f"{_shown(path)}: holds a value that cannot be read ({reason}). "
+            "Fix the value in the training config file."
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{path}: expected a mapping of keys to values at the top level, "
+            f"{_shown(path)}: expected a mapping of keys to values at the top level, "
             f"found {type(data).__name__}."
         )
     return data
@@ -105,20 +190,43 @@ def _parse_json(path: Path, text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"{path}: is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+            f"{_shown(path)}: is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}."
         ) from None
 
 
 def _parse_yaml(path: Path, text: str) -> Any:
     import yaml  # only YAML configs pay for the import
 
+    class Loader(yaml.SafeLoader):
+        """Refuses nesting beyond MAX_NESTING early: PyYAML recurses per level, and letting
+        it run into RecursionError takes seconds."""
+
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.depth += 1
+            try:
+                if self.depth > MAX_NESTING:
+                    raise RecursionError  # reported like JSON's own nesting limit
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "syntax error"
-        raise ConfigError(f"{path}: is not valid YAML: {problem}{where}.") from None
+        raise ConfigError(f"{_shown(path)}: is not valid YAML: {problem}{where}.") from None
+
+
+def _preview(value: Any) -> str:
+    try:
+        return _PREVIEW.repr(value)
+    except Exception:  # e.g. an int too long to print
+        return f"a {type(value).__name__}"
 
 
 class _Reader:
@@ -129,14 +237,22 @@ class _Reader:
         self.data = data
 
     def _fail(self, key: str, expected: str, value: Any) -> ConfigError:
-        shown = "<hidden>" if key == "message_pw" else f"{value!r:.60}"
+        shown = "<hidden>" if key == "message_pw" else _preview(value)
         return ConfigError(
-            f"{self.path}: key {key!r} must be {expected}, found {shown} "
+            f"{_shown(self.path)}: key {key!r} must be {expected}, found {shown} "
             f"({type(value).__name__}). Fix the value in the training config file."
         )
 
+    def _bad_text(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(
+            f"{_shown(self.path)}: key {key!r} {problem}. Fix the value in the training "
+            "config file."
+        )
+
     def missing(self, key: str, why: str) -> ConfigError:
-        return ConfigError(f"{self.path}: key {key!r} is missing; {why}. Add it to the file.")
+        return ConfigError(
+            f"{_shown(self.path)}: key {key!r} is missing; {why}. Add it to the file."
+        )
 
     def text(self, key: str, *, required: bool, why: str = "") -> str | None:
         if key not in self.data or self.data[key] is None:
@@ -149,12 +265,38 @@ class _Reader:
         value = str(value)
         if not value.strip():
             raise self._fail(key, "a non-empty string", value)
+        position = find_unsafe(value)
+        if position >= 0:
+            raise self._bad_text(
+                key,
+                "contains a control character or an invalid code point "
+                f"(U+{ord(value[position]):04X} at position {position})",
+            )
+        return value
+
+    def identifier(self, key: str, why: str) -> str:
+        """A ``project_key``/``model_id``/``validation_id``: what the protocol accepts."""
+        value = self.text(key, required=True, why=why)
+        assert value is not None
+        problem = identity_problem(value)
+        if problem is not None:
+            raise self._bad_text(key, problem)
+        return value
+
+    def short_name(self, key: str, *, required: bool, why: str = "") -> str | None:
+        """A queue or virtual host name: AMQP carries at most 255 bytes of it."""
+        value = self.text(key, required=required, why=why)
+        if value is not None and len(value.encode()) > _AMQP_SHORT_STR:
+            raise self._bad_text(
+                key, f"is longer than AMQP allows ({_AMQP_SHORT_STR} bytes of UTF-8)"
+            )
         return value
 
     def port(self, key: str) -> int:
         value = self.data.get(key, 5672)
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
+        digits = value.strip() if isinstance(value, str) else ""
+        if digits.isascii() and digits.isdigit() and len(digits) <= 5:
+            value = int(digits)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
             raise self._fail(key, "a port number between 1 and 65535", value)
         return value
@@ -174,7 +316,8 @@ class _Reader:
             path = self.path.parent / path
         if not path.is_file():
             raise ConfigError(
-                f"{self.path}: key {key!r} names {str(path)!r}, which is not a readable file."
+                f"{_shown(self.path)}: key {key!r} names {str(path)!r}, which is not a "
+                "readable file."
             )
         return path
 
@@ -214,17 +357,16 @@ def load_config(path: PathLike | None = None, *, kind: str | None = None) -> Con
         except ValueError:
             raise ValueError(f"kind must be 'training' or 'validation', got {kind!r}") from None
 
-    job_id = reader.text(
+    job_id = reader.identifier(
         chosen.id_field,
-        required=True,
         why=f"a {chosen.value} job is identified by {chosen.id_field!r}"
         + (" (a validation job has 'validation_id' instead)" if chosen is Kind.TRAINING else ""),
     )
-    project_key = reader.text("project_key", required=True, why="every message must carry it")
+    project_key = reader.identifier("project_key", why="every message must carry it")
     write_path = reader.text(
         "model_write_path", required=True, why="graphs and undelivered messages are written there"
     )
-    assert job_id is not None and project_key is not None and write_path is not None
+    assert write_path is not None
     host = reader.text("message_host", required=False)
     values: dict[str, Any] = {}
     if host is not None:
@@ -233,8 +375,10 @@ def load_config(path: PathLike | None = None, *, kind: str | None = None) -> Con
             "message_port": reader.port("message_port"),
             "message_id": reader.text("message_id", required=True, why=why),
             "message_pw": reader.text("message_pw", required=True, why=why),
-            "queue_name": reader.text("queue_name", required=True, why="messages are sent there"),
-            "message_vhost": reader.text("message_vhost", required=False) or "/",
+            "queue_name": reader.short_name(
+                "queue_name", required=True, why="messages are sent there"
+            ),
+            "message_vhost": reader.short_name("message_vhost", required=False) or "/",
             "message_tls": reader.flag("message_tls"),
             "message_ca_file": reader.file("message_ca_file"),
             "message_cert_file": reader.file("message_cert_file"),

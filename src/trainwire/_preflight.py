@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from ._config import CONFIG_ENV, Config, PathLike, load_config
 from ._errors import ConfigError
-from ._protocol import new_message_id, progress_message
+from ._protocol import clean_text, new_message_id, progress_message
 from ._spool import OFFLINE_FILE
 
 __all__ = ["CHECKS", "CheckResult", "Preflight", "run_checks"]
@@ -257,6 +257,11 @@ def _send_test(config: Config) -> CheckResult:
     return CheckResult("send", FAIL, f"not confirmed: {outcome.reason}", outcome.reason)
 
 
+def _shown(path: PathLike) -> str:
+    """A config path as the checklist shows it: printable even when not valid UTF-8."""
+    return clean_text(os.fspath(path))
+
+
 def run_checks(path: PathLike | None = None, *, send_test: bool = False,
                kind: str | None = None) -> Preflight:  # fmt: skip
     """Run every check for the config at ``path`` (default ``$TRAINWIRE_CONFIG``)."""
@@ -266,13 +271,13 @@ def run_checks(path: PathLike | None = None, *, send_test: bool = False,
     try:
         config = load_config(path, kind=kind)
     except ConfigError as exc:
-        shown = str(path) if path is not None else os.environ.get(CONFIG_ENV)
-        return Preflight(shown, [CheckResult("config", FAIL, str(exc), str(exc))])
+        given = path if path is not None else os.environ.get(CONFIG_ENV, "")
+        return Preflight(_shown(given), [CheckResult("config", FAIL, str(exc), str(exc))])
     results = [CheckResult(
         "config", PASS,
         f"{config.kind.value} job {config.job_id!r}, project {config.project_key!r}",
     )]  # fmt: skip
-    preflight = Preflight(str(config.path), results, config)
+    preflight = Preflight(_shown(config.path), results, config)
     if not config.has_broker:
         results.append(CheckResult(
             "host", SKIP,

@@ -11,6 +11,7 @@ import enum
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,9 @@ from ._errors import ProtocolError
 
 __all__ = [
     "CONTENT_TYPE",
+    "MAX_ID_CHARS",
+    "MAX_MESSAGE_CHARS",
+    "MAX_STEP",
     "Identity",
     "Job",
     "JobState",
@@ -26,16 +30,151 @@ __all__ = [
     "Rejection",
     "Status",
     "StatusMessage",
+    "check_percentage",
+    "check_step",
+    "clean_text",
     "decode",
     "done_message",
     "encode",
     "error_message",
+    "find_unsafe",
+    "identity_problem",
     "new_message_id",
     "progress_message",
     "validate",
 ]
 
 CONTENT_TYPE = "application/json"
+
+#: The largest ``step``: a signed 64-bit integer, what the platform's databases store.
+MAX_STEP = 2**63 - 1
+#: The error ``message`` is a sentence for a person, not a log: longer text is cut to this
+#: many characters, ending with an ellipsis. It also keeps every body far below a broker's
+#: ``max_message_size``.
+MAX_MESSAGE_CHARS = 1000
+#: The longest ``project_key``, ``model_id`` or ``validation_id``.
+MAX_ID_CHARS = 512
+_ELLIPSIS = "\u2026"
+
+#: What cannot travel or be shown safely: C0 controls but tab and newline, DEL, C1
+#: controls (terminal escapes) and lone surrogates (not encodable as UTF-8).
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+#: In an identifier not even tab and newline are wanted.
+_ID_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: ``os.fsdecode`` turns an undecodable byte 0xNN into U+DCNN (PEP 383).
+_ESCAPED_BYTES = range(0xDC80, 0xDD00)
+
+
+def _safe_char(match: re.Match[str], backslash: str = "\\") -> str:
+    code = ord(match.group())
+    if code in _ESCAPED_BYTES:
+        return f"{backslash}x{code - 0xDC00:02x}"  # the byte a file name held, readable
+    if 0xD800 <= code <= 0xDFFF:
+        return "\ufffd"
+    return ""
+
+
+def _json_safe_char(match: re.Match[str]) -> str:
+    return _safe_char(match, backslash="\\\\")  # inside a JSON string: an escaped backslash
+
+
+def clean_text(text: str, limit: int | None = None) -> str:
+    """``text`` made safe to encode, store and show; cut to ``limit`` characters if given.
+
+    Lone surrogates become readable: an undecodable byte from a file name (``os.fsdecode``)
+    becomes ``\\xNN``, any other surrogate U+FFFD. Control characters other than tab and
+    newline (NUL, terminal escapes) are removed. Text longer than ``limit`` is cut and
+    ends with an ellipsis.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    if _UNSAFE.search(text) is not None:
+        text = _UNSAFE.sub(_safe_char, text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + _ELLIPSIS
+    return text
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A bounded, printable ``repr`` of untrusted text for an error's detail."""
+    return repr(value[:limit]) + ("..." if len(value) > limit else "")
+
+
+def _describe_int(value: int) -> str:
+    # str() of an int beyond sys.get_int_max_str_digits() raises: describe it instead.
+    if value.bit_length() <= 256:
+        return str(value)
+    return f"an integer of {value.bit_length()} bits"
+
+
+def check_step(step: Any) -> int:
+    """``step`` as an ``int`` within ``0..MAX_STEP``; ``TypeError``/``ValueError`` otherwise.
+
+    Any integer type (numpy and torch integers too) is accepted; bool and float are not.
+    """
+    if type(step) is int and 0 <= step <= MAX_STEP:
+        return step
+    if isinstance(step, bool):
+        raise TypeError("step must be an integer, got bool")
+    try:
+        value = int(step.__index__())
+    except (AttributeError, TypeError):
+        raise TypeError(f"step must be an integer, got {type(step).__name__}") from None
+    if not 0 <= value <= MAX_STEP:
+        raise ValueError(
+            f"step must be an integer within 0..{MAX_STEP} (2**63-1), got {_describe_int(value)}"
+        )
+    return value
+
+
+def check_percentage(percentage: Any) -> float:
+    """``percentage`` as a float clamped to ``0..100``; ``TypeError``/``ValueError`` otherwise.
+
+    Any real number is accepted (numpy and torch scalars too); NaN, infinity and numbers
+    too large for a float are errors, as are bool and str.
+    """
+    if type(percentage) is float and 0.0 <= percentage <= 100.0:
+        return percentage
+    if isinstance(percentage, (bool, str, bytes)):
+        raise TypeError(f"percentage must be a number, got {type(percentage).__name__}")
+    try:
+        value = float(percentage)
+    except OverflowError:
+        raise ValueError(
+            "percentage is too large for a number: pass a number between 0 and 100"
+        ) from None
+    except (TypeError, ValueError):
+        raise TypeError(f"percentage must be a number, got {type(percentage).__name__}") from None
+    if not math.isfinite(value):
+        what = "NaN" if math.isnan(value) else "infinite"
+        raise ValueError(f"percentage is {what}: pass a number between 0 and 100")
+    return min(100.0, max(0.0, value))
+
+
+def find_unsafe(text: str) -> int:
+    """Where ``text`` holds its first control character (tab and newline included) or lone
+    surrogate, or -1: such text is refused where it names something (ids, hosts, paths)."""
+    unsafe = _ID_UNSAFE.search(text)
+    return -1 if unsafe is None else unsafe.start()
+
+
+def identity_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a ``project_key``, ``model_id`` or ``validation_id``, or None."""
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    if not value:
+        return "must not be empty"
+    if len(value) > MAX_ID_CHARS:
+        return f"must be at most {MAX_ID_CHARS} characters, got {len(value)}"
+    position = find_unsafe(value)
+    if position >= 0:
+        return (
+            "contains a control character or an invalid code point "
+            f"(U+{ord(value[position]):04X} at position {position})"
+        )
+    return None
 
 
 class Kind(str, enum.Enum):
@@ -60,7 +199,7 @@ class Kind(str, enum.Enum):
         for kind, value in _CMD.items():
             if value == cmd:
                 return kind
-        raise ProtocolError(f"unknown cmd {cmd!r}: expected one of {sorted(_CMD.values())}")
+        raise ProtocolError(f"unknown cmd {_shown(cmd)}: expected one of {sorted(_CMD.values())}")
 
 
 _CMD = {Kind.TRAINING: "training_status", Kind.VALIDATION: "validation_status"}
@@ -88,6 +227,16 @@ class Identity:
     project_key: str
     job_id: str
 
+    def __post_init__(self) -> None:
+        # Checked once here so that every message built from it can be encoded and stored.
+        if not isinstance(self.kind, Kind):
+            raise TypeError(f"kind must be a Kind, got {type(self.kind).__name__}")
+        for name, value in (("project_key", self.project_key), ("job_id", self.job_id)):
+            problem = identity_problem(value)
+            if problem is not None:
+                error = TypeError if not isinstance(value, str) else ValueError
+                raise error(f"{name} {problem}")
+
     def __repr__(self) -> str:
         return f"Identity(kind={self.kind.value}, job_id={self.job_id!r})"
 
@@ -102,10 +251,14 @@ class Identity:
 
 
 def progress_message(identity: Identity, step: int, percentage: float) -> dict[str, Any]:
-    """A ``training_ing`` body: the spec's shape with ``percentage`` and ``step``."""
+    """A ``training_ing`` body: the spec's shape with ``percentage`` and ``step``.
+
+    ``step`` must be within ``0..MAX_STEP`` and ``percentage`` finite (clamped to 0..100):
+    see :func:`check_step` and :func:`check_percentage`, which raise otherwise.
+    """
     body = identity.base(Status.PROGRESS)
-    body["percentage"] = percentage
-    body["step"] = step
+    body["percentage"] = check_percentage(percentage)
+    body["step"] = check_step(step)
     return body
 
 
@@ -115,9 +268,14 @@ def done_message(identity: Identity) -> dict[str, Any]:
 
 
 def error_message(identity: Identity, message: str) -> dict[str, Any]:
-    """A ``training_error`` body with the message shown to the user."""
+    """A ``training_error`` body with the message shown to the user.
+
+    The text is made safe (:func:`clean_text`: no lone surrogates, no control characters)
+    and cut to ``MAX_MESSAGE_CHARS``: whatever a program or the system put in it, the body
+    can be encoded, kept in the spool and stored by the platform.
+    """
     body = identity.base(Status.ERROR)
-    body["message"] = message
+    body["message"] = clean_text(message, MAX_MESSAGE_CHARS)
     return body
 
 
@@ -135,8 +293,17 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), allow_n
 
 
 def encode(body: Mapping[str, Any]) -> bytes:
-    """UTF-8 JSON with non-ASCII characters written as themselves (Korean stays readable)."""
-    return _ENCODER.encode(body).encode()
+    """UTF-8 JSON with non-ASCII characters written as themselves (Korean stays readable).
+
+    Never fails on text: a lone surrogate that reached a body some other way than the
+    builders (which clean their text) is written as :func:`clean_text` writes it.
+    """
+    text = _ENCODER.encode(body)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # JSON escapes every control character, so this replaces only the surrogates.
+        return _UNSAFE.sub(_json_safe_char, text).encode()
 
 
 class Rejection(str, enum.Enum):
@@ -177,15 +344,32 @@ class StatusMessage:
     message: str | None = None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+#: Strict JSON: ``NaN``/``Infinity`` are not JSON (Python's parser accepts them by default).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def decode(raw: bytes) -> dict[str, Any]:
-    """Parse a body as a JSON object, or raise ``InvalidMessage``."""
+    """Parse a body as a JSON object, or raise ``InvalidMessage`` (never anything else)."""
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidMessage(Rejection.MALFORMED_JSON, str(exc)) from None
+        value = _DECODER.decode(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also ints over 4300 digits
+        raise InvalidMessage(Rejection.MALFORMED_JSON, str(exc)[:200]) from None
+    except RecursionError:
+        raise InvalidMessage(Rejection.MALFORMED_JSON, "the JSON is nested too deeply") from None
     if not isinstance(value, dict):
-        raise InvalidMessage(Rejection.NOT_AN_OBJECT, f"expected a JSON object, got {value!r:.80}")
+        raise InvalidMessage(
+            Rejection.NOT_AN_OBJECT, f"expected a JSON object, got a JSON {_json_type(value)}"
+        )
     return value
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
 
 
 def _require_str(body: Mapping[str, Any], key: str) -> str:
@@ -197,47 +381,75 @@ def _require_str(body: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _require_id(body: Mapping[str, Any], key: str) -> str:
+    value = _require_str(body, key)
+    problem = identity_problem(value)
+    if problem is not None:
+        raise InvalidMessage(Rejection.BAD_FIELD, f"field {key!r} {problem}")
+    return value
+
+
+def _percentage(body: Mapping[str, Any]) -> float:
+    value = body["percentage"]
+    # An int is compared as an int: float() of a 400-digit literal would overflow.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidMessage(Rejection.BAD_FIELD, "field 'percentage' must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidMessage(Rejection.BAD_FIELD, "field 'percentage' must be a finite number")
+    if not 0 <= value <= 100:
+        shown = _describe_int(value) if isinstance(value, int) else f"{value}"
+        raise InvalidMessage(
+            Rejection.PERCENTAGE_OUT_OF_RANGE, f"percentage is {shown}, not within 0..100"
+        )
+    return float(value)
+
+
+def _step(body: Mapping[str, Any]) -> int:
+    value = body["step"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_STEP:
+        raise InvalidMessage(
+            Rejection.BAD_FIELD, f"field 'step' must be an integer within 0..{MAX_STEP}"
+        )
+    return value
 
 
 def validate(body: Mapping[str, Any]) -> StatusMessage:
-    """Check a decoded body against the spec; ``InvalidMessage`` names the first problem."""
+    """Check a decoded body against the spec; ``InvalidMessage`` names the first problem.
+
+    Raises nothing else, whatever the body holds. Identifiers must be clean text of at
+    most ``MAX_ID_CHARS``; a ``message`` is cleaned and cut (:func:`clean_text`) rather
+    than refused, so that a job's error still reaches the platform.
+    """
+    if not isinstance(body, Mapping):
+        raise InvalidMessage(Rejection.NOT_AN_OBJECT, "expected a JSON object")
     cmd = _require_str(body, "cmd")
     try:
         kind = Kind.from_cmd(cmd)
     except ProtocolError as exc:
         raise InvalidMessage(Rejection.UNKNOWN_CMD, str(exc)) from None
-    project_key = _require_str(body, "project_key")
-    job_id = _require_str(body, kind.id_field)
+    project_key = _require_id(body, "project_key")
+    job_id = _require_id(body, kind.id_field)
     status_text = _require_str(body, "status")
     try:
         status = Status(status_text)
     except ValueError:
         allowed = [s.value for s in Status]
         raise InvalidMessage(
-            Rejection.UNKNOWN_STATUS, f"status {status_text!r} is not one of {allowed}"
+            Rejection.UNKNOWN_STATUS, f"status {_shown(status_text)} is not one of {allowed}"
         ) from None
     if status is Status.PROGRESS:
         for key in ("percentage", "step"):
             if key not in body:
                 raise InvalidMessage(Rejection.MISSING_FIELD, f"field {key!r} is missing")
-        percentage, step = body["percentage"], body["step"]
-        if not _is_number(percentage) or not math.isfinite(percentage):
-            raise InvalidMessage(Rejection.BAD_FIELD, "field 'percentage' must be a number")
-        if not 0 <= percentage <= 100:
-            raise InvalidMessage(
-                Rejection.PERCENTAGE_OUT_OF_RANGE, f"percentage {percentage} is not within 0..100"
-            )
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise InvalidMessage(Rejection.BAD_FIELD, "field 'step' must be an integer >= 0")
-        return StatusMessage(kind, project_key, job_id, status, step, float(percentage))
+        percentage = _percentage(body)
+        return StatusMessage(kind, project_key, job_id, status, _step(body), percentage)
     if status is Status.ERROR:
         if "message" not in body:
             raise InvalidMessage(Rejection.MISSING_FIELD, "field 'message' is missing")
         if not isinstance(body["message"], str):
             raise InvalidMessage(Rejection.BAD_FIELD, "field 'message' must be a string")
-        return StatusMessage(kind, project_key, job_id, status, message=body["message"])
+        message = clean_text(body["message"], MAX_MESSAGE_CHARS)
+        return StatusMessage(kind, project_key, job_id, status, message=message)
     return StatusMessage(kind, project_key, job_id, status)
 
 

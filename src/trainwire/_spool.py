@@ -5,6 +5,9 @@ Each record keeps its ``message_id``, so a consumer can drop the duplicates that
 at-least-once delivery may produce. Records are removed only after the broker confirmed
 them, by rewriting the file atomically (write, fsync, rename) under an exclusive lock.
 
+The spool and its lock file are created readable by their owner only (0600): the
+records hold the ``project_key``, the project's authentication key.
+
 The lock is ``<spool>.lock`` (``flock``), shared by every thread and process that touches
 the spool: the run that keeps its terminal message, the next run that replays it in the
 background and ``trainwire replay``. When the spool becomes empty both files are removed,
@@ -23,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OFFLINE_FILE", "SPOOL_FILE", "Spool", "SpoolRecord", "make_record"]
+__all__ = ["OFFLINE_FILE", "PRIVATE_MODE", "SPOOL_FILE", "Spool", "SpoolRecord", "make_record"]
 
 SPOOL_FILE = "trainwire-spool.jsonl"
 OFFLINE_FILE = "trainwire-offline.jsonl"
+#: Spool, lock and offline files: owner only, they hold the ``project_key``.
+PRIVATE_MODE = 0o600
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,14 @@ class SpoolRecord:
             },
             ensure_ascii=False,
         )
+
+    def to_line(self) -> bytes:
+        """The record as one UTF-8 line; never fails on text.
+
+        A lone surrogate (text the protocol's builders did not clean) is written as a JSON
+        ``\\uXXXX`` escape, so the line stays valid JSON and the record is kept.
+        """
+        return (self.to_json() + "\n").encode("utf-8", "backslashreplace")
 
     @classmethod
     def from_json(cls, line: str) -> SpoolRecord:
@@ -77,6 +90,12 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class Spool:
     """An append-only JSON-lines file of records."""
 
@@ -90,7 +109,7 @@ class Spool:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(str(self._lock_path), os.O_CREAT | os.O_RDWR, 0o644)
+            fd = os.open(str(self._lock_path), os.O_CREAT | os.O_RDWR, PRIVATE_MODE)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
@@ -110,17 +129,17 @@ class Spool:
 
     def append(self, records: Iterable[SpoolRecord]) -> None:
         """Append records in one write and fsync them before returning."""
-        data = "".join(record.to_json() + "\n" for record in records).encode("utf-8")
+        data = b"".join(record.to_line() for record in records)
         if not data:
             return
         with self._locked():
             created = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
             try:
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     data = b"\n" + data  # a torn line (a writer died): never glue onto it
-                os.write(fd, data)
+                _write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -162,10 +181,13 @@ class Spool:
             if len(keep) == len(records):
                 return len(keep)
             tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.writelines(r.to_json() + "\n" for r in keep)
-                fh.flush()
-                os.fsync(fh.fileno())
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE)
+            try:
+                os.fchmod(fd, PRIVATE_MODE)  # a leftover .tmp from a crash keeps its mode
+                _write_all(fd, b"".join(r.to_line() for r in keep))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, self.path)
             _fsync_dir(self.path.parent)
             return len(keep)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Callable
 
 import click
 
 from .._config import Config
-from .._protocol import Status, done_message, error_message, new_message_id, progress_message
+from .._protocol import (
+    MAX_STEP,
+    Status,
+    clean_text,
+    done_message,
+    error_message,
+    new_message_id,
+    progress_message,
+)
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -45,16 +54,19 @@ def _mode() -> str:
 
 
 def _write_offline(config: Config, message_id: str, body: dict[str, Any]) -> str:
-    from .._spool import OFFLINE_FILE
+    from .._spool import OFFLINE_FILE, PRIVATE_MODE
     from .._transport._local import _line
 
     path = config.save_dir / OFFLINE_FILE
+    data = _line(message_id, body).encode("utf-8", "backslashreplace")  # never fails on text
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(_line(message_id, body))
-            fh.flush()
-            os.fsync(fh.fileno())
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise click.ClickException(f"cannot write the offline record {path}: {exc}") from None
     return str(path)
@@ -134,11 +146,19 @@ def send() -> None:
     """
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # click's FloatRange lets NaN through (every comparison with NaN is false).
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("nan is not a number between 0 and 100.")
+    return value
+
+
 @send.command("progress")
-@click.option("--step", type=click.IntRange(min=0), required=True, help="The current step.")
-@click.option("--percentage", type=click.FloatRange(0, 100), default=None,
+@click.option("--step", type=click.IntRange(0, MAX_STEP), required=True,
+              help=f"The current step (0-{MAX_STEP}).")  # fmt: skip
+@click.option("--percentage", type=click.FloatRange(0, 100), default=None, callback=_finite,
               help="Progress in percent (0-100).")  # fmt: skip
-@click.option("--total", type=click.IntRange(min=1), default=None,
+@click.option("--total", type=click.IntRange(1, MAX_STEP), default=None,
               help="Total steps: percentage = step / total x 100.")  # fmt: skip
 @_options
 def progress(config_path: str | None, step: int, percentage: float | None,
@@ -169,6 +189,7 @@ def done(config_path: str | None, timeout: float, as_json: bool, no_spool: bool)
 def error(config_path: str | None, text: str, timeout: float, as_json: bool,
           no_spool: bool) -> None:  # fmt: skip
     """Send training_error with --message."""
+    text = clean_text(text)  # bytes that are not UTF-8 arrive as surrogates: make them readable
     if not text.strip():
         fail_usage("--message must not be empty: it is what the user sees")
     _send(config_path, lambda c: error_message(c.identity, text), timeout, as_json,
