@@ -213,20 +213,26 @@ def _tls_verdict(config: Config) -> BaseException | None:
 
     try:
         params = connection_parameters(config)
-        options = params.ssl_options
-        with (
-            socket.create_connection(
-                (config.message_host, config.message_port), timeout=params.socket_timeout
-            ) as raw,
-            options.context.wrap_socket(raw, server_hostname=options.server_hostname) as tls,
-        ):
+        context, name = params.ssl_options.context, params.ssl_options.server_hostname
+        address, timeout = (config.message_host, config.message_port), params.socket_timeout
+        with contextlib.ExitStack() as stack:
+            raw = stack.enter_context(socket.create_connection(address, timeout=timeout))
+            tls = stack.enter_context(context.wrap_socket(raw, server_hostname=name))
             tls.settimeout(_VERDICT_WAIT)
-            tls.recv(1)
-    except socket.timeout:
-        return None
+            with contextlib.suppress(socket.timeout):  # silence: the broker waits for AMQP
+                tls.recv(1)
     except Exception as exc:
         return exc
     return None
+
+
+def _is_tls_eof(exc: BaseException) -> bool:
+    """The other end hung up without a TLS close (before 3.10 a plain SSLError may say so)."""
+    import ssl
+
+    return isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
+        isinstance(exc, ssl.SSLError) and "UNEXPECTED_EOF" in str(exc).upper()
+    )
 
 
 def _lost_after_handshake(config: Config, where: str, text: str) -> tuple[str, str, bool]:
@@ -240,9 +246,7 @@ def _lost_after_handshake(config: Config, where: str, text: str) -> tuple[str, s
     if "ALERT_" in text.upper():
         return ("tls", _tls_sentence(config, where, text), False)
     verdict = _tls_verdict(config) if config.message_tls else None
-    if isinstance(verdict, ssl.SSLError) and not isinstance(
-        verdict, (ssl.SSLEOFError, ssl.SSLZeroReturnError)
-    ):
+    if isinstance(verdict, ssl.SSLError) and not _is_tls_eof(verdict):
         return describe_connect_error(config, verdict)
     return (
         "handshake",
@@ -294,9 +298,7 @@ def _describe_cause(config: Config, where: str, c: BaseException) -> tuple[str, 
         )
     if isinstance(c, ssl.SSLCertVerificationError):
         return ("tls", _verify_sentence(config, where, c), False)
-    if isinstance(c, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
-        isinstance(c, ssl.SSLError) and "UNEXPECTED_EOF" in str(c).upper()
-    ):
+    if _is_tls_eof(c):
         return (  # the other end hung up mid-handshake: passing trouble, not a setting
             "handshake",
             f"the connection to {where} was lost during the TLS handshake (network "
