@@ -1,17 +1,30 @@
 """Process-level hooks that give every run exactly one terminal message, however it ends.
 
-Installed once, on the first ``trainwire.init()``, each chained to what was there before:
+Installed on the first ``trainwire.init()``, each chained to what was there before:
 
 - ``sys.excepthook``: an uncaught exception ends open runs with ``training_error``;
 - ``atexit``: a run still open at interpreter exit ends with ``training_done`` when the
   program finished normally, with ``training_error`` naming the status after
   ``sys.exit(n)`` with ``n != 0``;
-- a ``SIGTERM`` handler (main thread only, not when SIGTERM is ignored): ends open runs
-  with ``training_error`` naming the signal, then lets the process end as it would have
-  (the previous handler, or death by the signal). SIGINT needs no handler: Python turns it
-  into ``KeyboardInterrupt``, which the excepthook sees;
+- a ``SIGTERM`` handler (installed from the main thread, not when SIGTERM is ignored):
+  ends open runs with ``training_error`` naming the signal. A handler that was there
+  before is called at once, as it would have been; without one the process ends by the
+  signal once the end is flushed. A second SIGTERM (or a Ctrl+C) while the end flushes
+  stops the wait: the terminal message is in the spool by then. SIGINT needs no handler:
+  Python turns it into ``KeyboardInterrupt``, which the excepthook sees;
 - ``os.register_at_fork``: a forked child never sends and never touches the parent's
   connection.
+
+**Where the end runs.** A signal handler runs on the main thread between two bytecodes of
+whatever it interrupted: inside ``log()`` holding the graph writer's lock, inside the
+spool's write, inside ``done()``. So the handler takes no lock the main thread can hold:
+it puts the signal number on a ``queue.SimpleQueue`` (reentrant by design). One daemon
+thread per process, the *ender*, does the rest: it ends the open runs, flushes them
+together, and then sends the signal again, which the handler now passes on. Ends asked for
+on the main thread (``done()``, ``fail()``, the excepthook, ``atexit``) also run on the
+ender, so that a ``KeyboardInterrupt`` arriving at any instant can cut short only the
+main thread's *wait*, never the end itself: the terminal message is written ahead to the
+spool and the flush goes on. Other threads end their runs themselves.
 
 Telling ``sys.exit(0)`` from ``sys.exit(3)`` at exit: Python 3.12+ reports the
 ``SystemExit`` unwinding the main module through ``sys.monitoring``, so the status is
@@ -23,34 +36,96 @@ whether the main module ran to its end, and reports ``training_error`` when it d
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dis
+import logging
 import os
+import queue
 import signal
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
+    from ._protocol import Status
     from ._run import Run
 
-__all__ = ["forget", "register"]
+__all__ = ["UNKNOWN_EXIT", "Ending", "end", "forget", "register"]
+
+log = logging.getLogger("trainwire")
 
 _runs: list[Run] = []
-_lock = threading.RLock()  # re-entrant: a SIGTERM handler may run while it is held
+_lock = threading.Lock()  # never taken by a signal handler
 _installed = False
+_sigterm_hooked = False
+_warned_thread = False
 _previous_excepthook: Callable[..., Any] | None = None
 _previous_sigterm: Any = None
 _main_frame: FrameType | None = None
 _UNSET = object()
 _exit_code: Any = _UNSET
 _MONITOR_TOOL = 4
+#: The SIGTERM being handled (set by the handler), and whether its end is flushed.
+_signal_pending: int | None = None
+_signal_flushed = False
+_signal_done = threading.Event()
+#: How much longer than its flush_timeout the main thread waits for the ender.
+_WAIT_SLACK = 5.0
+
+
+@dataclass
+class Ending:
+    """One run's terminal message, about to be sent."""
+
+    run: Run
+    body: dict[str, Any]
+    status: Status
+
+
+@dataclass
+class _Batch:
+    endings: list[Ending]
+    won: list[bool] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Ender:
+    """The thread that ends runs for the main thread and for signals (see module doc)."""
+
+    def __init__(self) -> None:
+        self.requests: queue.SimpleQueue[_Batch | int] = queue.SimpleQueue()
+        self.pid = os.getpid()
+        self.thread = threading.Thread(target=self._main, name="trainwire-end", daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        while True:
+            item = self.requests.get()
+            try:
+                if isinstance(item, _Batch):
+                    item.won = _end_now(item.endings)
+                else:
+                    _end_for_signal(item)
+            except Exception:  # never let the ender die: log and serve the next request
+                log.exception("trainwire: ending the run failed")
+            finally:
+                if isinstance(item, _Batch):
+                    item.done.set()
+
+
+_ender: _Ender | None = None
 
 
 def register(run: Run) -> None:
     """Put ``run`` under the hooks (installing them on first use)."""
+    global _ender
     with _lock:
         _install()
+        if _ender is None or _ender.pid != os.getpid():
+            _ender = _Ender()
         _runs.append(run)
 
 
@@ -66,8 +141,59 @@ def _open_runs() -> list[Run]:
         return list(_runs)
 
 
+def end(endings: list[Ending]) -> list[bool]:
+    """Send these terminal messages and flush them together; True where the run was open.
+
+    A run already ended (or ending elsewhere) is waited for, then reported as False.
+    """
+    if not endings:
+        return []
+    ender = _ender
+    if threading.current_thread() is not threading.main_thread() or ender is None:
+        return _end_now(endings)
+    batch = _Batch(endings)
+    ender.requests.put(batch)
+    try:
+        batch.done.wait(max(e.run.flush_timeout for e in endings) + _WAIT_SLACK)
+    except BaseException:  # e.g. a second Ctrl+C: stop waiting; the spool keeps the end
+        for ending in endings:
+            ending.run._hurry()
+        raise
+    return batch.won or [False] * len(endings)
+
+
+def _end_now(endings: list[Ending]) -> list[bool]:
+    won = [e.run._claim(e.body, e.status) for e in endings]
+    started = time.monotonic()
+    mine = [e.run for e, w in zip(endings, won) if w]
+    for run in mine:
+        run._begin_end()
+    for run in mine:
+        run._complete_end(max(0.0, started + run.flush_timeout - time.monotonic()))
+    for e, w in zip(endings, won):
+        if not w:
+            e.run._wait_ended()
+    return won
+
+
+def _end_for_signal(signum: int) -> None:
+    global _signal_pending, _signal_flushed
+    done = _signal_done
+    try:
+        endings = [e for e in (run._signal_ending(signum) for run in _open_runs()) if e]
+        _end_now(endings)
+    finally:
+        if callable(_previous_sigterm):  # it was called at once; the process goes on or not
+            _signal_pending = None
+        else:
+            _signal_flushed = True
+            os.kill(os.getpid(), signum)  # the handler passes it on now
+        done.set()
+
+
 def _install() -> None:
-    global _installed, _previous_excepthook, _previous_sigterm, _main_frame
+    global _installed, _previous_excepthook, _main_frame
+    _hook_sigterm()
     if _installed:
         return
     _installed = True
@@ -76,55 +202,101 @@ def _install() -> None:
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
-    if threading.current_thread() is threading.main_thread():
-        current = signal.getsignal(signal.SIGTERM)
-        if current is not signal.SIG_IGN:
-            _previous_sigterm = current
-            signal.signal(signal.SIGTERM, _on_sigterm)
     _main_frame = _find_main_frame()
     _watch_system_exit()
+
+
+def _hook_sigterm() -> None:
+    global _sigterm_hooked, _previous_sigterm, _warned_thread
+    if _sigterm_hooked:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        if not _warned_thread:
+            _warned_thread = True
+            log.warning(
+                "trainwire: init() ran in thread %r, not the main thread; Python lets only the "
+                "main thread handle signals, so a SIGTERM would end this process without a "
+                "training_error. Call trainwire.init() once from the main thread (or run the "
+                "job under `trainwire run`) to cover it.",
+                threading.current_thread().name,
+            )
+        return
+    _sigterm_hooked = True
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not signal.SIG_IGN:
+        _previous_sigterm = current
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _excepthook(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
-    for run in _open_runs():
-        run._end_by_exception(exc)
+    runs = _open_runs()
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl+C while an end flushes: stop waiting
+        for run in runs:
+            run._hurry()
+    # A second Ctrl+C while flushing stops the wait only: the spool has the end.
+    with contextlib.suppress(BaseException):
+        end([e for e in (run._exception_ending(exc) for run in runs) if e])
     hook = _previous_excepthook or sys.__excepthook__
     hook(exc_type, exc, tb)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    for run in _open_runs():
-        run._end_by_signal(signum)
+    # Runs between two bytecodes of anything: nothing here may wait for a lock that the
+    # interrupted code can hold (see module doc).
+    global _signal_pending, _signal_done
+    if _signal_pending is not None and not _signal_flushed:
+        for run in list(_runs):  # again while the end flushes: stop waiting for the broker
+            run._hurry()
+        return
+    if not _runs or _signal_flushed or _ender is None:
+        _pass_on(signum, frame)
+        return
+    _signal_pending = signum
+    _signal_done = threading.Event()
+    _ender.requests.put(signum)
+    if callable(_previous_sigterm):
+        _previous_sigterm(signum, frame)
+
+
+def _pass_on(signum: int, frame: FrameType | None) -> None:
+    """Let the signal do what it would have done without trainwire."""
     previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)
         return
-    # The default action: end the process by this signal, as it would have without us.
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
 
 def _after_fork_in_child() -> None:
-    with _lock:
-        runs = list(_runs)
-        _runs.clear()
+    global _lock, _ender, _signal_pending, _signal_flushed, _signal_done
+    _lock = threading.Lock()  # another thread may have held the parent's at fork time
+    runs = list(_runs)
+    _runs.clear()
+    _ender, _signal_pending, _signal_flushed = None, None, False
+    _signal_done = threading.Event()
     for run in runs:
         run._detach_after_fork()
 
 
 def _at_exit() -> None:
+    signum = _signal_pending
+    if signum is not None:  # a SIGTERM is being handled: let its end finish (and die by it)
+        _signal_done.wait(max((r.flush_timeout for r in _runs), default=0.0) + _WAIT_SLACK)
+        if not callable(_previous_sigterm):
+            _pass_on(signum, None)
+        return
     runs = _open_runs()
     if not runs:
         return
     code = _exit_verdict()
-    for run in runs:
-        run._end_at_exit(code)
+    end([e for e in (run._exit_ending(code) for run in runs) if e])
 
 
 def _exit_verdict() -> Any:
-    """0 for a normal end, the ``sys.exit`` code when known, else ``None``-less marker."""
+    """0 for a normal end, the ``sys.exit`` code when known, else :data:`UNKNOWN_EXIT`."""
     if _main_frame is not None and _ran_to_end(_main_frame):
         return 0
     if _exit_code is not _UNSET:
@@ -140,7 +312,8 @@ UNKNOWN_EXIT = object()
 
 
 def _find_main_frame() -> FrameType | None:
-    frame: FrameType | None = sys._getframe()
+    """The ``__main__`` module's frame on the main thread, from whichever thread asks."""
+    frame: FrameType | None = sys._current_frames().get(threading.main_thread().ident or 0)
     found = None
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":

@@ -16,6 +16,7 @@ from . import _distributed, _lifecycle
 from ._config import Config, PathLike, load_config
 from ._errors import ConfigError
 from ._explain import LANGUAGES, explain_exception, explain_exit_status, explain_signal, text
+from ._lifecycle import Ending
 from ._protocol import Status, done_message, error_message
 from ._rank import global_rank
 from ._spool import OFFLINE_FILE
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["MODE_ENV", "Run", "init"]
 
 log = logging.getLogger("trainwire")
+
+#: The largest step the platform can store (a signed 64-bit integer).
+MAX_STEP = 2**63 - 1
 
 MODE_ENV = "TRAINWIRE_MODE"
 #: Set by ``trainwire run`` for its child: where the child records that it sent its own end.
@@ -72,7 +76,9 @@ class Run:
         self._inactive = not reporting
         self._ended = False
         self._warned_after_end = False
-        self._end_lock = threading.RLock()  # re-entrant: SIGTERM may land while held
+        # Taken by the thread that ends the run, never by a signal handler (see _lifecycle).
+        self._end_lock = threading.Lock()
+        self._finished = threading.Event()
         self._status: Status | None = None
         self._confirmed: bool | None = None
         self._metrics: MetricsWriter | None = None
@@ -112,7 +118,7 @@ class Run:
         if self._inactive:
             self._after_end("progress")
             return
-        if type(step) is not int or step < 0:
+        if type(step) is not int or step < 0 or step > MAX_STEP:
             step = _as_step(step)
         if percentage is None:
             if self.total_steps is None:
@@ -136,7 +142,7 @@ class Run:
 
     def done(self) -> None:
         """Send ``training_done``, wait up to ``flush_timeout`` for the broker, and close."""
-        self._end(done_message(self.config.identity), Status.DONE, "done")
+        self._end(self._done_ending(), "done")
 
     def fail(self, message: str | BaseException) -> None:
         """Send ``training_error`` with ``message`` (shown to the user), flush and close.
@@ -149,32 +155,65 @@ class Run:
             text_ = message
         else:
             raise TypeError("fail() needs a non-empty message for the user, or an exception")
+        self._end(self._error_ending(text_), "fail")
+
+    def _end(self, ending: Ending | None, caller: str) -> None:
+        if self._ended or (ending is not None and not _lifecycle.end([ending])[0]):
+            self._after_end(caller)
+
+    def _done_ending(self) -> Ending | None:
+        if not self._reporting:
+            return None
+        return Ending(self, done_message(self.config.identity), Status.DONE)
+
+    def _error_ending(self, text_: str) -> Ending | None:
         if self._reporting:
             text_ = _distributed.root_cause(
                 self.config.save_dir, text_, self.language, since=self._started
             )
-        elif self._records_failure:
+            return Ending(self, error_message(self.config.identity, text_), Status.ERROR)
+        if self._records_failure:
             self._records_failure = False
             _distributed.record_failure(self.config.save_dir, self.rank, text_)
-        self._end(error_message(self.config.identity, text_), Status.ERROR, "fail")
+        return None
 
-    def _end(self, body: dict[str, Any], status: Status, caller: str) -> None:
+    # -- the end itself: run by _lifecycle on the ending thread ---------------------
+
+    def _claim(self, body: dict[str, Any], status: Status) -> bool:
+        """Make ``body`` the run's terminal message unless it has one; True if it was made."""
         with self._end_lock:
-            if self._ended or not self._reporting:
-                if self._reporting:
-                    self._after_end(caller)
-                return
-            self._ended = True
-            self._inactive = True
-        self._status = status
+            if self._ended:
+                return False
+            self._ended = self._inactive = True
+            self._status = status
         self._outbox.set_terminal(body)
-        self._transport.wake()
+        return True
+
+    def _begin_end(self) -> None:
         try:
-            self._confirmed = self._transport.finish(self.flush_timeout)
+            self._transport.begin_finish()
+        except Exception as exc:  # the flush below still gets its chance
+            log.warning("trainwire: cannot keep the final status: %r", exc)
+
+    def _complete_end(self, timeout: float) -> None:
+        try:
+            self._confirmed = self._transport.finish(timeout)
+        except Exception as exc:
+            self._confirmed = False
+            log.warning("trainwire: the final status may not have been sent: %r", exc)
         finally:
             _lifecycle.forget(self)
             self._close_metrics()
             self._tell_supervisor()
+            self._finished.set()
+
+    def _wait_ended(self) -> None:
+        self._finished.wait(self.flush_timeout + 5.0)
+
+    def _hurry(self) -> None:
+        """Stop waiting for the broker if the run is ending (safe in a signal handler)."""
+        if self._ended:
+            self._transport.hurry()
 
     def _after_end(self, caller: str) -> None:
         if self._ended and not self._warned_after_end:
@@ -200,22 +239,22 @@ class Run:
 
     # -- ends decided by the lifecycle hooks ---------------------------------------
 
-    def _end_by_exception(self, exc: BaseException) -> None:
-        self.fail(exc)
+    def _exception_ending(self, exc: BaseException) -> Ending | None:
+        return self._error_ending(explain_exception(exc, self.language))
 
-    def _end_by_signal(self, signum: int) -> None:
+    def _signal_ending(self, signum: int) -> Ending | None:
         if not self._reporting:
-            return  # on a non-zero rank a signal is the launcher's teardown, not a cause
-        self.fail(explain_signal(signum, self.language))
+            return None  # on a non-zero rank a signal is the launcher's teardown, not a cause
+        return self._error_ending(explain_signal(signum, self.language))
 
-    def _end_at_exit(self, code: Any) -> None:
+    def _exit_ending(self, code: Any) -> Ending | None:
         if code == 0:
-            self.done()
-        elif code is _lifecycle.UNKNOWN_EXIT:
-            if self._reporting:  # a non-zero rank records only a failure it is sure of
-                self.fail(text("exit_unknown", self.language))
-        else:
-            self.fail(explain_exit_status(code, self.language))
+            return self._done_ending()
+        if code is _lifecycle.UNKNOWN_EXIT:
+            if not self._reporting:  # a non-zero rank records only a failure it is sure of
+                return None
+            return self._error_ending(text("exit_unknown", self.language))
+        return self._error_ending(explain_exit_status(code, self.language))
 
     def _detach_after_fork(self) -> None:
         self._inactive = True
@@ -235,9 +274,11 @@ class Run:
 
     @property
     def delivered(self) -> bool | None:
-        """After the end: True when the broker (or the offline file) confirmed the terminal
-        message, False when it was kept in the spool for ``trainwire replay``."""
-        return self._confirmed
+        """After the end: True when the broker confirmed the terminal message (offline: when
+        it was written to the offline file), False when it was not (kept in the spool for
+        ``trainwire replay``, or the offline file could not be written). None before the end
+        and for a run that sends nothing (disabled, other ranks)."""
+        return None if self.mode == "disabled" else self._confirmed
 
     @property
     def is_reporting(self) -> bool:
@@ -311,8 +352,8 @@ def _as_step(step: Any) -> int:
         value = step.__index__()
     except AttributeError:
         raise TypeError(f"step must be an integer, got {type(step).__name__}") from None
-    if value < 0:
-        raise ValueError(f"step must be >= 0, got {value}")
+    if not 0 <= value <= MAX_STEP:
+        raise ValueError(f"step must be between 0 and {MAX_STEP} (2**63-1), got {value}")
     return int(value)
 
 
@@ -323,6 +364,8 @@ def _as_percentage(percentage: Any) -> float:
         value = float(percentage)
     except (TypeError, ValueError):
         raise TypeError(f"percentage must be a number, got {type(percentage).__name__}") from None
+    except OverflowError:
+        raise ValueError("percentage is too large: pass a number between 0 and 100") from None
     if math.isnan(value):
         raise ValueError("percentage is NaN: pass a number between 0 and 100")
     return value

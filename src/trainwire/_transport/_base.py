@@ -46,6 +46,12 @@ class Outbox:
     builds the messages. With ``max_rate`` the deque keeps only the newest entry, so
     progress coalesces to the newest step and memory stays constant however long the
     broker is away.
+
+    Once the terminal message is set the outbox is sealed: what was pushed before that is
+    taken (every step in every-step mode, the newest with ``max_rate``), its last entry
+    built once (:meth:`final_progress`); whatever is pushed later (a feeder thread racing
+    the end) is never taken, so nothing follows the terminal. The training thread never
+    takes ``_lock``.
     """
 
     def __init__(
@@ -60,28 +66,64 @@ class Outbox:
         self.push = self.pending.append  # the hot path: one bound C method
         self._next_allowed = 0.0
         self._terminal: Envelope | None = None
+        self._lock = threading.Lock()  # the I/O thread and the ending thread, never training
+        self._sealed = False
+        self._tail: collections.deque[int | tuple[int, float]] = collections.deque()
+        self._final: Envelope | None = None
         self.terminal_set = threading.Event()
         self.last_progress: Envelope | None = None
 
     def take_progress(self, *, ignore_rate: bool = False) -> Envelope | None:
         """The next progress message to publish, or None (nothing new, or rate limit)."""
-        if not self.pending:
+        with self._lock:
+            if self._terminal is not None:
+                self._seal()
+                if not self._tail:
+                    return None
+                last = self._tail.popleft()
+                return self._envelope(last) if self._tail else self._final
+            if not self.pending:
+                return None
+            if self.max_rate:
+                now = time.monotonic()
+                if not ignore_rate and now < self._next_allowed:
+                    return None
+                self._next_allowed = now + self._min_interval
+            item = self._pop()
+            return None if item is None else self._envelope(item)
+
+    def final_progress(self) -> Envelope | None:
+        """After the terminal is set: the newest step pushed before it (one envelope), or None."""
+        with self._lock:
+            self._seal()
+            return self._final
+
+    def has_pending(self) -> bool:
+        """True while a step waits to be taken (after the end: only the final one counts)."""
+        if self._sealed:
+            return bool(self._tail)
+        return bool(self.pending) or self._terminal is not None
+
+    def _pop(self) -> int | tuple[int, float] | None:
+        try:
+            # maxlen 1 (rate limited): pop() empties it; every-step: oldest first.
+            return self.pending.pop() if self.max_rate else self.pending.popleft()
+        except IndexError:
             return None
-        if self.max_rate:
-            now = time.monotonic()
-            if not ignore_rate and now < self._next_allowed:
-                return None
-            self._next_allowed = now + self._min_interval
-            try:
-                item = self.pending.pop()
-            except IndexError:
-                return None
-            self.pending.clear()
-        else:
-            try:
-                item = self.pending.popleft()
-            except IndexError:
-                return None
+
+    def _seal(self) -> None:
+        if self._sealed:
+            return
+        self._sealed = True
+        # What is there now, and not a step more: a feeder may go on pushing meanwhile.
+        for _ in range(len(self.pending)):
+            item = self._pop()
+            if item is not None:
+                self._tail.append(item)
+        if self._tail:
+            self._final = self._envelope(self._tail[-1])
+
+    def _envelope(self, item: int | tuple[int, float]) -> Envelope:
         if isinstance(item, int):
             step = item
             percentage = min(100.0, max(0.0, step * self._scale))
@@ -94,10 +136,11 @@ class Outbox:
 
     def set_terminal(self, body: dict[str, Any]) -> Envelope:
         """Queue the run's one terminal message; later calls return the first one."""
-        if self._terminal is None:
-            self._terminal = Envelope(new_message_id(), body, terminal=True)
-            self.terminal_set.set()
-        return self._terminal
+        with self._lock:
+            if self._terminal is None:
+                self._terminal = Envelope(new_message_id(), body, terminal=True)
+                self.terminal_set.set()
+            return self._terminal
 
     @property
     def terminal(self) -> Envelope | None:
@@ -122,6 +165,14 @@ class Transport(abc.ABC):
     def start(self) -> None:
         """Start the I/O thread. Never blocks on the network."""
 
+    def begin_finish(self) -> None:
+        """The terminal message is in the outbox: make it safe now, before any waiting.
+
+        Several runs ending together each begin, then each finishes, so that their flushes
+        overlap. The AMQP transport writes the terminal message ahead to its spool here.
+        """
+        self.wake()
+
     @abc.abstractmethod
     def finish(self, timeout: float) -> bool:
         """Deliver the terminal message (already in the outbox) and stop.
@@ -129,6 +180,10 @@ class Transport(abc.ABC):
         Waits at most ``timeout`` seconds; True when the terminal message was confirmed.
         What was not confirmed is kept in the local spool by the transport.
         """
+
+    def hurry(self) -> None:
+        """Stop waiting for the broker now (a second Ctrl+C): the spool keeps the rest."""
+        return None
 
     def wake(self) -> None:
         """Ask the I/O thread to look at the outbox now (a terminal message is waiting)."""

@@ -20,7 +20,9 @@ class FileTransport(Transport):
 
     Used when the config names no ``message_host`` or ``TRAINWIRE_MODE=offline``: the run
     behaves exactly as with a broker (same rate limit, same terminal rule), and the file
-    shows what the platform would have received.
+    shows what the platform would have received. The terminal line is written by
+    ``finish`` itself (a local, bounded write), so it is there whatever the timeout;
+    ``finish`` is True only when it was written.
     """
 
     name = "offline"
@@ -30,7 +32,7 @@ class FileTransport(Transport):
         super().__init__(outbox)
         self.path = path
         self._wake_event = threading.Event()
-        self._done = threading.Event()
+        self._write_lock = threading.Lock()  # the I/O thread and finish(), never training
         self._stop = False
         self._broken = False
         self._thread = threading.Thread(target=self._main, name="trainwire-offline", daemon=True)
@@ -42,23 +44,39 @@ class FileTransport(Transport):
         self._wake_event.set()
 
     def finish(self, timeout: float) -> bool:
-        self.wake()
-        self._done.wait(timeout)
         self._stop = True
         self.wake()
-        return self._done.is_set()
+        with self._write_lock:
+            lines = self._progress_lines(ending=True)
+            terminal = self.outbox.terminal
+            if terminal is not None:
+                lines.append(_line(terminal.message_id, terminal.body))
+            return self._write(lines, sync=True) and terminal is not None
 
     def abandon(self) -> None:
         self._stop = True
 
-    def _write(self, lines: list[str], sync: bool) -> None:
-        if self._broken or not lines:
-            return
+    def _progress_lines(self, ending: bool) -> list[str]:
+        lines: list[str] = []
+        while True:
+            envelope = self.outbox.take_progress(ignore_rate=ending)
+            if envelope is None:
+                return lines
+            lines.append(_line(envelope.message_id, envelope.body))
+            if self.outbox.max_rate and not ending:
+                return lines
+
+    def _write(self, lines: list[str], sync: bool) -> bool:
+        if self._broken:
+            return False
+        if not lines:
+            return True
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, "".join(lines).encode("utf-8"))
+                # A lone surrogate becomes a backslash-u escape: the line stays valid JSON.
+                os.write(fd, "".join(lines).encode("utf-8", "backslashreplace"))
                 if sync:
                     os.fsync(fd)
             finally:
@@ -66,27 +84,17 @@ class FileTransport(Transport):
         except OSError as exc:
             self._broken = True
             log.warning("trainwire: cannot write the offline record %s: %s", self.path, exc)
+            return False
+        return True
 
     def _main(self) -> None:
         while not self._stop:
             self._wake_event.wait(self.interval)
             self._wake_event.clear()
-            ending = self.outbox.terminal is not None
-            lines = []
-            while True:
-                envelope = self.outbox.take_progress(ignore_rate=ending)
-                if envelope is None:
-                    break
-                lines.append(_line(envelope.message_id, envelope.body))
-                if self.outbox.max_rate and not ending:
-                    break
-            terminal = self.outbox.terminal
-            if terminal is not None:
-                lines.append(_line(terminal.message_id, terminal.body))
-            self._write(lines, sync=terminal is not None)
-            if terminal is not None:
-                self._done.set()
-                return
+            with self._write_lock:
+                if self._stop:
+                    return
+                self._write(self._progress_lines(ending=False), sync=False)
 
 
 def _line(message_id: str, body: dict[str, object]) -> str:
@@ -102,4 +110,4 @@ class NullTransport(Transport):
         pass
 
     def finish(self, timeout: float) -> bool:
-        return True
+        return False  # nothing was sent: Run.delivered says None for a disabled run
