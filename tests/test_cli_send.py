@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+
+import pytest
 
 from _cli_helpers import DONE, ERROR, PROGRESS, trainwire
-from trainwire._spool import SPOOL_FILE, Spool
+from trainwire._spool import OFFLINE_FILE, SPOOL_FILE, Spool
 
 
 def _send(config, *args):
@@ -82,3 +86,53 @@ def test_progress_without_percentage_or_total_is_a_usage_error(broker, queue, ma
     assert result.returncode == 2
     assert "--percentage" in result.stderr
     assert broker.drain(queue) == []
+
+
+def test_error_text_with_bytes_that_are_not_utf8_is_sent_readably(broker, queue, make_config):
+    text = os.fsdecode(b"cannot open img-\xff.jpg\x1b[31m")  # as the shell hands it over
+    result = _send(make_config(), "error", "--message", text)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    (message,) = broker.drain(queue)
+    assert message["body"]["message"] == "cannot open img-\\xff.jpg[31m"
+    assert json.loads(result.stdout)["body"]["message"] == message["body"]["message"]
+
+
+def test_an_error_text_of_control_characters_only_is_a_usage_error(broker, queue, make_config):
+    result = _send(make_config(), "error", "--message", "\x01\x02")
+    assert result.returncode == 2 and "--message must not be empty" in result.stderr
+    assert broker.drain(queue) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "shown"),
+    [
+        (("--step", str(2**63), "--percentage", "1"), "--step", "0<=x<=9223372036854775807"),
+        (("--step", "1", "--total", str(10**400)), "--total", "1<=x<=9223372036854775807"),
+        (("--step", "1", "--percentage", "nan"), "--percentage", "between 0 and 100"),
+        (("--step", "1", "--percentage", "1e400"), "--percentage", "0<=x<=100"),
+    ],
+    ids=["step-2**63", "total-10**400", "percentage-nan", "percentage-1e400"],
+)
+def test_numbers_the_platform_cannot_store_are_refused_naming_option_and_range(
+    broker, queue, make_config, args, option, shown
+):
+    result = _send(make_config(), "progress", *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"Invalid value for '{option}'" in result.stderr and shown in result.stderr
+    assert broker.drain(queue) == []
+
+
+def test_the_largest_step_is_sent(broker, queue, make_config):
+    result = _send(make_config(), "progress", "--step", str(2**63 - 1), "--total", str(2**63 - 1))
+    assert result.returncode == 0, result.stderr
+    (message,) = broker.drain(queue)
+    assert (message["body"]["step"], message["body"]["percentage"]) == (2**63 - 1, 100.0)
+
+
+def test_the_offline_file_is_readable_by_its_owner_only(make_config, tmp_path):
+    result = _send(make_config(message_host=None), "done")
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "models" / "save" / OFFLINE_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds the project_key

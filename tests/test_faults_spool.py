@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+from pathlib import Path
 
 import trainwire
 from _faults import DONE, check_run, collect, new_queue, write_config
 from trainwire._config import load_config
-from trainwire._protocol import done_message, new_message_id, progress_message
+from trainwire._protocol import done_message, encode, new_message_id, progress_message
 from trainwire._spool import SPOOL_FILE, Spool, make_record
 
 
@@ -94,3 +96,29 @@ def test_replayed_records_the_broker_returns_stay_in_the_spool(broker, tmp_path,
     assert [r.message_id for r in left[:2]] == [r.message_id for r in ours]
     assert [r.terminal for r in left[2:]] == [False, True]  # this run's own, kept after
     assert json.loads(json.dumps(left[-1].body))["status"] == DONE
+
+
+def test_a_record_with_text_that_is_not_utf8_is_kept_not_lost(tmp_path):
+    spool = Spool(tmp_path / SPOOL_FILE)
+    body = {"status": "training_error", "message": os.fsdecode(b"img-\xff.jpg")}
+    spool.append([make_record("a", "q", body, True)])  # raised UnicodeEncodeError before
+    (record,) = spool.read()
+    assert record.terminal and record.message_id == "a"
+    assert json.loads(encode(record.body))["message"] == "img-\\xff.jpg"  # replayable
+    spool.append([make_record("b", "q", {"n": 1}, False)])
+    assert spool.remove(["b"]) == 1  # the rewrite keeps it too
+    assert [r.message_id for r in spool.read()] == ["a"]
+
+
+def test_the_spool_and_its_lock_are_readable_by_their_owner_only(tmp_path):
+    old = os.umask(0o022)
+    try:
+        spool = Spool(tmp_path / "save" / SPOOL_FILE)
+        spool.append(make_record(i, "q", {"project_key": "pk"}, False) for i in "12")
+        lock = Path(str(spool.path) + ".lock")
+        assert stat.S_IMODE(spool.path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+        assert spool.remove(["1"]) == 1  # rewritten through a temporary file
+        assert stat.S_IMODE(spool.path.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
