@@ -17,6 +17,7 @@ the answer stay bounded whatever a file's size.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import stat
 from collections.abc import Iterator
@@ -64,61 +65,91 @@ def _cell(text: bytes) -> float | None:
     return value if value - value == 0 else None  # inf - inf and nan - nan are nan
 
 
-def _row(cells: list[bytes]) -> Row:
-    """The numbers of a row; the x column as an int when it is a whole number."""
-    values: list[float | None]
-    try:  # the common case first: every cell a finite number (a sum that overflows too)
-        numbers = list(map(float, cells))
-        total = sum(numbers)
-        if total - total != 0:
-            raise ValueError(total)
-        values = list(numbers)
-    except ValueError:
-        values = [_cell(c) for c in cells]
-    row: Row = list(values)
-    x = values[0]
-    if x is not None and x.is_integer() and abs(x) < _BIG:
-        row[0] = int(x)
-    return row
+def _x(value: Cell) -> Cell:
+    """The x value as an int when it is a whole number (steps, epochs)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < _BIG:
+        return int(value)
+    return value
 
 
 def _split_header(line: bytes) -> list[str]:
     return [cell.strip() for cell in line.decode("utf-8", "replace").split(",")]
 
 
+Columns = list[list[Cell]]
+
+
+def _fast_columns(lines: list[bytes], width: int) -> Columns | None:
+    """The columns of ``lines`` if every line is ``width`` finite numbers, else None.
+
+    Whole chunks at a time, in C (split, map, sum, slices): a file of millions of rows
+    must not cost a Python loop per cell.
+    """
+    commas = list(map(bytes.count, lines, itertools.repeat(b",")))
+    if commas.count(width - 1) != len(lines):
+        return None
+    try:
+        values: list[Any] = list(map(float, b",".join(lines).split(b",")))
+    except ValueError:
+        return None
+    total = sum(values)
+    if total - total != 0:  # an inf or a nan (or a sum beyond float): the careful way
+        return None
+    return [values[c::width] for c in range(width)]
+
+
+def _slow_columns(lines: list[bytes], width: int) -> tuple[Columns, int]:
+    """The columns of the well-formed ``lines`` (gaps as None), and how many were not."""
+    rows: list[list[Cell]] = []
+    skipped = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        cells = line.split(b",")
+        if len(cells) != width:
+            skipped += 1
+            continue
+        rows.append([_cell(c) for c in cells])
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)], skipped
+
+
 # -- thinning ------------------------------------------------------------------------------
+
+
+def _extremes(column: list[Cell]) -> tuple[Cell, int, Cell, int]:
+    """Minimum, its index, maximum, its index (None, 0 for a column of gaps only)."""
+    try:
+        low, high = min(column), max(column)  # type: ignore[type-var]
+    except TypeError:  # gaps (None) among the numbers
+        values = [v for v in column if v is not None]
+        if not values:
+            return None, 0, None, 0
+        low, high = min(values), max(values)
+    return low, column.index(low), high, column.index(high)
 
 
 @dataclass
 class _Bucket:
     """Consecutive rows summed up: first and last x, and per y column its extremes."""
 
-    first: Row
-    last: Row
+    first_x: Cell
+    last_x: Cell
     lo: list[Cell]
     lo_at: list[int]
     hi: list[Cell]
     hi_at: list[int]
 
     @classmethod
-    def of(cls, rows: list[Row], start: int) -> _Bucket:
-        lo: list[Cell] = []
-        lo_at: list[int] = []
-        hi: list[Cell] = []
-        hi_at: list[int] = []
-        for c in range(1, len(rows[0])):
-            column = [r[c] for r in rows]
-            try:
-                low, high = min(column), max(column)  # type: ignore[type-var]
-            except TypeError:  # gaps (None) among the numbers
-                values = [v for v in column if v is not None]
-                low = min(values) if values else None
-                high = max(values) if values else None
-            lo.append(low)
-            hi.append(high)
-            lo_at.append(start + column.index(low))
-            hi_at.append(start + column.index(high))
-        return cls(rows[0], rows[-1], lo, lo_at, hi, hi_at)
+    def of(cls, columns: Columns, begin: int, end: int, number: int) -> _Bucket:
+        """Rows ``begin:end`` of ``columns``; ``number`` is the first one's row number."""
+        bucket = cls(columns[0][begin], columns[0][end - 1], [], [], [], [])
+        for column in columns[1:]:
+            low, low_at, high, high_at = _extremes(column[begin:end])
+            bucket.lo.append(low)
+            bucket.lo_at.append(number + low_at)
+            bucket.hi.append(high)
+            bucket.hi_at.append(number + high_at)
+        return bucket
 
     def merge(self, later: _Bucket) -> _Bucket:
         lo, lo_at, hi, hi_at = list(self.lo), list(self.lo_at), list(self.hi), list(self.hi_at)
@@ -127,12 +158,12 @@ class _Bucket:
                 lo[c], lo_at[c] = low, later.lo_at[c]
             if high is not None and (hi[c] is None or high > hi[c]):  # type: ignore[operator]
                 hi[c], hi_at[c] = high, later.hi_at[c]
-        return _Bucket(self.first, later.last, lo, lo_at, hi, hi_at)
+        return _Bucket(self.first_x, later.last_x, lo, lo_at, hi, hi_at)
 
     def rows(self) -> list[Row]:
         """Two rows: each column's extremes in the order they came, at the first/last x."""
-        early: Row = [self.first[0]]
-        late: Row = [self.last[0]]
+        early: Row = [_x(self.first_x)]
+        late: Row = [_x(self.last_x)]
         for low, low_at, high, high_at in zip(self.lo, self.lo_at, self.hi, self.hi_at):
             early.append(low if low_at <= high_at else high)
             late.append(high if low_at <= high_at else low)
@@ -142,64 +173,68 @@ class _Bucket:
 class Downsampler:
     """Keeps at most ``limit`` rows of a stream of rows, in bounded memory.
 
-    Up to ``limit`` rows are kept as they are. Beyond that the rows are grouped into
-    buckets of equal length (doubled whenever there are too many buckets), and each
-    bucket shows as two rows holding every column's minimum and maximum, so a spike
-    stays visible however much the graph is thinned. The last row is always kept as is.
+    Rows arrive as columns (x first). Up to ``limit`` rows are kept as they are. Beyond
+    that the rows are grouped into buckets of equal length (doubled whenever there are
+    too many buckets), and each bucket shows as two rows holding every column's minimum
+    and maximum, so a spike stays visible however much the graph is thinned. The last
+    row is always kept as is.
     """
 
-    def __init__(self, limit: int = MAX_POINTS) -> None:
-        if limit < 8:
-            raise ValueError(f"limit must be at least 8, not {limit!r}")
-        self.limit = limit
+    def __init__(self, width: int, limit: int = MAX_POINTS) -> None:
+        if limit < 8 or width < 1:
+            raise ValueError(f"need width >= 1 and limit >= 8, not {width!r} and {limit!r}")
+        self.width, self.limit = width, limit
         self.count = 0
-        self._raw: list[Row] | None = []
-        self._buckets: list[_Bucket] = []
-        self._pending: list[Row] = []
+        self._columns: Columns = [[] for _ in range(width)]  # raw rows, then the pending ones
+        self._buckets: list[_Bucket] | None = None
         self._size = 1
-        self._last: Row | None = None
+        self._last: Row = []
 
-    @property
-    def thinned(self) -> bool:
-        """True once the rows no longer fit and are summed up in buckets."""
-        return self._raw is None
-
-    def add(self, rows: list[Row]) -> None:
-        """Take the next rows (in file order)."""
-        if not rows:
+    def add(self, columns: Columns) -> None:
+        """Take the next rows (in file order), given as ``width`` columns of equal length."""
+        if len(columns) != self.width:
+            raise ValueError(f"expected {self.width} columns, got {len(columns)}")
+        added = len(columns[0])
+        if not added:
             return
-        self.count += len(rows)
-        self._last = rows[-1]
-        if self._raw is not None:
-            self._raw.extend(rows)
-            if len(self._raw) <= self.limit:
+        self.count += added
+        self._last = [_x(columns[0][-1]), *(column[-1] for column in columns[1:])]
+        for kept, new in zip(self._columns, columns):
+            kept.extend(new)
+        if self._buckets is None:
+            if len(self._columns[0]) <= self.limit:
                 return
-            rows, self._raw, self._size = self._raw, None, 2
-        self._pending.extend(rows)
-        size = self._size
-        if len(self._pending) < size:
-            return
-        start = self.count - len(self._pending)
-        cut = len(self._pending) - len(self._pending) % size
-        for i in range(0, cut, size):
-            self._buckets.append(_Bucket.of(self._pending[i : i + size], start + i))
-        del self._pending[:cut]
-        while len(self._buckets) > (self.limit - 3) // 2:
-            merged = [a.merge(b) for a, b in zip(self._buckets[0::2], self._buckets[1::2])]
-            if len(self._buckets) % 2:
-                merged.append(self._buckets[-1])
-            self._buckets, self._size = merged, self._size * 2
+            self._buckets, self._size = [], 2
+        self._cut(self._buckets)
+
+    def _cut(self, buckets: list[_Bucket]) -> None:
+        """Turn the pending rows into buckets, doubling their length while too many."""
+        cap = (self.limit - 3) // 2
+        pending = len(self._columns[0])
+        while len(buckets) + pending // self._size > cap:
+            merged = [a.merge(b) for a, b in zip(buckets[0::2], buckets[1::2])]
+            if len(buckets) % 2:
+                merged.append(buckets[-1])
+            buckets[:], self._size = merged, self._size * 2
+        cut = pending - pending % self._size
+        number = self.count - pending
+        for i in range(0, cut, self._size):
+            buckets.append(_Bucket.of(self._columns, i, i + self._size, number + i))
+        for column in self._columns:
+            del column[:cut]
 
     def rows(self) -> list[Row]:
         """The rows kept: at most ``limit``, in file order, the last one as it was."""
-        if self._raw is not None:
-            return list(self._raw)
+        pending = [[_x(row[0]), *row[1:]] for row in map(list, zip(*self._columns))]
+        if self._buckets is None:
+            return pending
         out = [row for bucket in self._buckets for row in bucket.rows()]
-        if len(self._pending) > 2:
-            out.extend(_Bucket.of(self._pending, self.count - len(self._pending)).rows())
+        if len(pending) > 2:
+            number = self.count - len(pending)
+            out.extend(_Bucket.of(self._columns, 0, len(pending), number).rows())
         else:
-            out.extend(self._pending)
-        if self._last is not None and (not out or out[-1] is not self._last):
+            out.extend(pending)
+        if out[-1] != self._last:
             out.append(self._last)
         return out
 
@@ -316,13 +351,13 @@ class Graph:
             if not self.columns:
                 return ([], True) if reset else None
             reset, self.announced = True, True
-        elif sampler.count == 0:
+        elif sampler is None or sampler.count == 0:
             return None
-        return sampler.rows(), reset
+        return (sampler.rows() if sampler else []), reset
 
-    def _read(self, fd: int, size: int) -> Downsampler:
+    def _read(self, fd: int, size: int) -> Downsampler | None:
         """Read the complete lines between the offset and ``size``, chunk by chunk."""
-        sampler = Downsampler(self._row_limit())
+        sampler: Downsampler | None = None
         carry = b""
         position = self.offset
         while position < size:
@@ -332,14 +367,11 @@ class Graph:
             position += len(chunk)
             data = carry + chunk
             end = data.rfind(b"\n")
-            if end < 0:
-                carry = self._hold(data)
-                if self._long_line:
-                    self.offset = position
-                continue
-            self._lines(data[:end].split(b"\n"), sampler)
-            self.offset = position - (len(data) - end - 1)
-            carry = self._hold(data[end + 1 :])
+            if end >= 0:
+                sampler = self._lines(data[:end].split(b"\n"), sampler)
+                self.offset = position - (len(data) - end - 1)
+                data = data[end + 1 :]
+            carry = self._hold(data)
             if self._long_line:  # never read the dropped part again
                 self.offset = position
         return sampler
@@ -351,29 +383,33 @@ class Graph:
         self._long_line = True  # dropped now; the rest of it, up to its newline, too
         return b""
 
-    def _row_limit(self) -> int:
-        return max(8, min(MAX_POINTS, MAX_CELLS // max(1, len(self.columns))))
-
-    def _lines(self, lines: list[bytes], sampler: Downsampler) -> None:
-        rows: list[Row] = []
-        for line in lines:
-            if self._long_line or len(line) > MAX_LINE:
-                self._long_line = False
-                self.skipped += 1
-                continue
-            if not line.strip():
-                continue
+    def _lines(self, lines: list[bytes], sampler: Downsampler | None) -> Downsampler | None:
+        """Feed complete lines to ``sampler`` (made once the header is known)."""
+        if self._long_line:  # the end of a line that was too long
+            self._long_line = False
+            self.skipped += 1
+            lines = lines[1:]
+        if not self.columns:
+            while lines and not lines[0].strip():
+                lines = lines[1:]
+            if not lines:
+                return sampler
+            header = lines[0]
+            self.columns = _split_header(header)[:MAX_COLUMNS] if len(header) <= MAX_LINE else []
+            lines = lines[1:]
             if not self.columns:
-                columns = _split_header(line)
-                self.columns = columns[:MAX_COLUMNS]  # a wider file's rows are all skipped
-                sampler.limit = self._row_limit()
-                continue
-            cells = line.split(b",")
-            if len(cells) != len(self.columns):
                 self.skipped += 1
-                continue
-            rows.append(_row(cells))
-        sampler.add(rows)
+                return sampler
+        width = len(self.columns)
+        if sampler is None:
+            sampler = Downsampler(width, max(8, min(MAX_POINTS, MAX_CELLS // width)))
+        columns = _fast_columns(lines, width) if lines else None
+        if columns is None:
+            long = [line for line in lines if len(line) > MAX_LINE]
+            columns, skipped = _slow_columns([ln for ln in lines if len(ln) <= MAX_LINE], width)
+            self.skipped += skipped + len(long)
+        sampler.add(columns)
+        return sampler
 
     def to_json(self, rows: list[Row], reset: bool) -> dict[str, Any]:
         """The graph (or its new rows) as the API and the event stream send it."""
