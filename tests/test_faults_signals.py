@@ -4,6 +4,7 @@ sends nor waits."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from _faults import (
     collect,
     fault_report,
     new_queue,
+    spool_path,
     spool_records,
     write_config,
 )
@@ -34,13 +36,31 @@ def _outage_then(broker, proxy, tmp_path, flush):
     queue = new_queue(broker)
     cut = proxy()
     config = write_config(tmp_path, port=cut.port, queue=queue)
-    run = Training(config, tmp_path, steps=100_000, sleep=0.01, flush=flush, holds=[30])
+    run = Training(config, tmp_path, steps=100_000, sleep=0.01, flush=flush, holds=[30, 40])
     run.hold_then(30)
     cut.refuse(True)
     cut.drop()
     run.release(30)
-    time.sleep(0.5)  # training goes on without the broker
+    run.hold_then(40)  # training went on without the broker
+    run.release(40)
     return queue, cut, config, run
+
+
+def _spooled_terminal(config):
+    """Whether the spool holds a terminal record (complete lines only: it may be growing)."""
+    path = spool_path(config)
+    data = path.read_bytes() if path.exists() else b""
+    lines = data[: data.rfind(b"\n") + 1].splitlines()
+    return any(json.loads(line)["terminal"] for line in lines if line.strip())
+
+
+def _wait_for_spooled_terminal(config, run, timeout=20.0):
+    """Wait for the run's terminal message in its spool: written ahead as the flush starts."""
+    deadline = time.monotonic() + timeout
+    while not _spooled_terminal(config):
+        assert time.monotonic() < deadline, f"no terminal message in the spool\n{run.describe()}"
+        assert run.proc.poll() is None, f"the run ended before its flush\n{run.describe()}"
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
@@ -78,7 +98,7 @@ def test_a_second_signal_during_the_flush_cannot_lose_the_terminal_message(
 ):
     queue, cut, config, run = _outage_then(broker, proxy, tmp_path, flush=30)
     run.proc.send_signal(signal.SIGTERM)
-    time.sleep(1.0)  # the run is flushing now, waiting for the broker (up to 30 s)
+    _wait_for_spooled_terminal(config, run)  # flushing now, waiting for the broker (30 s)
     run.proc.send_signal(getattr(signal, second))
     assert run.wait(timeout=20) == -getattr(signal, second)
     kept = spool_records(config)
