@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -18,8 +19,7 @@ __all__ = ["describe_url", "jobs", "printable", "serve"]
 
 _DB_HELP = (
     "Database: sqlite:///FILE (relative to the current folder), sqlite:////ABS/FILE, or "
-    "postgresql://USER@HOST:PORT/DB (needs pip install 'trainwire[serve]'; the password from "
-    "$PGPASSWORD, ~/.pgpass or --db-password-file keeps it out of the process list)."
+    "postgresql://USER@HOST:PORT/DB (needs pip install 'trainwire[serve]')."
 )
 #: Environment variables read instead of the command line (which any user can see in ps).
 DB_ENV = "TRAINWIRE_DB"
@@ -63,15 +63,21 @@ def _postgres_params(url: str) -> dict[str, str] | None:
         return None
 
 
+def _unreadable(scheme: str) -> str:
+    return f"{scheme}://{_HIDDEN} (not shown: its password could not be told apart)"
+
+
 def _describe_postgres(scheme: str, url: str) -> str:
     """What libpq will read, rebuilt from its own parse: the password never shows."""
     params = _postgres_params(url)
-    if params is None:  # show nothing of what may hold a password
-        return f"{scheme}://{_HIDDEN} (the URL is not shown)"
+    if params is None:
+        return _unreadable(scheme)
     host, port = params.pop("host", ""), params.pop("port", "")
-    if "@" in host:  # a password holding '@' cut short: libpq reads the rest as the host
-        host = _HIDDEN
-    if host.startswith("/") or "," in host or not (port.isdigit() or not port):
+    shown = {k: v for k, v in params.items() if not _secret(k)}
+    # A password holding '@' or '/' that libpq cut short: its rest reads as host or port.
+    if "@" in host + "".join(shown.values()) or not re.fullmatch(r"[0-9,]*", port):
+        return _unreadable(scheme)
+    if host.startswith("/") or "," in host + port:
         params.update({k: v for k, v in (("host", host), ("port", port)) if v})
         host, port = "", ""
     user, password = params.pop("user", None), params.pop("password", None) is not None
@@ -80,21 +86,20 @@ def _describe_postgres(scheme: str, url: str) -> str:
         f"{k}={_HIDDEN if _secret(k) else urllib.parse.quote(v, safe='/')}"
         for k, v in params.items()
     )
-    return f"{scheme}://{_netloc(user, password, host, port)}{path}" + (
-        f"?{query}" if query else ""
-    )
+    netloc = _netloc(user, password, host, port)
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
 
 
-def _describe_generic(url: str) -> str:
-    """The parts a URL parser finds; no fragment, and a path holding ``@`` is hidden."""
+def _describe_generic(scheme: str, url: str) -> str:
+    """The parts the URL parser (as pika uses it) finds, the password replaced."""
     parts = urllib.parse.urlsplit(url)
     try:
         port = str(parts.port or "")
-    except ValueError:  # what follows the host is no port: a password with '#', '/' or '?'
-        port = ""
+    except ValueError:
+        return _unreadable(scheme)
+    if url.count("@") != parts.netloc.count("@"):  # '#', '/' or '?' cut the user info short
+        return _unreadable(scheme)
     netloc = _netloc(parts.username, parts.password is not None, parts.hostname or "", port)
-    if "@" in parts.path or "@" in parts.query:  # the user info was cut short: hide the rest
-        return f"{parts.scheme}://{netloc}/{_HIDDEN}"
     query = "&".join(
         f"{k}={_HIDDEN if _secret(k) else v}"
         for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
@@ -113,17 +118,31 @@ def describe_url(url: str) -> str:
     scheme = url.split("://", 1)[0].lower()
     if scheme in _POSTGRES_SCHEMES:
         return _describe_postgres(scheme, url)
-    return _describe_generic(url)
+    return _describe_generic(scheme, url)
+
+
+def _password_pieces(url: str) -> set[str]:
+    """Every text a parser might take for the password of ``url`` (or a part of it)."""
+    rest = url.split("://", 1)[-1]
+    raw = rest[rest.find(":") + 1 : rest.rfind("@")] if "@" in rest else ""
+    pieces = {raw, urllib.parse.unquote(raw), *re.split(r"[#/?@:]", raw)}
+    for cut in re.finditer(r"[#/?@:]", raw):  # what comes before and after each delimiter
+        pieces.update((raw[: cut.start()], raw[cut.end() :]))
+    pieces.add(urllib.parse.urlsplit(url).password or "")
+    pieces.add((_postgres_params(url) or {}).get("password", ""))
+    return {p for p in pieces if len(p) >= 3}
 
 
 def _scrubbed(text: str, url: str) -> str:
-    """``text`` (a message about ``url``) with the URL in any form replaced by its safe form."""
+    """``text`` (a message about ``url``) with the URL shown safely and no password in it."""
     from .._serve._store import describe_db_url
 
     safe = describe_url(url)
     for form in sorted({url, describe_db_url(url)}, key=len, reverse=True):
         if form != safe:
             text = text.replace(form, safe)
+    for piece in sorted(_password_pieces(url), key=len, reverse=True):
+        text = text.replace(piece, _HIDDEN)
     return text
 
 
@@ -179,7 +198,8 @@ def _db_options(function: F) -> F:
     )  # fmt: skip
     password_file = click.option(
         "--db-password-file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-        help="File whose first line is the PostgreSQL password (instead of one in the URL).",
+        help="File whose first line is the PostgreSQL password. Like $PGPASSWORD or "
+        "~/.pgpass (which libpq reads too), it keeps the password out of the process list.",
     )  # fmt: skip
     return db(password_file(function))
 
