@@ -506,16 +506,15 @@ class Supervisor:
         """
         state = self._child_state()
         kept = self._kept_by_child()
-        end = next((r for r in kept if r.terminal and _terminal_status(r.body.get("status"))),
-                   None)  # fmt: skip
-        if end is not None and (state is None or state.confirmed is None):
+        ends = [r for r in kept if r.terminal and _terminal_status(r.body.get("status"))]
+        if ends and (state is None or state.confirmed is None):
             self._release(run)
-            status = _terminal_status(end.body.get("status"))
-            message = end.body.get("message")
-            return Outcome(
-                exit_status, returncode, None, message if isinstance(message, str) else None,
-                status, self._forward(kept), forwarded=True,
-            )  # fmt: skip
+            status = _terminal_status(ends[0].body.get("status"))
+            message = ends[0].body.get("message")
+            outcome = Outcome(exit_status, returncode, None, None, status, self._forward(kept))
+            outcome.forwarded = True
+            outcome.message = message if isinstance(message, str) else None
+            return outcome
         if state is not None and state.status is not None:
             self._release(run)
             return Outcome(exit_status, returncode, None, None, state.status, state.confirmed)
