@@ -331,6 +331,7 @@ def test_a_5000_digit_integer_is_a_config_error_naming_the_file(tmp_path, name):
         ("message_host", "host\nname", "U+000A"),
         ("queue_name", "q" * 256, "255 bytes"),
     ],
+    ids=["surrogate", "nul", "escape", "long-key", "newline-host", "long-queue"],
 )
 def test_text_that_cannot_travel_is_refused_naming_the_key(tmp_path, key, value, problem):
     with pytest.raises(ConfigError, match=f"key '{key}'") as info:

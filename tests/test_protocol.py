@@ -224,6 +224,7 @@ def test_a_long_error_text_is_cut_to_a_sentence_with_an_ellipsis():
     ("step", "error"),
     [(-1, ValueError), (MAX_STEP + 1, ValueError), (10**400, ValueError), (1.0, TypeError),
      (True, TypeError), ("3", TypeError), (None, TypeError)],
+    ids=["-1", "2**63", "10**400", "float", "bool", "str", "None"],
 )  # fmt: skip
 def test_check_step_refuses_what_the_platform_cannot_store(step, error):
     with pytest.raises(error, match="step must be"):
@@ -246,6 +247,7 @@ def test_check_step_takes_every_integer_type_up_to_2_63_minus_1():
     [(10**400, ValueError, "too large"), (math.inf, ValueError, "infinite"),
      (math.nan, ValueError, "NaN"), (True, TypeError, "bool"), ("50", TypeError, "str"),
      (None, TypeError, "NoneType")],
+    ids=["10**400", "inf", "nan", "bool", "str", "None"],
 )  # fmt: skip
 def test_check_percentage_refuses_what_is_not_a_finite_number(value, error, match):
     with pytest.raises(error, match=match):
@@ -264,6 +266,7 @@ def test_check_percentage_clamps_finite_numbers_to_0_100():
     ("job_id", "error"),
     [("m\udcff", ValueError), ("m\x00", ValueError), ("m\x1b[2J", ValueError), ("", ValueError),
      ("m" * (MAX_ID_CHARS + 1), ValueError), (7, TypeError)],
+    ids=["surrogate", "nul", "escape", "empty", "too-long", "int"],
 )  # fmt: skip
 def test_an_identity_that_cannot_travel_is_refused_when_it_is_made(job_id, error):
     with pytest.raises(error, match="job_id"):
