@@ -4,10 +4,23 @@ the watcher that turns silent running jobs ``abnormal``.
 The consumer is a pika ``BlockingConnection`` owned by one thread (pika objects are not
 thread-safe). What the broker has handed over (at most the prefetch count) is settled by
 :meth:`Store.receive_many` in one transaction and acknowledged only after that transaction
-committed (one ``basic.ack`` with ``multiple``). If the store fails, the connection is
-closed without acking, so the broker requeues everything unacknowledged, and the consumer
-reconnects after a pause: nothing is lost and, thanks to the ``message_id`` table, nothing
-is applied twice.
+committed (one ``basic.ack`` with ``multiple``). A batch also ends once its bodies
+reach :data:`BATCH_BYTES`, so that memory is bounded by bytes, not by the prefetch count.
+
+Failures are told apart so that one bad message never blocks the queue:
+
+- a body that cannot be read or checked is a rejection the store records (the batch
+  goes on);
+- when a batch fails otherwise and the database is not down (:meth:`Store.outage`), its
+  messages are settled one at a time, each acked on its own; one that fails again even
+  alone is kept as ``quarantined`` (:meth:`Store.settle_alone`) and acked;
+- when the database is down, the connection is closed without acking, so the broker
+  requeues everything unacknowledged, and the consumer reconnects after a pause: nothing
+  is lost and, thanks to the ``message_id`` table, nothing is applied twice;
+- when the connection itself fails (a broker restart, or a message pika cannot even
+  decode), the consumer reconnects taking one message at a time for a while, so that
+  only the culprit is redelivered again and again: a quorum queue's ``x-delivery-limit``
+  then dead-letters it and no innocent message reaches the limit with it (docs/serve.md).
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._config import Config
-from ._store import Delivery, Outcome, Store
+from ._store import Delivery, Outcome, Store, StoreRejection
 
 __all__ = ["BrokerSource", "Receiver", "StaleWatcher"]
 
@@ -29,6 +42,10 @@ log = logging.getLogger("trainwire.serve")
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
 HEARTBEAT = 30
+#: A batch is settled once its bodies hold this many bytes, whatever the prefetch count.
+BATCH_BYTES = 4 << 20
+#: After a failed message alone, wait this long before the try that may quarantine it.
+ALONE_PAUSE = 0.2
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,14 @@ class _StoreFailed(Exception):
     """Raised out of the consumer callback to drop the connection without acking."""
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A delivery not acknowledged yet, with its delivery tag."""
+
+    delivery: Delivery
+    tag: int
+
+
 @dataclass
 class ReceiverStats:
     """What this process received, by outcome (the store holds the durable truth)."""
@@ -115,6 +140,8 @@ class Receiver:
         self._said: set[str] = set()
         self._stored = False
         self._db_warned = False
+        #: Deliveries still to take one at a time after the connection failed.
+        self._careful = 0
         self._thread = threading.Thread(target=self._main, name="trainwire-receiver", daemon=True)
 
     # -- control -------------------------------------------------------------------
@@ -196,10 +223,12 @@ class Receiver:
                 self.state = "down"
                 self.last_error = f"lost the broker connection ({type(exc).__name__}: {exc})"
                 self._say(f"{self.last_error}; reconnecting")
+                self._careful = self.prefetch
             except Exception as exc:  # a bug must not kill the consumer for good
                 self.state = "down"
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("trainwire serve: the consumer failed; reconnecting")
+                self._careful = self.prefetch
             finally:
                 try:
                     if conn.is_open:
@@ -226,13 +255,13 @@ class Receiver:
             channel = conn.channel()
             channel.queue_declare(self.source.queue, durable=True)
             log.info("trainwire serve: declared the durable queue %r", self.source.queue)
-        channel.basic_qos(prefetch_count=self.prefetch)
+        channel.basic_qos(prefetch_count=1 if self._careful else self.prefetch)
         return channel
 
     def _consume(self, channel: Any) -> None:
         """Settle what has arrived in batches until :meth:`stop`."""
-        batch: list[Delivery] = []
-        last_tag = 0
+        batch: list[_Pending] = []
+        size = 0
         for method, properties, body in channel.consume(
             self.source.queue, auto_ack=False, inactivity_timeout=0.25
         ):
@@ -240,32 +269,67 @@ class Receiver:
                 break
             if method is None:  # nothing for a while
                 continue
-            batch.append(
-                Delivery(
-                    body=body,
-                    message_id=properties.message_id or None,
-                    timestamp=properties.timestamp
-                    if isinstance(properties.timestamp, int)
-                    else None,
-                )
-            )
-            last_tag = method.delivery_tag
-            if len(batch) < self.prefetch and channel.get_waiting_message_count() > 0:
+            delivery = Delivery.from_amqp(body, properties.message_id, properties.timestamp)
+            batch.append(_Pending(delivery, method.delivery_tag))
+            size += len(body)
+            if (
+                not self._careful
+                and len(batch) < self.prefetch
+                and size < BATCH_BYTES
+                and channel.get_waiting_message_count() > 0
+            ):
                 continue  # more is already here: settle it in the same transaction
-            try:
-                outcomes = self.store.receive_many(batch, time.time(), self.project_keys)
-            except Exception as exc:
-                raise _StoreFailed(str(exc) or type(exc).__name__) from exc
-            channel.basic_ack(last_tag, multiple=True)
+            self._settle(channel, batch)
+            batch, size = [], 0
             if self._db_warned:
                 self._db_warned = False
                 log.warning("trainwire serve: the database works again")
             self._stored = True
-            batch = []
-            for outcome in outcomes:
-                self._count(outcome)
             if self.on_change is not None:
                 self.on_change()
+            if self._careful:
+                self._careful -= 1
+                if not self._careful:  # past what was in flight when the connection failed
+                    channel.basic_qos(prefetch_count=self.prefetch)
+
+    def _settle(self, channel: Any, batch: list[_Pending]) -> None:
+        """Store, ack and count ``batch``; one message at a time if it fails as a whole."""
+        try:
+            outcomes = self.store.receive_many(
+                [p.delivery for p in batch], time.time(), self.project_keys
+            )
+        except Exception as exc:
+            if self.store.outage(exc):
+                raise _StoreFailed(_describe(exc)) from exc
+            log.warning(
+                "trainwire serve: storing %d message(s) together failed (%s); "
+                "settling them one at a time",
+                len(batch),
+                _describe(exc),
+            )
+            for pending in batch:
+                self._settle_alone(channel, pending)
+            return
+        channel.basic_ack(batch[-1].tag, multiple=True)
+        for outcome in outcomes:
+            self._count(outcome)
+
+    def _settle_alone(self, channel: Any, pending: _Pending) -> None:
+        """Store, ack and count one message of a failed batch; quarantined if it fails again."""
+        try:
+            try:
+                [outcome] = self.store.receive_many(
+                    [pending.delivery], time.time(), self.project_keys
+                )
+            except Exception as exc:
+                if self.store.outage(exc):
+                    raise
+                self._stop.wait(ALONE_PAUSE)  # a passing hiccup gets one more chance
+                outcome = self.store.settle_alone(pending.delivery, time.time(), self.project_keys)
+        except Exception as exc:
+            raise _StoreFailed(_describe(exc)) from exc
+        channel.basic_ack(pending.tag)
+        self._count(outcome)
 
     def _count(self, outcome: Outcome) -> None:
         stats = self.stats
@@ -274,12 +338,17 @@ class Receiver:
         stats.superseded += outcome.superseded
         if outcome.rejected:
             first = stats.outcomes[outcome.outcome] == 1
-            (log.warning if first else log.info)(
+            loud = first or outcome.outcome == StoreRejection.QUARANTINED.value
+            (log.warning if loud else log.info)(
                 "trainwire serve: ignored a message (%s%s): %s",
                 outcome.outcome,
                 f", {outcome.kind} {outcome.job_id!r}" if outcome.job_id else "",
                 outcome.detail,
             )
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 class StaleWatcher:

@@ -25,14 +25,27 @@ applied but *superseded*: it is counted once and logged, and moves nothing, so p
 never goes backwards. A ``training_ing`` published no later than the job's terminal
 message (same second or before) was not sent "after" it: it is applied as superseded too,
 instead of rejected as ``after_done``/``after_error``. A terminal state stays terminal.
+
+Hostile input. Nothing a publisher sends may stop the store: a body is read only up to
+:data:`MAX_BODY` bytes, every failure to read or check it is a rejection with its reason,
+steps beyond a 64-bit integer and identifiers with control characters are refused, the
+error ``message`` is cleaned and cut, an AMQP ``message_id`` that is not UTF-8 is written
+with escapes and a timestamp later than the receive time is taken as the receive time.
+Every string written passes :func:`_storable` (no lone surrogate, no NUL: neither database
+nor the JSON API could take them). What the database still refuses is found by
+:meth:`Store.settle_alone` and kept as ``quarantined`` instead of blocking the queue.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
+import enum
 import json
 import logging
+import os
+import re
 import sqlite3
 import threading
 import time
@@ -58,6 +71,8 @@ from .._protocol import (
 __all__ = [
     "APPLIED",
     "DEFAULT_DB_URL",
+    "MAX_BODY",
+    "OUTCOMES",
     "Delivery",
     "JobRecord",
     "MessageRecord",
@@ -66,6 +81,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreRejection",
     "describe_db_url",
     "open_store",
     "settle",
@@ -83,6 +99,21 @@ SUPERSEDED_AFTER_END = (
 )
 #: Bodies of rejected messages are kept up to this many characters.
 BODY_LIMIT = 4096
+#: A body longer than this many bytes is not read (a status message has a few hundred).
+MAX_BODY = 1 << 20
+#: A rejection's detail is kept up to this many characters.
+DETAIL_LIMIT = 1000
+# Until _protocol's checks land everywhere, the store enforces the same limits itself:
+# steps fit a BIGINT, identifiers are short clean names, an error message is a sentence.
+_MAX_STEP = 2**63 - 1
+_MAX_ID_CHARS = 512
+_MAX_MESSAGE_CHARS = 1000
+#: What no database column and no JSON answer can hold: NUL and lone surrogates.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+#: What a name (project key, job id) must not contain: controls and lone surrogates.
+_NOT_A_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: What an error message loses: controls other than tab and newline (surrogates: U+FFFD).
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 SCHEMA_VERSION = "1"
 #: Attempts of a batch that met a deadlock or a busy database.
 RETRIES = 4
@@ -94,6 +125,19 @@ class StoreError(TrainwireError):
     """The database cannot be opened or used; the text says which and what to do."""
 
 
+class StoreRejection(str, enum.Enum):
+    """Why the receiver did not apply a message, besides the protocol's :class:`Rejection`."""
+
+    #: The body is longer than :data:`MAX_BODY`: not read.
+    TOO_LARGE = "too_large"
+    #: The database refused the message even on its own: kept aside, the queue goes on.
+    QUARANTINED = "quarantined"
+
+
+#: Every outcome a logged message can have.
+OUTCOMES = (APPLIED, *(r.value for r in Rejection), *(r.value for r in StoreRejection))
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One message as the broker delivered it."""
@@ -102,6 +146,54 @@ class Delivery:
     message_id: str | None = None
     #: AMQP ``timestamp`` property: when the publisher sent it (whole seconds).
     timestamp: int | None = None
+
+    @classmethod
+    def from_amqp(cls, body: bytes, message_id: object, timestamp: object) -> Delivery:
+        """A delivery from the properties pika decoded, whatever the publisher put there.
+
+        pika hands over a ``message_id`` that is not UTF-8 as bytes: see
+        :func:`_message_id_text`. A timestamp that is not an integer is ignored.
+        """
+        ts = timestamp if isinstance(timestamp, int) and not isinstance(timestamp, bool) else None
+        return cls(bytes(body), _message_id_text(message_id), ts)
+
+
+def _message_id_text(value: object) -> str | None:
+    """An AMQP ``message_id`` as the text the store keeps, or None for none or empty.
+
+    Bytes that are not UTF-8 are written with backslash escapes (``b"\\xff"`` -> ``\\xff``),
+    always the same way, so that a second copy is still found as a duplicate.
+    """
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "backslashreplace")
+    if not isinstance(value, str) or not value:
+        return None
+    return _storable(value)
+
+
+def _storable(text: str) -> str:
+    """``text`` as every database can store and every JSON answer can show it: a NUL or a
+    lone surrogate (from a JSON escape such as ``"\\ud800"``) becomes U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _clean_message(text: str) -> str:
+    """A ``training_error`` message as stored: clean text, cut to a sentence's length."""
+    return _cut(_storable(_NOT_TEXT.sub("", text)), _MAX_MESSAGE_CHARS)
+
+
+def _name_problem(value: str, limit: int = _MAX_ID_CHARS) -> str | None:
+    """Why ``value`` cannot name a job or a project, or None."""
+    if len(value) > limit:
+        return f"has {len(value)} characters, more than {limit}"
+    bad = _NOT_A_NAME.search(value)
+    if bad is not None:
+        return f"holds {bad.group()!r} at position {bad.start()}: a name has no control characters"
+    return None
 
 
 @dataclass(frozen=True)
@@ -205,7 +297,11 @@ def iso_time(ts: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC with milliseconds, or None."""
     if ts is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+    try:
+        day = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):  # not a time this platform can show
+        return None
+    return day + f".{int(ts % 1 * 1000):03d}Z"
 
 
 def mask_key(key: str) -> str:
@@ -218,12 +314,13 @@ def _mask_body(body: str | None) -> str | None:
         return None
     try:
         value = json.loads(body)
-    except ValueError:
-        return body
-    if isinstance(value, dict) and isinstance(value.get("project_key"), str):
+        if not isinstance(value, dict) or not isinstance(value.get("project_key"), str):
+            return body
         value["project_key"] = mask_key(value["project_key"])
-        return json.dumps(value, ensure_ascii=False)
-    return body
+        # An escape in the body such as "\ud800" decodes to a lone surrogate: keep it out.
+        return _storable(json.dumps(value, ensure_ascii=False))
+    except Exception:  # not JSON, nested too deeply, ...: shown as it was stored
+        return body
 
 
 # -- the rules ---------------------------------------------------------------------------
@@ -259,24 +356,44 @@ def settle(
 
 def _guess_job(raw: bytes) -> tuple[str | None, str | None, str | None]:
     """Best effort (kind, job id, status) of a rejected body, to file it under its job."""
+    if len(raw) > MAX_BODY:
+        return None, None, None
     try:
         body = decode(raw)
-    except InvalidMessage:
+    except Exception:  # InvalidMessage, or anything a hostile body makes the parser raise
         return None, None, None
+    cmd, status = body.get("cmd"), body.get("status")
     kind: Kind | None = None
-    with contextlib.suppress(ValueError):
-        kind = Kind.from_cmd(str(body.get("cmd")))
+    if isinstance(cmd, str):
+        with contextlib.suppress(ValueError):
+            kind = Kind.from_cmd(cmd)
     job_id = body.get(kind.id_field) if kind else None
-    status = body.get("status")
     return (
         kind.value if kind else None,
-        job_id if isinstance(job_id, str) and job_id else None,
-        status if isinstance(status, str) else None,
+        job_id if _is_name(job_id) else None,
+        status if _is_name(status, 64) else None,
     )
+
+
+def _is_name(value: object, limit: int = _MAX_ID_CHARS) -> bool:
+    return isinstance(value, str) and bool(value) and _name_problem(value, limit) is None
 
 
 def _body_text(raw: bytes) -> str:
     return raw[: BODY_LIMIT * 4].decode("utf-8", "replace")[:BODY_LIMIT]
+
+
+def _received(delivery: Delivery, now: float) -> Delivery:
+    """``delivery`` as the store takes it at ``now``: its id as clean text and a timestamp
+    from the future taken as ``now`` (a clock ahead, or a bogus value such as 2**64-1, must
+    neither freeze the job's progress nor become a date nobody can show)."""
+    message_id = _message_id_text(delivery.message_id)
+    ts = delivery.timestamp
+    if ts is not None and (ts < 0 or ts > now):
+        ts = min(max(ts, 0), int(now))
+    if message_id == delivery.message_id and ts == delivery.timestamp:
+        return delivery
+    return dataclasses.replace(delivery, message_id=message_id, timestamp=ts)
 
 
 # -- the interface -----------------------------------------------------------------------
@@ -309,7 +426,25 @@ class Store(abc.ABC):
         """Settle several deliveries in one transaction; one outcome per delivery, in order.
 
         The caller acks them all after this returns (a failure leaves them all unacked).
+        A body that cannot be read or checked is a rejection, never an exception; what
+        still fails (the database refused a row) fails the batch: see :meth:`settle_alone`.
         """
+
+    @abc.abstractmethod
+    def settle_alone(
+        self, delivery: Delivery, now: float, project_keys: frozenset[str] = frozenset()
+    ) -> Outcome:
+        """Settle one delivery of a batch that failed, on its own.
+
+        When the database refuses it even alone (and is not :meth:`outage`), it is kept as
+        ``quarantined`` with the error, so that one message cannot block the queue.
+        Raises when the database cannot be used at all: the caller then leaves it unacked.
+        """
+
+    def outage(self, exc: BaseException) -> bool:
+        """True when ``exc`` says the database cannot be used now (down, locked, full),
+        rather than that it refused one message."""
+        return isinstance(exc, StoreError)
 
     @abc.abstractmethod
     def mark_stale(self, now: float, stale_after: float) -> list[tuple[str, str]]:
@@ -409,7 +544,7 @@ class _Tx:
     def run(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if self.placeholder != "?":
             sql = sql.replace("?", self.placeholder)
-        return self.conn.execute(sql, tuple(params))
+        return self.conn.execute(sql, _params(params))
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any] | None:
         row: Sequence[Any] | None = self.run(sql, params).fetchone()
@@ -424,7 +559,12 @@ class _Tx:
             return
         if self.placeholder != "?":
             sql = sql.replace("?", self.placeholder)
-        self.conn.cursor().executemany(sql, [tuple(r) for r in rows])
+        self.conn.cursor().executemany(sql, [_params(r) for r in rows])
+
+
+def _params(values: Sequence[Any]) -> tuple[Any, ...]:
+    """Query parameters with every string :func:`_storable`: written and looked up alike."""
+    return tuple(_storable(v) if isinstance(v, str) else v for v in values)
 
 
 class _SqlStore(Store):
@@ -535,6 +675,7 @@ class _SqlStore(Store):
         now: float,
         project_keys: frozenset[str] = frozenset(),
     ) -> list[Outcome]:
+        deliveries = [_received(d, now) for d in deliveries]
         parsed = [_parse(d.body) for d in deliveries]
         for attempt in range(1, RETRIES + 1):
             try:
@@ -546,6 +687,57 @@ class _SqlStore(Store):
                 log.info("trainwire serve: retrying a batch after %s", type(exc).__name__)
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
+
+    def settle_alone(
+        self, delivery: Delivery, now: float, project_keys: frozenset[str] = frozenset()
+    ) -> Outcome:
+        delivery = _received(delivery, now)
+        parsed = [_parse(delivery.body)]
+        with self._write() as tx:
+            # A savepoint, not a second transaction: if the database is down, the
+            # quarantine fails too, and nothing is set aside that could have been applied.
+            tx.run("SAVEPOINT tw_alone")
+            try:
+                return _Batch(self, tx, [delivery], parsed, now, project_keys).settle()[0]
+            except Exception as exc:
+                if self.outage(exc):
+                    raise
+                refused = exc
+            tx.run("ROLLBACK TO SAVEPOINT tw_alone")
+            try:
+                return self._quarantine(tx, delivery, now, refused, whole=True)
+            except Exception as exc:
+                if self.outage(exc):
+                    raise
+            tx.run("ROLLBACK TO SAVEPOINT tw_alone")  # even its text was refused: bare row
+            return self._quarantine(tx, delivery, now, refused, whole=False)
+
+    def _quarantine(
+        self, tx: _Tx, delivery: Delivery, now: float, exc: Exception, *, whole: bool
+    ) -> Outcome:
+        """Log ``delivery`` as quarantined (with its id, guessed job and body if ``whole``)."""
+        reason = StoreRejection.QUARANTINED.value
+        kind = job_id = status = message_id = body = None
+        error = type(exc).__name__
+        if whole:
+            kind, job_id, status = _guess_job(delivery.body)
+            message_id, body = delivery.message_id, _body_text(delivery.body)
+            error = _error_text(exc)
+            if message_id is not None:  # a redelivered copy is then a duplicate
+                self._insert_seen(tx, [message_id], now)
+        detail = _cut(
+            f"the database refused this message even on its own ({error}); it is kept here "
+            "so that the messages after it go through",
+            DETAIL_LIMIT,
+        )
+        tx.run(
+            "INSERT INTO tw_messages (received_at, message_id, published_ts, kind, job_id,"
+            " status, outcome, rejected, superseded, detail, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?)",
+            (now, message_id, delivery.timestamp if whole else None, kind, job_id, status,
+             reason, detail, body),
+        )  # fmt: skip
+        return Outcome(reason, kind, job_id, detail)
 
     def _transient(self, exc: BaseException) -> bool:
         """True for errors that a new attempt of the same transaction may not meet."""
@@ -724,11 +916,54 @@ class _SqlStore(Store):
                 conn.close()
 
 
-def _parse(body: bytes) -> tuple[StatusMessage | None, InvalidMessage | None]:
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return _storable(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """Why a message is not applied: a protocol or a store reason, and the detail."""
+
+    reason: Rejection | StoreRejection
+    detail: str
+
+    @classmethod
+    def of(cls, exc: InvalidMessage) -> _Refusal:
+        return cls(exc.reason, exc.detail)
+
+
+def _parse(body: bytes) -> tuple[StatusMessage | None, _Refusal | None]:
+    """The message in ``body``, or why not; never raises, whatever the body holds."""
+    if len(body) > MAX_BODY:
+        return None, _Refusal(
+            StoreRejection.TOO_LARGE,
+            f"the body has {len(body):,} bytes, more than the {MAX_BODY:,} a status message "
+            "may have: not read",
+        )
     try:
-        return validate(decode(body)), None
+        msg = validate(decode(body))
     except InvalidMessage as exc:
-        return None, exc
+        return None, _Refusal.of(exc)
+    except RecursionError:
+        return None, _Refusal(Rejection.MALFORMED_JSON, "the JSON is nested too deeply to read")
+    except Exception as exc:  # one odd body must never fail the batch it came in
+        return None, _Refusal(Rejection.BAD_FIELD, f"cannot be checked: {_error_text(exc)}")
+    return _within_limits(msg)
+
+
+def _within_limits(msg: StatusMessage) -> tuple[StatusMessage | None, _Refusal | None]:
+    """``msg`` if the databases can keep it (error message cleaned and cut), or why not."""
+    for name, value in (("project_key", msg.project_key), (msg.kind.id_field, msg.job_id)):
+        problem = _name_problem(value)
+        if problem is not None:
+            return None, _Refusal(Rejection.BAD_FIELD, f"field {name!r} {problem}")
+    if msg.step is not None and msg.step > _MAX_STEP:
+        detail = f"field 'step' must be an integer within 0..{_MAX_STEP}"
+        return None, _Refusal(Rejection.BAD_FIELD, detail)
+    if msg.message is not None:
+        msg = dataclasses.replace(msg, message=_clean_message(msg.message))
+    return msg, None
 
 
 @dataclass
@@ -754,7 +989,7 @@ class _Batch:
         store: _SqlStore,
         tx: _Tx,
         deliveries: Sequence[Delivery],
-        parsed: list[tuple[StatusMessage | None, InvalidMessage | None]],
+        parsed: list[tuple[StatusMessage | None, _Refusal | None]],
         now: float,
         project_keys: frozenset[str],
     ) -> None:
@@ -765,7 +1000,7 @@ class _Batch:
         self.now = now
         self.project_keys = project_keys
         self.jobs: dict[tuple[str, str], _Locked] = {}
-        self.keys: dict[tuple[str, str, str], InvalidMessage | None] = {}
+        self.keys: dict[tuple[str, str, str], _Refusal | None] = {}
         self.log_rows: dict[int, tuple[Any, ...]] = {}
 
     def settle(self) -> list[Outcome]:
@@ -806,7 +1041,7 @@ class _Batch:
         delivery = self.deliveries[i]
         msg, rejection = self.parsed[i]
         if duplicate:
-            rejection = InvalidMessage(
+            rejection = _Refusal(
                 Rejection.DUPLICATE,
                 f"message_id {delivery.message_id!r} was received before; "
                 "applied once, this copy is ignored",
@@ -814,7 +1049,8 @@ class _Batch:
         if rejection is None and msg is not None:
             key = (msg.kind.value, msg.job_id, msg.project_key)
             if key not in self.keys:
-                self.keys[key] = self.store._check_key(self.tx, msg, self.project_keys)
+                wrong = self.store._check_key(self.tx, msg, self.project_keys)
+                self.keys[key] = None if wrong is None else _Refusal.of(wrong)
             rejection = self.keys[key]
         if rejection is not None or msg is None:
             assert rejection is not None
@@ -823,7 +1059,7 @@ class _Batch:
         try:
             moved = settle(locked.job, locked.ts, msg, delivery.timestamp, self.now)
         except InvalidMessage as exc:
-            return self._reject(i, exc, msg)
+            return self._reject(i, _Refusal.of(exc), msg)
         locked.dirty = True
         if moved and delivery.timestamp is not None:
             locked.ts = delivery.timestamp
@@ -834,7 +1070,7 @@ class _Batch:
         self._log(i, msg.kind.value, msg.job_id, msg.status.value, msg, APPLIED, detail, not moved)
         return Outcome(APPLIED, msg.kind.value, msg.job_id, detail, superseded=not moved)
 
-    def _reject(self, i: int, rejection: InvalidMessage, msg: StatusMessage | None) -> Outcome:
+    def _reject(self, i: int, rejection: _Refusal, msg: StatusMessage | None) -> Outcome:
         if msg is not None:
             kind: str | None = msg.kind.value
             job_id: str | None = msg.job_id
@@ -842,8 +1078,9 @@ class _Batch:
         else:
             kind, job_id, status = _guess_job(self.deliveries[i].body)
         reason = rejection.reason.value
-        self._log(i, kind, job_id, status, msg, reason, rejection.detail, False)
-        return Outcome(reason, kind, job_id, rejection.detail)
+        detail = _storable(_cut(rejection.detail, DETAIL_LIMIT))
+        self._log(i, kind, job_id, status, msg, reason, detail, False)
+        return Outcome(reason, kind, job_id, detail)
 
     def _log(
         self,
@@ -940,6 +1177,7 @@ class SqliteStore(_SqlStore):
                 f"{describe_db_url(url)}: the folder {str(path.parent)!r} does not exist; "
                 "create it or give another --db"
             )
+        _create_private(url, path)
         super().__init__(url)
 
     def _connect(self) -> Any:
@@ -958,6 +1196,11 @@ class SqliteStore(_SqlStore):
 
     def _transient(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+    def outage(self, exc: BaseException) -> bool:
+        # OperationalError: locked, disk full, I/O error, read-only file. The data errors
+        # (a trigger's RAISE, a constraint, a value too big) are IntegrityError, DataError...
+        return isinstance(exc, (StoreError, sqlite3.OperationalError))
 
     def _insert_seen(self, tx: _Tx, ids: list[str], now: float) -> set[str]:
         # The write lock is already ours (BEGIN IMMEDIATE): look, then insert the new ones
@@ -1019,6 +1262,33 @@ class PostgresStore(_SqlStore):
 
     def _lock_schema(self, tx: _Tx) -> None:
         tx.run("SELECT pg_advisory_xact_lock(?)", (0x7472_6E77,))
+
+    def outage(self, exc: BaseException) -> bool:
+        import psycopg.errors
+
+        # OperationalError: the connection, the server, resources; but class 54 (a value
+        # beyond a limit, e.g. an index row too large) is this message's fault.
+        if isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+            return False
+        return isinstance(exc, (StoreError, psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def _create_private(url: str, path: Path) -> None:
+    """Create a new SQLite file readable by its owner only: it holds project keys.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file. An existing
+    file keeps the mode its owner gave it.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(
+            f"{describe_db_url(url)}: cannot create the SQLite file {str(path)!r}: "
+            f"{exc.strerror}; give another --db"
+        ) from None
+    os.close(fd)
 
 
 def describe_db_url(url: str) -> str:
