@@ -4,9 +4,10 @@ Each case runs in a fresh interpreter (``python -m benchmarks.memory --child ...
 that nothing measured before it shapes its heap. The config points at a loopback port
 where nothing listens: the run's I/O thread keeps failing to connect and retrying in the
 background. pika is imported and the first connect attempt has failed before the first
-reading, so the figure is what the calls themselves add. Baseline: the same loop in the
-same kind of child without trainwire (``deque(maxlen=10_000).append((step, pct))``, the
-bounded hand-off every-step mode ends in).
+reading, so the figure is what the calls themselves add. Baseline, like with like: the
+same loop in the same kind of child without trainwire, appending the same bare ints to a
+bare ``deque`` of the bound trainwire's outbox has in that mode (1 entry under a rate
+limit, ``EVERY_STEP_BACKLOG`` in every-step mode).
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ from ._common import Context, Figure, child_env, python
 __all__ = ["measure"]
 
 CALLS = 1_000_000
+#: The two modes measured: (case, label, the max_rate passed to init).
+CASES = (("default", "default `max_rate=10`", 10), ("every_step", "`max_rate=None`", None))
+
+
+def _bound(case: str) -> int:
+    """How many entries the outbox keeps in ``case``: the newest one under a rate limit."""
+    from trainwire._transport._base import EVERY_STEP_BACKLOG
+
+    return EVERY_STEP_BACKLOG if case == "every_step" else 1
 
 
 def _rss_mb() -> float:
@@ -32,26 +42,22 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def _child(case: str, config: str, calls: int) -> dict[str, Any]:
+def _child(side: str, case: str, config: str, calls: int) -> dict[str, Any]:
     import collections
     import logging
 
     import pika  # noqa: F401 - loaded before the first reading, as in a real program
 
     logging.getLogger("trainwire").setLevel(logging.CRITICAL)  # the refusals are expected
-    if case == "baseline":
-        sink: collections.deque[tuple[int, float]] = collections.deque(maxlen=10_000)
+    if side == "baseline":
+        sink: collections.deque[int] = collections.deque(maxlen=_bound(case))
         push: Any = sink.append
         run = None
     else:
         import trainwire
 
-        run = trainwire.init(
-            config,
-            total_steps=calls,
-            max_rate=None if case == "every_step" else 10,
-            flush_timeout=0,
-        )
+        max_rate = {c: rate for c, _, rate in CASES}[case]
+        run = trainwire.init(config, total_steps=calls, max_rate=max_rate, flush_timeout=0)
         run.progress(0)
         time.sleep(1.0)  # the I/O thread starts, imports, fails its first connect
         push = run.progress
@@ -59,17 +65,13 @@ def _child(case: str, config: str, calls: int) -> dict[str, Any]:
     before = _rss_mb()
     peak_before = _peak_mb()
     t0 = time.perf_counter()
-    if case == "baseline":
-        scale = 100.0 / calls
-        for step in range(calls):
-            push((step, step * scale))
-    else:
-        for step in range(calls):
-            push(step)
+    for step in range(calls):  # the same loop on both sides
+        push(step)
     elapsed = time.perf_counter() - t0
     gc.collect()
     after = _rss_mb()
     result = {
+        "side": side,
         "case": case,
         "before_mb": before,
         "after_mb": after,
@@ -88,16 +90,18 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # KiB on Linux
 
 
-def _spawn(case: str, config: str, calls: int) -> dict[str, Any]:
+def _spawn(side: str, case: str, config: str, calls: int) -> dict[str, Any]:
     out = subprocess.run(
-        [python(), "-m", "benchmarks.memory", "--child", case, config, str(calls)],
+        [python(), "-m", "benchmarks.memory", "--child", side, case, config, str(calls)],
         capture_output=True,
         text=True,
         env=child_env(),
         timeout=600,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"memory child {case} failed ({out.returncode}):\n{out.stderr[-2000:]}")
+        raise RuntimeError(
+            f"memory child {side} {case} failed ({out.returncode}):\n{out.stderr[-2000:]}"
+        )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -107,10 +111,10 @@ def measure(ctx: Context) -> list[Figure]:
 
     calls = 200_000 if ctx.quick else CALLS
     config = str(ctx.config(port=free_port()))
-    base = _spawn("baseline", config, calls)
     figures = []
-    for case, label in (("default", "default `max_rate=10`"), ("every_step", "`max_rate=None`")):
-        r = _spawn(case, config, calls)
+    for case, label, _ in CASES:
+        base = _spawn("baseline", case, config, calls)
+        r = _spawn("trainwire", case, config, calls)
         figures.append(
             Figure(
                 key=f"memory.{case}",
@@ -118,7 +122,7 @@ def measure(ctx: Context) -> list[Figure]:
                 unit="MB",
                 trainwire=r["growth_mb"],
                 baseline=base["growth_mb"],
-                baseline_name="same loop into a bare `deque(maxlen=10_000)`",
+                baseline_name=f"same loop, same ints, into a bare `deque(maxlen={_bound(case):_})`",
                 goal="< 5 MB",
                 met=r["growth_mb"] < 5.0,
                 note=f"RSS {r['before_mb']:.1f} -> {r['after_mb']:.1f} MB; "
@@ -136,5 +140,5 @@ def measure(ctx: Context) -> list[Figure]:
     return figures
 
 
-if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--child":
-    print(json.dumps(_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "--child":
+    print(json.dumps(_child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))))

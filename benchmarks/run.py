@@ -126,7 +126,7 @@ def _table(figures: list[Figure]) -> list[str]:
 
 def render(figures: list[Figure], info: list[tuple[str, str]], elapsed: float, quick: bool) -> str:
     """The whole of docs/benchmarks.md."""
-    from benchmarks._analysis import ANALYSIS, INTRO
+    from benchmarks._analysis import INTRO, analysis
 
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -170,7 +170,7 @@ def render(figures: list[Figure], info: list[tuple[str, str]], elapsed: float, q
         elif f.note and f.note != last_note:  # a sibling row: its own note, under the same
             lines += [f"- {f.title}: {f.note}", ""]
         last_note = f.note
-    lines += ["## Analysis", "", ANALYSIS.strip(), ""]
+    lines += ["## Analysis", "", analysis({f.key: f for f in figures}), ""]
     return "\n".join(lines)
 
 
