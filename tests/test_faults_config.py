@@ -3,6 +3,7 @@ the config key to fix, and reporting keeps trying only where trying can succeed.
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 
@@ -10,6 +11,7 @@ import pika.exceptions as pe
 import pytest
 
 from _broker import free_port
+from _cli_helpers import trainwire
 from _faults import (
     DONE,
     LoginCutter,
@@ -152,3 +154,18 @@ def test_user_without_write_permission_logs_one_line_and_does_not_storm(broker, 
     assert door.accepted == 1  # no reconnect storm: the broker's refusal is final
     assert run.event("ended")["delivered"] is False
     assert spool_records(config)[-1]["terminal"] is True
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+@pytest.mark.parametrize("command", [("check",), ("send", "done")])
+def test_a_config_that_is_no_regular_file_exits_2_at_once_naming_it(tmp_path, kind, command):
+    path = tmp_path / "train_config.json"
+    if kind == "fifo":
+        os.mkfifo(path)  # nobody writes: reading it would block forever
+    else:
+        path.symlink_to("/dev/zero")  # reading it would fill the memory
+    result = trainwire(*command, "--config", path, timeout=30)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert str(path) in result.stdout + result.stderr
+    assert "not a regular file" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
