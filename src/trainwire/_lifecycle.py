@@ -72,6 +72,8 @@ _MONITOR_TOOL = 4
 _signal_pending: int | None = None
 _signal_flushed = False
 _signal_done = threading.Event()
+#: An uncaught KeyboardInterrupt ended the program (see _at_exit).
+_interrupted = False
 #: How much longer than its flush_timeout the main thread waits for the ender.
 _WAIT_SLACK = 5.0
 
@@ -231,8 +233,10 @@ def _hook_sigterm() -> None:
 def _excepthook(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
+    global _interrupted
     runs = _open_runs()
     if isinstance(exc, KeyboardInterrupt):  # Ctrl+C while an end flushes: stop waiting
+        _interrupted = True
         for run in runs:
             run._hurry()
     # A second Ctrl+C while flushing stops the wait only: the spool has the end.
@@ -282,6 +286,19 @@ def _after_fork_in_child() -> None:
 
 
 def _at_exit() -> None:
+    _end_at_exit()
+    if _interrupted:
+        # Python should end a process that a Ctrl+C stopped by SIGINT, but with other
+        # threads about it sometimes exits with status 1 instead (seen with CPython 3.11):
+        # do it here, so that a supervisor always sees the interruption.
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def _end_at_exit() -> None:
     signum = _signal_pending
     if signum is not None:  # a SIGTERM is being handled: let its end finish (and die by it)
         _signal_done.wait(max((r.flush_timeout for r in _runs), default=0.0) + _WAIT_SLACK)
