@@ -8,16 +8,20 @@ confirms (many in flight), and the training thread never waits for the network.
 
 What it guarantees, whatever the broker or the network does:
 
-- **Order.** Messages go out in one sequence: first what an earlier run of the same job
-  left in the spool (replayed with its ``message_id``), then this run's progress, then
-  its terminal message, published alone once everything before it is confirmed. A
-  message that must be sent again (connection lost before its confirm, nack, returned)
-  keeps its place in that sequence; a nacked progress message is sent again only while
-  nothing newer exists, so steps never go backwards.
+- **Order.** Messages go out in one sequence: this run's progress, then its terminal
+  message, published alone once everything before it is confirmed. A message that must
+  be sent again (connection lost before its confirm, nack) keeps its place in that
+  sequence; a nacked progress message is sent again only while nothing newer exists, so
+  steps never go backwards.
+- **A re-run supersedes what an earlier run kept.** Records of the same job left in the
+  spool by an earlier run are not sent before this run: the platform ignores everything
+  after a ``training_error``, so an old terminal message would discard the whole new run.
+  They are moved to ``trainwire-spool.superseded.jsonl`` beside the spool, with one log
+  line; records of other jobs stay for ``trainwire replay``.
 - **Nothing lost.** When the run ends, its terminal message (and the newest progress not
   yet confirmed) is written to the spool *before* waiting for the broker, and removed once
   confirmed. A process that dies during the flush (a second SIGTERM, ``kill -9`` after a
-  grace period) leaves it there for ``trainwire replay`` or the next run.
+  grace period) leaves it there for ``trainwire replay``.
 - **Never blocked.** The training thread only appends to the outbox; reconnecting (with
   backoff and jitter, at least every second once the terminal message waits), a memory
   alarm (``connection.blocked``) and nacks are handled in the I/O thread.
@@ -26,7 +30,6 @@ What it guarantees, whatever the broker or the network does:
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import os
@@ -57,11 +60,10 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
 #: Once the terminal message waits, reconnect at least this often.
 BACKOFF_ENDING = 1.0
-#: Pause before sending again what the broker nacked, or returned (no such queue).
+#: Pause before sending again what the broker nacked.
 NACK_PAUSE = 0.5
-RETURN_PAUSE = 1.0
-#: A replayed message the broker keeps nacking is left in the spool after this many tries.
-REPLAY_ATTEMPTS = 5
+#: Where records of this job that an earlier run kept are moved when a new run starts.
+SUPERSEDED_FILE = "trainwire-spool.superseded.jsonl"
 
 
 class TlsFileError(ValueError):
@@ -475,27 +477,21 @@ class AmqpTransport(Transport):
         self._pause_until = 0.0
         self._timer: Any = None
         self._said: set[str] = set()
-        # Progress envelopes are made under one lock, by the I/O thread or by finish(), so
-        # that the spool and the wire always agree on a message's id.
+        # The newest progress taken by the I/O thread: with the outbox's final step it is
+        # what the write-ahead keeps, under one lock so that the spool and the wire agree.
         self._take_lock = threading.Lock()
-        self._sealed: collections.deque[Envelope] = collections.deque()
         self._newest: Envelope | None = None
         self._newest_confirmed: str | None = None
         # This run's own records in the spool (the write-ahead of its terminal message).
         self._spool_lock = threading.Lock()
         self._spooled: list[str] | None = None
-        # What an earlier run of the same job left in the spool, sent before anything else.
-        self._replay: collections.deque[Envelope] = collections.deque()
-        self._replay_active = False
-        self._replay_attempts: dict[str, int] = {}
-        self._replayed = 0
-        #: Messages the broker confirmed (replayed ones included).
+        #: Messages the broker confirmed.
         self.delivered = 0
 
     # -- the training thread's side -------------------------------------------------
 
     def start(self) -> None:
-        self._load_replay()
+        self._supersede_earlier()
         self._thread.start()
 
     def wake(self) -> None:
@@ -506,24 +502,19 @@ class AmqpTransport(Transport):
             with contextlib.suppress(Exception):
                 conn.ioloop.add_callback_threadsafe(self._on_wake)
 
-    def finish(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+    def begin_finish(self) -> None:
         self.wake()
+        if not self._abandoned:
+            # Write-ahead: from here on a death of the process cannot lose the terminal
+            # message. Removed again once the broker confirmed it.
+            self._write_ahead()
+
+    def finish(self, timeout: float) -> bool:
         if self._abandoned:
             return False
-        try:
-            # Write-ahead: from here on a death of the process cannot lose the terminal
-            # message. Removed again below once the broker confirmed it.
-            self._write_ahead()
-            remaining = deadline - time.monotonic()
-            if remaining > 0:
-                self._settled.wait(remaining)
-        except BaseException:  # e.g. a second Ctrl+C during the flush
-            try:
-                self._write_ahead()
-            finally:
-                self._give_up()
-            raise
+        self._write_ahead()  # done by begin_finish() already, unless finish came alone
+        if timeout > 0:
+            self._settled.wait(timeout)
         confirmed = self._confirmed.is_set()
         if confirmed:
             self._settle_spool()
@@ -531,6 +522,9 @@ class AmqpTransport(Transport):
             self._give_up()
             self._report_kept()
         return confirmed
+
+    def hurry(self) -> None:
+        self._settled.set()
 
     def abandon(self) -> None:
         self._abandoned = True
@@ -564,53 +558,31 @@ class AmqpTransport(Transport):
             and body.get(identity.kind.id_field) == identity.job_id
         )
 
-    def _load_replay(self) -> None:
-        """Queue what an earlier run of this job kept in the spool, in spool order.
-
-        Only records about this config's job (same ``cmd``, ``project_key`` and id) are
-        taken; they go to this config's ``queue_name``, as ``trainwire replay`` sends them
-        (a corrected ``queue_name`` then delivers what a wrong one could not). Records of
-        other jobs stay for ``trainwire replay --config <theirs>``.
-        """
+    def _supersede_earlier(self) -> None:
+        """Move what an earlier run of this job kept in the spool aside (see module doc)."""
         try:
-            records = self.spool.read()
-        except OSError as exc:
+            records = [r for r in self.spool.read() if self._same_job(r.body)]
+            if not records:
+                return
+            aside = Spool(self.spool.path.with_name(SUPERSEDED_FILE))
+            aside.append(records)
+            self.spool.remove(r.message_id for r in records)
+        except Exception as exc:  # never let an old file stop a new run
             log.warning("trainwire: cannot read %s: %s", self.spool.path, exc)
             return
-        seen: set[str] = set()
-        others = 0
-        for record in records:
-            if record.message_id in seen:
-                continue
-            seen.add(record.message_id)
-            if not self._same_job(record.body):
-                others += 1
-                continue
-            envelope = Envelope(record.message_id, record.body, terminal=record.terminal)
-            envelope.replayed, envelope.queue = True, self.config.queue_name
-            self._replay.append(envelope)
-        if self._replay:
-            self._replay_active = True
-            log.info(
-                "trainwire: %d message(s) an earlier run kept in %s are sent first",
-                len(self._replay), self.spool.path,
-            )  # fmt: skip
-        if others:
-            log.info(
-                "trainwire: %s holds %d message(s) of other jobs; send them with: trainwire "
-                "replay --config <their config>", self.spool.path, others,
-            )  # fmt: skip
+        terminals = [r.body.get("status") for r in records if r.terminal]
+        log.warning(
+            "trainwire: %s held %d message(s) of an earlier run of this job (%s); they are not "
+            "sent, because this run supersedes them (the platform would ignore this run after "
+            "an earlier training_error); they are kept in %s",
+            self.spool.path, len(records), ", ".join(map(str, terminals)) or "progress only",
+            aside.path,
+        )  # fmt: skip
 
-    def _seal(self) -> Envelope | None:
-        """Turn the waiting progress into envelopes now; the newest one (not yet confirmed)."""
+    def _final_progress(self) -> Envelope | None:
+        """The newest progress of this run not yet confirmed (the write-ahead keeps it)."""
         with self._take_lock:
-            while True:
-                envelope = self.outbox.take_progress(ignore_rate=True)
-                if envelope is None:
-                    break
-                self._sealed.append(envelope)
-                self._newest = envelope
-            newest = self._newest
+            newest = self.outbox.final_progress() or self._newest
         if newest is not None and newest.message_id == self._newest_confirmed:
             return None
         return newest
@@ -621,13 +593,13 @@ class AmqpTransport(Transport):
             terminal = self.outbox.terminal
             if self._spooled is not None or self._confirmed.is_set() or terminal is None:
                 return
-            envelopes = [e for e in (self._seal(), terminal) if e is not None]
+            envelopes = [e for e in (self._final_progress(), terminal) if e is not None]
             queue = self.config.queue_name
             try:
                 self.spool.append(
                     make_record(e.message_id, queue, e.body, e.terminal) for e in envelopes
                 )
-            except OSError as exc:
+            except Exception as exc:  # whatever it is, the broker may still take it
                 self._spooled = []
                 log.error(
                     "trainwire: cannot keep the final status in %s (%s): it is lost if the "
@@ -794,6 +766,9 @@ class AmqpTransport(Transport):
 
     def _on_return(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         self._returned.add(properties.message_id)
+        terminal = self.outbox.terminal
+        if terminal is not None and properties.message_id == terminal.message_id:
+            self._settled.set()  # no queue: waiting cannot help; the spool keeps it
         self._say(
             "unroutable",
             logging.ERROR,
@@ -807,7 +782,6 @@ class AmqpTransport(Transport):
         acked = type(method).__name__ == "Ack"
         tag = method.delivery_tag
         tags = sorted(t for t in self._in_flight if t <= tag) if method.multiple else [tag]
-        replayed: list[str] = []
         for t in tags:
             slot = self._in_flight.pop(t, None)
             if slot is None:
@@ -818,51 +792,25 @@ class AmqpTransport(Transport):
             if acked and not returned:
                 self.delivered += 1
                 self._acked = True
-                if envelope.replayed:
-                    replayed.append(envelope.message_id)
-                elif envelope.terminal:
+                if envelope.terminal:
                     self._on_terminal_confirmed()
                 else:
                     self._newest_confirmed = envelope.message_id
                 continue
             self._on_refused(slot, returned)
-        if replayed:
-            self._replayed += len(replayed)
-            try:
-                self.spool.remove(replayed)
-            except OSError as exc:
-                self._say("spool", logging.WARNING, f"cannot update {self.spool.path}: {exc}")
         if self._connection is not None and not self._stop:
             self._pump_soon(0)
 
     def _on_refused(self, slot: tuple[int, Envelope], returned: bool) -> None:
         """The broker nacked or returned a message: send it again where that is right."""
         envelope = slot[1]
-        pause = RETURN_PAUSE if returned else NACK_PAUSE
-        if envelope.replayed:
-            tries = self._replay_attempts.get(envelope.message_id, 0) + 1
-            self._replay_attempts[envelope.message_id] = tries
-            if returned or tries >= REPLAY_ATTEMPTS:
-                self._drop_replay("returned" if returned else f"refused {tries} times")
-                return
-        elif not envelope.terminal and (
-            envelope is not self._newest or self.outbox.pending or self._sealed
-        ):
+        if returned:
+            return  # no such queue: said once; the terminal stays in the spool
+        if not envelope.terminal and (envelope is not self._newest or self.outbox.has_pending()):
             return  # a newer step exists: sending this one again would put it after it
         self._retry.append(slot)
         self._retry.sort(key=lambda s: s[0])
-        self._pause_until = max(self._pause_until, time.monotonic() + pause)
-
-    def _drop_replay(self, reason: str) -> None:
-        self._replay.clear()
-        self._retry = [slot for slot in self._retry if not slot[1].replayed]
-        self._say(
-            "replay",
-            logging.WARNING,
-            f"the broker did not take the messages an earlier run kept in {self.spool.path} "
-            f"({reason}); they stay there: send them later with: trainwire replay --config "
-            f"{self.config.path}",
-        )
+        self._pause_until = max(self._pause_until, time.monotonic() + NACK_PAUSE)
 
     def _on_terminal_confirmed(self) -> None:
         self._confirmed.set()
@@ -910,8 +858,6 @@ class AmqpTransport(Transport):
 
     def _take_progress(self, ignore_rate: bool) -> Envelope | None:
         with self._take_lock:
-            if self._sealed:
-                return self._sealed.popleft()
             envelope = self.outbox.take_progress(ignore_rate=ignore_rate)
             if envelope is not None:
                 self._newest = envelope
@@ -943,7 +889,7 @@ class AmqpTransport(Transport):
         return len(self._in_flight) < MAX_IN_FLIGHT
 
     def _fill(self) -> None:
-        """Publish in sequence: retries, replayed messages, progress, the terminal alone."""
+        """Publish in sequence: retries, progress, then the terminal alone."""
         while self._retry and self._room():
             envelope = self._retry[0][1]
             if envelope.terminal and self._in_flight:
@@ -952,17 +898,6 @@ class AmqpTransport(Transport):
             self._publish(envelope, seq)
         if self._retry:
             return
-        if self._replay_active:
-            while self._replay and self._room():
-                if self._replay[0].terminal and self._in_flight:
-                    return
-                self._publish(self._replay.popleft())
-            if self._replay or any(slot[1].replayed for slot in self._in_flight.values()):
-                return  # this run's messages only after the earlier run's are settled
-            self._replay_active = False
-            if self._replayed:
-                log.info("trainwire: delivered %d message(s) an earlier run kept in %s",
-                         self._replayed, self.spool.path)  # fmt: skip
         ending = self.outbox.terminal is not None
         while self._room():
             progress = self._take_progress(ignore_rate=ending)
@@ -976,8 +911,7 @@ class AmqpTransport(Transport):
             terminal is not None
             and not self._terminal_published
             and not self._in_flight
-            and not self.outbox.pending
-            and not self._sealed
+            and not self.outbox.has_pending()
         ):
             self._terminal_published = True
             self._publish(terminal)
