@@ -66,7 +66,9 @@ def _kept_run(config, steps=7):
     return records
 
 
-def test_init_replays_only_its_own_jobs_records_to_its_queue_and_removes_them(broker, tmp_path):
+def test_a_rerun_moves_its_jobs_kept_records_aside_and_leaves_other_jobs_for_replay(
+    broker, tmp_path
+):
     queue = new_queue(broker)
     config = write_config(tmp_path, port=broker.port, queue=queue, model_id="model-a")
     other = write_config(tmp_path, port=broker.port, queue=queue, model_id="model-b")
@@ -77,14 +79,18 @@ def test_init_replays_only_its_own_jobs_records_to_its_queue_and_removes_them(br
         run.progress(10)
     assert run.delivered is True
     msgs = collect(broker, queue)
-    assert [m["properties"].message_id for m in msgs[:2]] == [r.message_id for r in ours]
-    check_run(msgs[:2], DONE, last_step=7)
-    check_run(msgs[2:], DONE, last_step=10)
+    sent = {m["properties"].message_id for m in msgs}
+    assert not sent & {r.message_id for r in ours + theirs}  # nothing of earlier runs
+    check_run(msgs, DONE, last_step=10)
     left = Spool(run.config.save_dir / SPOOL_FILE).read()
     assert [r.message_id for r in left] == [r.message_id for r in theirs]
+    aside = Spool(run.config.save_dir / "trainwire-spool.superseded.jsonl").read()
+    assert [r.message_id for r in aside] == [r.message_id for r in ours]
 
 
-def test_replayed_records_the_broker_returns_stay_in_the_spool(broker, tmp_path, caplog):
+def test_a_rerun_with_a_missing_queue_keeps_its_own_end_not_the_earlier_one(
+    broker, tmp_path, caplog
+):
     config = write_config(tmp_path, port=broker.port, queue="tw-no-such-queue")
     ours = _kept_run(config)
     with caplog.at_level("WARNING", logger="trainwire"):  # noqa: SIM117 (3.9 syntax)
@@ -93,8 +99,8 @@ def test_replayed_records_the_broker_returns_stay_in_the_spool(broker, tmp_path,
     assert run.delivered is False
     assert "trainwire replay --config" in caplog.text
     left = Spool(run.config.save_dir / SPOOL_FILE).read()
-    assert [r.message_id for r in left[:2]] == [r.message_id for r in ours]
-    assert [r.terminal for r in left[2:]] == [False, True]  # this run's own, kept after
+    assert not {r.message_id for r in left} & {r.message_id for r in ours}
+    assert [r.terminal for r in left] == [False, True]  # this run's own
     assert json.loads(json.dumps(left[-1].body))["status"] == DONE
 
 
