@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -17,7 +16,14 @@ from ._config import Config, PathLike, load_config
 from ._errors import ConfigError
 from ._explain import LANGUAGES, explain_exception, explain_exit_status, explain_signal, text
 from ._lifecycle import Ending
-from ._protocol import Status, done_message, error_message
+from ._protocol import (
+    MAX_STEP,
+    Status,
+    check_percentage,
+    check_step,
+    done_message,
+    error_message,
+)
 from ._rank import global_rank
 from ._spool import OFFLINE_FILE
 from ._transport import FileTransport, NullTransport, Outbox, Transport
@@ -28,9 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["MODE_ENV", "Run", "init"]
 
 log = logging.getLogger("trainwire")
-
-#: The largest step the platform can store (a signed 64-bit integer).
-MAX_STEP = 2**63 - 1
 
 MODE_ENV = "TRAINWIRE_MODE"
 #: Set by ``trainwire run`` for its child: where the child records that it sent its own end.
@@ -112,14 +115,14 @@ class Run:
         """Report that training reached ``step`` (``training_ing``).
 
         ``percentage`` defaults to ``step / total_steps * 100``; give it when the total is
-        unknown. It is clamped to 0..100; NaN is an error. Never blocks, never raises for
-        broker trouble.
+        unknown. It is clamped to 0..100; NaN and infinity are errors, as is a step outside
+        0..2**63-1. Never blocks, never raises for broker trouble.
         """
         if self._inactive:
             self._after_end("progress")
             return
         if type(step) is not int or step < 0 or step > MAX_STEP:
-            step = _as_step(step)
+            step = check_step(step)
         if percentage is None:
             if self.total_steps is None:
                 raise ValueError(
@@ -131,11 +134,7 @@ class Run:
             self._push(step)
             return
         if type(percentage) is not float or not 0.0 <= percentage <= 100.0:
-            percentage = _as_percentage(percentage)
-        if percentage > 100.0:
-            percentage = 100.0
-        elif percentage < 0.0:
-            percentage = 0.0
+            percentage = check_percentage(percentage)  # clamps to 0..100
         self._push((step, percentage))
 
     # -- the terminal message -------------------------------------------------------
@@ -343,32 +342,6 @@ class Run:
             self.done()
         else:
             self.fail(exc)
-
-
-def _as_step(step: Any) -> int:
-    if isinstance(step, bool):
-        raise TypeError("step must be an integer, got bool")
-    try:
-        value = step.__index__()
-    except AttributeError:
-        raise TypeError(f"step must be an integer, got {type(step).__name__}") from None
-    if not 0 <= value <= MAX_STEP:
-        raise ValueError(f"step must be between 0 and {MAX_STEP} (2**63-1), got {value}")
-    return int(value)
-
-
-def _as_percentage(percentage: Any) -> float:
-    if isinstance(percentage, bool):
-        raise TypeError("percentage must be a number, got bool")
-    try:
-        value = float(percentage)
-    except (TypeError, ValueError):
-        raise TypeError(f"percentage must be a number, got {type(percentage).__name__}") from None
-    except OverflowError:
-        raise ValueError("percentage is too large: pass a number between 0 and 100") from None
-    if math.isnan(value):
-        raise ValueError("percentage is NaN: pass a number between 0 and 100")
-    return value
 
 
 def _check_options(
