@@ -337,3 +337,56 @@ def test_hostile_bodies_are_rejected_with_a_reason_never_an_exception(raw, reaso
 def test_an_error_message_with_surrogates_and_nul_is_cleaned_not_lost():
     msg = validate(decode(_HEAD + b'"status":"training_error","message":"a\\ud800\\u0000b"}'))
     assert msg.message == "a\ufffdb"
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> object:
+    choice = rng.randrange(9 if depth < 4 else 6)
+    if choice == 0:
+        return rng.choice([0, -1, 100, 2**63 - 1, 2**63, -(2**64), 10**400, True, None])
+    if choice == 1:
+        return rng.choice([0.0, 42.5, -0.0, 1e308, 100.0000001, float("inf"), float("nan")])
+    if choice in (2, 3):
+        return _random_text(rng, rng.choice([0, 1, 8, 600]))
+    if choice == 4:
+        return rng.choice(["training_status", "validation_status", "training_ing",
+                           "training_done", "training_error", "pk", "m"])  # fmt: skip
+    if choice == 5:
+        return ""
+    if choice == 6:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {_random_text(rng, 3): _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def _random_body(rng: random.Random) -> bytes:
+    keys = ["cmd", "project_key", "model_id", "validation_id", "status", "step", "percentage",
+            "message"]  # fmt: skip
+    good = {**progress_message(TRAIN, 5, 50.0), "message": "m", "validation_id": "v"}
+    body = {k: (_random_value(rng) if rng.random() < 0.3 else good[k]) for k in keys}
+    text = json.dumps(body)  # ensure_ascii: surrogates become \\udXXX escapes, inf Infinity
+    if rng.random() < 0.2:
+        text = text.replace("Infinity", "1e400").replace("NaN", "1" + "0" * 400)
+    raw = text.encode()
+    if rng.random() < 0.1:
+        cut = rng.randrange(len(raw) + 1)
+        raw = raw[:cut] + bytes(rng.randrange(256) for _ in range(rng.randrange(8))) + raw[cut:]
+    return raw
+
+
+def test_decode_and_validate_never_raise_anything_but_a_rejection():
+    rng = random.Random(2024)
+    accepted = 0
+    for _ in range(3000):
+        raw = _random_body(rng)
+        try:
+            msg = validate(decode(raw))
+        except InvalidMessage as exc:
+            assert isinstance(exc.reason, Rejection)
+            exc.detail.encode("utf-8")  # storable
+            continue
+        accepted += 1
+        for text in (msg.project_key, msg.job_id, msg.message or ""):
+            text.encode("utf-8")  # what is accepted can be stored as it is
+            assert "\x00" not in text
+        assert msg.step is None or 0 <= msg.step <= MAX_STEP
+        assert msg.percentage is None or 0.0 <= msg.percentage <= 100.0
+    assert 300 < accepted < 2700  # both paths exercised
