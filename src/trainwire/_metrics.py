@@ -13,8 +13,10 @@ How the files are written (docs/metrics.md says the same for users):
 * The header is written once, when the file is created, and the file only ever appears
   with its header in it (it is written beside it and hard-linked into place).
 * Each row reaches the file in a single ``os.write`` on a descriptor opened once with
-  ``O_APPEND``: no user-space buffer, so a reader polling the file sees every row at once
-  and never a partial line. ``log()`` does no ``open()`` and no header check per call.
+  ``O_APPEND``, never rewritten. A reader can still see the first part of an append that
+  crosses a page, so a row is complete only once its line break is there (the contract
+  docs/metrics.md gives the platform's readers). ``log()`` does no ``open()`` and no
+  header check per call.
 * Numbers are written in the shortest form that reads back to the same value (Python's
   ``repr``; 16- and 32-bit floats of NumPy or torch in their own shortest form); integers
   stay integers. Never a locale's format.

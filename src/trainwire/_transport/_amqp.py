@@ -1,6 +1,6 @@
 """The AMQP transport: one daemon I/O thread owning a pika ``SelectConnection``.
 
-Why this shape (see notes/amqp.md): pika objects are not thread-safe, and a
+Why this shape: pika objects are not thread-safe, and a
 ``BlockingConnection`` services heartbeats only inside pika calls, so a long training step
 would kill it. Here the I/O thread runs pika's event loop on its own: heartbeats keep
 flowing while the training thread computes, publishes are pipelined with publisher
