@@ -17,7 +17,6 @@ from _faults import (
     LoginCutter,
     Training,
     check_run,
-    collect,
     key_lines,
     new_queue,
     spool_records,
@@ -28,7 +27,7 @@ from trainwire._preflight import run_checks
 from trainwire._transport._amqp import describe_connect_error
 
 
-def test_missing_queue_logs_one_line_naming_queue_name_and_delivers_once_it_exists(
+def test_missing_queue_logs_one_line_naming_queue_name_and_keeps_the_end_for_replay(
     broker, tmp_path
 ):
     name = f"tw-late-{uuid.uuid4().hex[:8]}"
@@ -36,15 +35,17 @@ def test_missing_queue_logs_one_line_naming_queue_name_and_delivers_once_it_exis
     run = Training(config, tmp_path, steps=30, sleep=0.01, flush=30)
     line = run.wait_stderr("no queue named")
     assert "'queue_name'" in line and str(config) in line
-    run.wait_event("trained")  # done() keeps trying: the platform may create the queue
-    broker.declare_queue(name)
+    assert run.wait(timeout=20) == 0, run.describe()  # a returned end is not waited for
+    assert run.event("ended")["delivered"] is False
+    assert spool_records(config)[-1]["terminal"] is True
+    assert len(key_lines(run.stderr, "queue_name")) == 1, run.stderr
+    broker.declare_queue(name)  # the platform creates the queue later
     try:
-        assert run.wait() == 0, run.describe()
-        assert run.event("ended")["delivered"] is True
-        check_run(collect(broker, name), DONE, last_step=30, context=run.describe())
+        replayed = trainwire("replay", "--config", config)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        check_run(broker.drain(name), DONE, last_step=30, context=run.describe())
     finally:
         broker.delete_queue(name)
-    assert len(key_lines(run.stderr, "queue_name")) == 1, run.stderr
 
 
 @pytest.mark.parametrize(

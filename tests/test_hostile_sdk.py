@@ -128,6 +128,7 @@ def test_offline_mode_writes_one_readable_terminal_line_readable_by_the_owner_on
         ("run.progress(2**63)", "ValueError"),
         ("run.progress(10**400)", "ValueError"),
         ("run.progress(5, percentage=10**400)", "ValueError"),
+        ("run.progress(5, percentage=float('inf'))", "ValueError"),
     ],
 )
 def test_numbers_the_platform_cannot_store_raise_at_the_call_and_the_run_goes_on(
