@@ -342,12 +342,79 @@ class Tally:
                 f"{code_text}; exit after the signal median {median}, slowest {slowest}; "
                 f"{elapsed:.0f} s")  # fmt: skip
 
-    def failures(self, limit: int = 8) -> str:
-        """The first failed deliveries, with their problems and stderr."""
-        bad = [o for o in self.outcomes if o.problems]
+    def failures(self, per_kind: int = 3) -> str:
+        """A few failed deliveries of each kind of failure, with their stderr."""
+        shown: list[Outcome] = []
+        for kind in self.KINDS:
+            shown += [o for o in self.outcomes if kind in o.problems and o not in shown][:per_kind]
         parts = []
-        for o in bad[:limit]:
+        for o in shown:
             problems = "; ".join(f"{k}: {v}" for k, v in o.problems.items())
             parts.append(f"{o.label}\n  {problems}\n  --- stderr ---\n{o.stderr_tail()}")
-        more = f"\n... and {len(bad) - limit} more" if len(bad) > limit else ""
-        return "\n\n".join(parts) + more
+        bad = sum(1 for o in self.outcomes if o.problems)
+        return f"{bad} of {len(self.outcomes)} deliveries failed; some of each kind:\n\n" + (
+            "\n\n".join(parts)
+        )
+
+
+# ------------------------------------------------------------- a live consumer
+
+
+class Consumer:
+    """An independent consumer (pika, its own thread and connection) that notes when each
+    message of ``queue`` arrives: ``messages`` holds ``(time.time(), message_id, body)``."""
+
+    def __init__(self, broker: Broker, queue: str) -> None:
+        self.broker, self.queue = broker, queue
+        self.messages: list[tuple[float, str, Any]] = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="storm-consumer", daemon=True)
+
+    def __enter__(self) -> Consumer:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError(f"the consumer did not start: {self._error!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _main(self) -> None:
+        try:
+            conn = self.broker.connect()
+            try:
+                channel = conn.channel()
+                channel.basic_consume(self.queue, self._on_message, auto_ack=True)
+                self._ready.set()
+                while not self._stop.is_set():
+                    conn.process_data_events(time_limit=0.05)
+            finally:
+                conn.close()
+        except BaseException as exc:  # reported by __enter__ or wait_for
+            self._error = exc
+            self._ready.set()
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        arrived = time.time()
+        try:
+            parsed: Any = json.loads(body)
+        except ValueError:
+            parsed = body
+        with self.lock:
+            self.messages.append((arrived, properties.message_id, parsed))
+
+    def wait_for(self, done: Any, timeout: float) -> bool:
+        """Poll until ``done(messages)`` is true or ``timeout`` passes; the last answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._error is not None:
+                raise RuntimeError(f"the consumer failed: {self._error!r}")
+            with self.lock:
+                ok = bool(done(list(self.messages)))
+            if ok or time.monotonic() >= deadline:
+                return ok
+            time.sleep(0.05)
