@@ -30,7 +30,7 @@ Hostile input. Nothing a publisher sends may stop the store: a body is read only
 :data:`MAX_BODY` bytes, every failure to read or check it is a rejection with its reason,
 steps beyond a 64-bit integer and identifiers with control characters are refused, the
 error ``message`` is cleaned and cut, an AMQP ``message_id`` that is not UTF-8 is written
-with escapes and a timestamp later than the receive time is taken as the receive time.
+with escapes and a timestamp far in the future is taken as the receive time.
 Every string written passes :func:`_storable` (no lone surrogate, no NUL: neither database
 nor the JSON API could take them). What the database still refuses is found by
 :meth:`Store.settle_alone` and kept as ``quarantined`` instead of blocking the queue.
@@ -103,6 +103,9 @@ BODY_LIMIT = 4096
 MAX_BODY = 1 << 20
 #: A rejection's detail is kept up to this many characters.
 DETAIL_LIMIT = 1000
+#: A publisher's clock may run this many seconds ahead of the server's: a later AMQP
+#: timestamp is not believed (taken as the receive time).
+CLOCK_AHEAD = 10
 # Until _protocol's checks land everywhere, the store enforces the same limits itself:
 # steps fit a BIGINT, identifiers are short clean names, an error message is a sentence.
 _MAX_STEP = 2**63 - 1
@@ -384,13 +387,14 @@ def _body_text(raw: bytes) -> str:
 
 
 def _received(delivery: Delivery, now: float) -> Delivery:
-    """``delivery`` as the store takes it at ``now``: its id as clean text and a timestamp
-    from the future taken as ``now`` (a clock ahead, or a bogus value such as 2**64-1, must
-    neither freeze the job's progress nor become a date nobody can show)."""
+    """``delivery`` as the store takes it at ``now``: its id as clean text, and a timestamp
+    more than :data:`CLOCK_AHEAD` s in the future taken as ``now``. A bogus value such as
+    2**64-1 or a clock an hour ahead must neither freeze the job's progress (the messages
+    after it would all look older) nor become a date nobody can show."""
     message_id = _message_id_text(delivery.message_id)
     ts = delivery.timestamp
-    if ts is not None and (ts < 0 or ts > now):
-        ts = min(max(ts, 0), int(now))
+    if ts is not None and ts > now + CLOCK_AHEAD:
+        ts = int(now)
     if message_id == delivery.message_id and ts == delivery.timestamp:
         return delivery
     return dataclasses.replace(delivery, message_id=message_id, timestamp=ts)
