@@ -133,8 +133,8 @@ def test_ctrl_c_the_command_catches_and_then_ends_normally_sends_training_done(
     proc = start("run", "--config", make_config(), "--max-rate", "0", "--", *_python("""
         import sys, time
         print("trainwire step=51 total=100", flush=True)
-        print("ready", flush=True)
-        try:
+        try:  # entered before "ready": the Ctrl+C cannot land outside it
+            print("ready", flush=True)
             time.sleep(60)
         except KeyboardInterrupt:
             print("stopping early at step 51", flush=True)
@@ -171,8 +171,8 @@ def test_ctrl_c_the_command_lets_through_sends_stopped_by_user_and_ends_by_sigin
 def test_ctrl_c_the_command_catches_and_exits_130_is_an_error_too(broker, queue, make_config):
     proc = start("run", "--config", make_config(), "--language", "en", "--", *_python("""
         import sys, time
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)
             time.sleep(60)
         except KeyboardInterrupt:
             sys.exit(130)
