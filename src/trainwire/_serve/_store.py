@@ -27,10 +27,10 @@ message (same second or before) was not sent "after" it: it is applied as supers
 instead of rejected as ``after_done``/``after_error``. A terminal state stays terminal.
 
 Hostile input. Nothing a publisher sends may stop the store: a body is read only up to
-:data:`MAX_BODY` bytes, every failure to read or check it is a rejection with its reason,
-steps beyond a 64-bit integer and identifiers with control characters are refused, the
-error ``message`` is cleaned and cut, an AMQP ``message_id`` that is not UTF-8 is written
-with escapes and a timestamp far in the future is taken as the receive time.
+:data:`MAX_BODY` bytes, every failure to read or check it is a rejection with its reason
+(:func:`~trainwire._protocol.validate` holds the limits: steps, identifiers, the cleaned
+error ``message``), an AMQP ``message_id`` that is not UTF-8 is written with escapes and
+a timestamp far in the future is taken as the receive time.
 Every string written passes :func:`_storable` (no lone surrogate, no NUL: neither database
 nor the JSON API could take them). What the database still refuses is found by
 :meth:`Store.settle_alone` and kept as ``quarantined`` instead of blocking the queue.
@@ -65,6 +65,7 @@ from .._protocol import (
     Status,
     StatusMessage,
     decode,
+    identity_problem,
     validate,
 )
 
@@ -106,17 +107,8 @@ DETAIL_LIMIT = 1000
 #: A publisher's clock may run this many seconds ahead of the server's: a later AMQP
 #: timestamp is not believed (taken as the receive time).
 CLOCK_AHEAD = 10
-# Until _protocol's checks land everywhere, the store enforces the same limits itself:
-# steps fit a BIGINT, identifiers are short clean names, an error message is a sentence.
-_MAX_STEP = 2**63 - 1
-_MAX_ID_CHARS = 512
-_MAX_MESSAGE_CHARS = 1000
 #: What no database column and no JSON answer can hold: NUL and lone surrogates.
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-#: What a name (project key, job id) must not contain: controls and lone surrogates.
-_NOT_A_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-#: What an error message loses: controls other than tab and newline (surrogates: U+FFFD).
-_NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 SCHEMA_VERSION = "1"
 #: Attempts of a batch that met a deadlock or a busy database.
 RETRIES = 4
@@ -182,21 +174,6 @@ def _storable(text: str) -> str:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def _clean_message(text: str) -> str:
-    """A ``training_error`` message as stored: clean text, cut to a sentence's length."""
-    return _cut(_storable(_NOT_TEXT.sub("", text)), _MAX_MESSAGE_CHARS)
-
-
-def _name_problem(value: str, limit: int = _MAX_ID_CHARS) -> str | None:
-    """Why ``value`` cannot name a job or a project, or None."""
-    if len(value) > limit:
-        return f"has {len(value)} characters, more than {limit}"
-    bad = _NOT_A_NAME.search(value)
-    if bad is not None:
-        return f"holds {bad.group()!r} at position {bad.start()}: a name has no control characters"
-    return None
 
 
 @dataclass(frozen=True)
@@ -374,12 +351,13 @@ def _guess_job(raw: bytes) -> tuple[str | None, str | None, str | None]:
     return (
         kind.value if kind else None,
         job_id if _is_name(job_id) else None,
-        status if _is_name(status, 64) else None,
+        status if _is_name(status) else None,
     )
 
 
-def _is_name(value: object, limit: int = _MAX_ID_CHARS) -> bool:
-    return isinstance(value, str) and bool(value) and _name_problem(value, limit) is None
+def _is_name(value: object) -> bool:
+    """Whether a rejected body's text may file it under a job (and so go into an index)."""
+    return identity_problem(value) is None
 
 
 def _body_text(raw: bytes) -> str:
@@ -951,22 +929,8 @@ def _parse(body: bytes) -> tuple[StatusMessage | None, _Refusal | None]:
         return None, _Refusal.of(exc)
     except RecursionError:
         return None, _Refusal(Rejection.MALFORMED_JSON, "the JSON is nested too deeply to read")
-    except Exception as exc:  # one odd body must never fail the batch it came in
+    except Exception as exc:  # validate promises InvalidMessage only; never fail a batch
         return None, _Refusal(Rejection.BAD_FIELD, f"cannot be checked: {_error_text(exc)}")
-    return _within_limits(msg)
-
-
-def _within_limits(msg: StatusMessage) -> tuple[StatusMessage | None, _Refusal | None]:
-    """``msg`` if the databases can keep it (error message cleaned and cut), or why not."""
-    for name, value in (("project_key", msg.project_key), (msg.kind.id_field, msg.job_id)):
-        problem = _name_problem(value)
-        if problem is not None:
-            return None, _Refusal(Rejection.BAD_FIELD, f"field {name!r} {problem}")
-    if msg.step is not None and msg.step > _MAX_STEP:
-        detail = f"field 'step' must be an integer within 0..{_MAX_STEP}"
-        return None, _Refusal(Rejection.BAD_FIELD, detail)
-    if msg.message is not None:
-        msg = dataclasses.replace(msg, message=_clean_message(msg.message))
     return msg, None
 
 
