@@ -327,10 +327,27 @@ def test_the_listen_backlog_holds_a_burst_of_connections(serve_factory, broker, 
     assert int(listen[2]) >= 128, f"listen backlog: {listen}"  # Send-Q of a listener
 
 
-def test_a_slow_client_is_cut_off_and_never_holds_the_server(serve_factory, broker, queue):
+def _refused(server: ServeProcess) -> bool:
+    """Whether a new connection gets the immediate 503 of a server at its connection cap."""
+    with _connect(server) as extra:
+        extra.sendall(b"GET /api/jobs HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        extra.settimeout(10)
+        return extra.recv(100).startswith(b"HTTP/1.0 503")
+
+
+def test_slow_and_idle_clients_are_cut_off_and_capped_and_never_hold_the_server(
+    serve_factory, broker, queue
+):
+    from trainwire._serve._web import MAX_CONNECTIONS
+
     server = serve_factory("--amqp-url", broker.amqp_url, "--queue", queue)
-    # A slow loris: one byte of its request now and then, always before a read times out.
-    loris = _connect(server)
+    loris = _connect(server)  # one byte of its request now and then, before a read times out
+    idle = [_connect(server) for _ in range(MAX_CONNECTIONS - 2)]  # say nothing at all
+    holder = _connect(server)  # takes the last slot: one more is refused at once
+    server.wait_until("the connection cap", lambda: _refused(server))
+    holder.close()  # frees its slot
+    server.wait_until("a free slot", lambda: not _refused(server))
+
     request = b"GET /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 100
     started = time.monotonic()
     cut = False
@@ -347,28 +364,11 @@ def test_a_slow_client_is_cut_off_and_never_holds_the_server(serve_factory, brok
     elapsed = time.monotonic() - started
     loris.close()
     assert cut, "the server waited for the whole trickled request"
-    assert 9 < elapsed < 20, f"cut off after {elapsed:.1f} s"
-
-
-def test_many_idle_connections_get_503_beyond_the_limit_then_service_resumes(
-    serve_factory, broker, queue
-):
-    from trainwire._serve._web import MAX_CONNECTIONS
-
-    server = serve_factory("--amqp-url", broker.amqp_url, "--queue", queue)
-    idle = []
-    for _ in range(MAX_CONNECTIONS):
-        idle.append(_connect(server))
-    # Each idle connection holds a slot until its request deadline; one more is refused now.
-    extra = _connect(server)
-    extra.sendall(b"GET /api/jobs HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-    extra.settimeout(5)
-    assert extra.recv(100).startswith(b"HTTP/1.0 503")
-    extra.close()
-    assert all(_closed_by_server(sock, within=20) for sock in idle)
+    assert elapsed < 20, f"cut off after {elapsed:.1f} s"
+    assert [_closed_by_server(sock, within=10) for sock in idle] == [True] * len(idle)
     for sock in idle:
         sock.close()
-    assert server.wait_until("service again", lambda: server.get("/api/jobs") == [])
+    server.wait_until("service for every slot", lambda: not _refused(server))
 
 
 # -- the command line --------------------------------------------------------------------
