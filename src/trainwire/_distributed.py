@@ -149,8 +149,14 @@ def error_file(save_dir: Path, rank: int) -> Path:
     return Path(save_dir) / ERROR_FILE.format(rank=rank)
 
 
-def record_failure(save_dir: Path, rank: int, message: str) -> Path | None:
-    """On a non-zero rank: write why it failed, atomically; never raises. Returns the path."""
+def record_failure(
+    save_dir: Path, rank: int, message: str, *, launch: str | None = None
+) -> Path | None:
+    """On a non-zero rank: write why it failed, atomically; never raises. Returns the path.
+
+    ``launch``: this launch's id, by default :func:`launch_id` (a run reads it at start,
+    while the launcher it may derive from is surely alive).
+    """
     path = error_file(save_dir, rank)
     record = {
         "rank": rank,
@@ -158,7 +164,7 @@ def record_failure(save_dir: Path, rank: int, message: str) -> Path | None:
         "time": time.time(),
         "host": _hostname(),
         "pid": os.getpid(),
-        "launch": launch_id(),
+        "launch": launch if launch is not None else launch_id(),
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -217,13 +223,10 @@ def find_failure(save_dir: Path, *, launch: str | None = None) -> RankFailure | 
     return min(found, key=lambda f: (f.time, f.rank))
 
 
-def root_cause(save_dir: Path, message: str, language: str, *, since: float | None = None) -> str:
-    """On rank 0, ending with ``message``: the first failure of another rank, if any.
-
-    ``since`` is not used (the launch id decides which files count); it is accepted so
-    that callers written for the earlier time window keep working.
-    """
-    failure = find_failure(save_dir)
+def root_cause(save_dir: Path, message: str, language: str, *, launch: str | None = None) -> str:
+    """On rank 0, ending with ``message``: the first failure of another rank of this launch
+    (``launch``, by default :func:`launch_id`), if any."""
+    failure = find_failure(save_dir, launch=launch)
     if failure is None:
         return message
     log.info(

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -73,7 +72,8 @@ class Run:
         self._push = self._outbox.push
         self._reporting = reporting
         self.rank = rank
-        self._started = time.time()
+        #: This launch's id, read while the launcher is surely alive (see _distributed).
+        self._launch = _distributed.launch_id() if rank > 0 or reporting else None
         #: A non-zero rank records its failure for rank 0 to report (see _distributed).
         self._records_failure = rank > 0
         self._inactive = not reporting
@@ -168,12 +168,12 @@ class Run:
     def _error_ending(self, text_: str) -> Ending | None:
         if self._reporting:
             text_ = _distributed.root_cause(
-                self.config.save_dir, text_, self.language, since=self._started
+                self.config.save_dir, text_, self.language, launch=self._launch
             )
             return Ending(self, error_message(self.config.identity, text_), Status.ERROR)
         if self._records_failure:
             self._records_failure = False
-            _distributed.record_failure(self.config.save_dir, self.rank, text_)
+            _distributed.record_failure(self.config.save_dir, self.rank, text_, launch=self._launch)
         return None
 
     # -- the end itself: run by _lifecycle on the ending thread ---------------------
@@ -193,6 +193,9 @@ class Run:
             self._transport.begin_finish()
         except Exception as exc:  # the flush below still gets its chance
             log.warning("trainwire: cannot keep the final status: %r", exc)
+        # Decided and kept: from here on a supervisor never sends a terminal of its own,
+        # even if this process dies before the end below records the confirm.
+        self._tell_supervisor()
 
     def _complete_end(self, timeout: float) -> None:
         try:

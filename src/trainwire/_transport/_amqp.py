@@ -909,6 +909,7 @@ class AmqpTransport(Transport):
         terminal = self.outbox.terminal
         if (
             terminal is not None
+            and self._spooled is not None  # written ahead first: a kill -9 cannot lose it
             and not self._terminal_published
             and not self._in_flight
             and not self.outbox.has_pending()
