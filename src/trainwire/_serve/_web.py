@@ -299,6 +299,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         deadline = time.monotonic() + REQUEST_DEADLINE
+        self.rfile.close()  # the plain reader; the socket stays open
         self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
 
     def log_message(self, format: str, *args: Any) -> None:
