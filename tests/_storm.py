@@ -291,7 +291,7 @@ def _judge_job(out: Outcome, job: str, queued: list[tuple[str, dict[str, Any]]])
     if view.after_terminal:
         out.problems.setdefault("after the terminal",
                                 where + ", ".join(view.after_terminal[:5]))  # fmt: skip
-    if any(step >= WORKER_STEPS for step in view.steps):
+    if out.plan.target == "dataloader" and any(step >= WORKER_STEPS for step in view.steps):
         out.problems.setdefault("worker sent", where + "a forked worker's step arrived")
     expected = _expected(out, job)
     if count and view.status not in expected:
@@ -330,12 +330,17 @@ class Tally:
         outs = self.outcomes
         signals = collections.Counter(o.plan.signame for o in outs)
         kinds = collections.Counter(k for o in outs for k in o.problems)
+        by_signal = collections.Counter((k, o.plan.signame) for o in outs for k in o.problems)
         codes = collections.Counter(o.returncode for o in outs if "exit status" in o.problems)
         clean = sum(1 for o in outs if not o.problems)
         exits = sorted(o.exit_after for o in outs if not o.hung and "harness" not in o.problems)
         slowest = f"{exits[-1]:.2f} s" if exits else "-"
         median = f"{exits[len(exits) // 2]:.2f} s" if exits else "-"
-        failed = "; ".join(f"{k} {kinds[k]}" for k in self.KINDS if kinds[k]) or "none"
+        failed = "; ".join(
+            f"{k} {kinds[k]} (" + ", ".join(f"{n} {by_signal[k, n]}" for n in signals
+                                            if by_signal[k, n]) + ")"
+            for k in self.KINDS if kinds[k]
+        ) or "none"  # fmt: skip
         code_text = f" (exit statuses {dict(codes)})" if codes else ""
         return (f"{name}: deliveries {len(outs)} (SIGTERM {signals['SIGTERM']}, SIGINT "
                 f"{signals['SIGINT']}); every invariant held {clean}; failed: {failed}"
