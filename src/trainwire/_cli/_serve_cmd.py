@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import sys
 import threading
@@ -15,7 +14,9 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["describe_url", "jobs", "printable", "serve"]
+from .._serve._urls import POSTGRES_SCHEMES, describe_url, postgres_params, scrubbed
+
+__all__ = ["jobs", "printable", "serve"]
 
 _DB_HELP = (
     "Database: sqlite:///FILE (relative to the current folder), sqlite:////ABS/FILE, or "
@@ -24,10 +25,6 @@ _DB_HELP = (
 #: Environment variables read instead of the command line (which any user can see in ps).
 DB_ENV = "TRAINWIRE_DB"
 AMQP_URL_ENV = "TRAINWIRE_AMQP_URL"
-#: Query parameters whose value is never shown (libpq's password, sslpassword, ...).
-_SECRET_WORDS = ("pass", "secret", "token", "key")
-_POSTGRES_SCHEMES = ("postgresql", "postgres")
-_HIDDEN = "***"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,114 +33,6 @@ class _Failure(click.ClickException):
     """Bad usage, a bad config file or an unusable database/broker: exit status 2."""
 
     exit_code = 2
-
-
-# -- showing URLs without their secrets ------------------------------------------------------
-
-
-def _secret(key: str) -> bool:
-    return any(word in key.lower() for word in _SECRET_WORDS)
-
-
-def _netloc(user: str | None, password: bool, host: str, port: str) -> str:
-    shown_host = f"[{host}]" if ":" in host else host
-    auth = ""
-    if user or password:
-        auth = urllib.parse.quote(user or "", safe="") + (f":{_HIDDEN}" if password else "") + "@"
-    return auth + shown_host + (f":{port}" if port else "")
-
-
-def _postgres_params(url: str) -> dict[str, str] | None:
-    """The connection parameters libpq reads from ``url``; None if it cannot be read."""
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        return {k: str(v) for k, v in conninfo_to_dict(url).items()}
-    except Exception:  # no psycopg, or libpq cannot parse it
-        return None
-
-
-def _unreadable(scheme: str) -> str:
-    return f"{scheme}://{_HIDDEN} (not shown: its password could not be told apart)"
-
-
-def _describe_postgres(scheme: str, url: str) -> str:
-    """What libpq will read, rebuilt from its own parse: the password never shows."""
-    params = _postgres_params(url)
-    if params is None:
-        return _unreadable(scheme)
-    host, port = params.pop("host", ""), params.pop("port", "")
-    shown = {k: v for k, v in params.items() if not _secret(k)}
-    # A password holding '@' or '/' that libpq cut short: its rest reads as host or port.
-    if "@" in host + "".join(shown.values()) or not re.fullmatch(r"[0-9,]*", port):
-        return _unreadable(scheme)
-    if host.startswith("/") or "," in host + port:
-        params.update({k: v for k, v in (("host", host), ("port", port)) if v})
-        host, port = "", ""
-    user, password = params.pop("user", None), params.pop("password", None) is not None
-    path = "/" + urllib.parse.quote(params.pop("dbname", ""), safe="")
-    query = "&".join(
-        f"{k}={_HIDDEN if _secret(k) else urllib.parse.quote(v, safe='/')}"
-        for k, v in params.items()
-    )
-    netloc = _netloc(user, password, host, port)
-    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
-
-
-def _describe_generic(scheme: str, url: str) -> str:
-    """The parts the URL parser (as pika uses it) finds, the password replaced."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = str(parts.port or "")
-    except ValueError:
-        return _unreadable(scheme)
-    if url.count("@") != parts.netloc.count("@"):  # '#', '/' or '?' cut the user info short
-        return _unreadable(scheme)
-    netloc = _netloc(parts.username, parts.password is not None, parts.hostname or "", port)
-    query = "&".join(
-        f"{k}={_HIDDEN if _secret(k) else v}"
-        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-
-
-def describe_url(url: str) -> str:
-    """``url`` as trainwire shows it: every password form replaced by ``***``.
-
-    A PostgreSQL URL is shown as libpq reads it (``#``, ``?password=`` and percent-escapes
-    included); other URLs as their parser reads them. A plain file path is shown as is.
-    """
-    if "://" not in url:
-        return url
-    scheme = url.split("://", 1)[0].lower()
-    if scheme in _POSTGRES_SCHEMES:
-        return _describe_postgres(scheme, url)
-    return _describe_generic(scheme, url)
-
-
-def _password_pieces(url: str) -> set[str]:
-    """Every text a parser might take for the password of ``url`` (or a part of it)."""
-    rest = url.split("://", 1)[-1]
-    raw = rest[rest.find(":") + 1 : rest.rfind("@")] if "@" in rest else ""
-    pieces = {raw, urllib.parse.unquote(raw), *re.split(r"[#/?@:]", raw)}
-    for cut in re.finditer(r"[#/?@:]", raw):  # what comes before and after each delimiter
-        pieces.update((raw[: cut.start()], raw[cut.end() :]))
-    pieces.add(urllib.parse.urlsplit(url).password or "")
-    pieces.add((_postgres_params(url) or {}).get("password", ""))
-    return {p for p in pieces if len(p) >= 3}
-
-
-def _scrubbed(text: str, url: str) -> str:
-    """``text`` (a message about ``url``) with the URL shown safely and no password in it."""
-    from .._serve._store import describe_db_url
-
-    safe = describe_url(url)
-    for form in sorted({url, describe_db_url(url)}, key=len, reverse=True):
-        if form != safe:
-            text = text.replace(form, safe)
-    for piece in sorted(_password_pieces(url), key=len, reverse=True):
-        text = text.replace(piece, _HIDDEN)
-    return text
 
 
 # -- passwords from files ------------------------------------------------------------------
@@ -168,9 +57,9 @@ def _with_db_password(db_url: str, password_file: Path | None) -> None:
     if password_file is None:
         return
     scheme = db_url.split("://", 1)[0].lower() if "://" in db_url else ""
-    if scheme not in _POSTGRES_SCHEMES:
+    if scheme not in POSTGRES_SCHEMES:
         raise click.UsageError("--db-password-file is for a postgresql:// --db URL")
-    if "password" in (_postgres_params(db_url) or {}):
+    if "password" in (postgres_params(db_url) or {}):
         raise click.UsageError("the --db URL holds a password already: give it in one place")
     os.environ["PGPASSWORD"] = _read_password(password_file, "--db-password-file")
 
@@ -213,7 +102,7 @@ def _open_store(db_url: str | None, password_file: Path | None = None) -> tuple[
     try:
         return open_store(url), describe_url(url)
     except StoreError as exc:
-        raise _Failure(_scrubbed(str(exc), url)) from None
+        raise _Failure(scrubbed(str(exc), url)) from None
 
 
 def printable(text: str) -> str:

@@ -68,6 +68,7 @@ from .._protocol import (
     identity_problem,
     validate,
 )
+from ._urls import describe_url
 
 __all__ = [
     "APPLIED",
@@ -83,7 +84,6 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreRejection",
-    "describe_db_url",
     "open_store",
     "settle",
 ]
@@ -555,7 +555,7 @@ class _SqlStore(Store):
     serial = "INTEGER"
 
     def __init__(self, url: str, pool_size: int = 4) -> None:
-        self.url = describe_db_url(url)
+        self.url = describe_url(url)
         self._raw_url = url
         self._idle: list[Any] = []
         self._lock = threading.Lock()
@@ -1137,12 +1137,12 @@ class SqliteStore(_SqlStore):
         self.path = path
         if sqlite3.sqlite_version_info < (3, 24):
             raise StoreError(
-                f"{describe_db_url(url)}: needs SQLite 3.24 or newer, this Python has "
+                f"{describe_url(url)}: needs SQLite 3.24 or newer, this Python has "
                 f"{sqlite3.sqlite_version}: use PostgreSQL (--db postgresql://...)"
             )
         if not path.parent.is_dir():
             raise StoreError(
-                f"{describe_db_url(url)}: the folder {str(path.parent)!r} does not exist; "
+                f"{describe_url(url)}: the folder {str(path.parent)!r} does not exist; "
                 "create it or give another --db"
             )
         _create_private(url, path)
@@ -1202,7 +1202,7 @@ class PostgresStore(_SqlStore):
             import psycopg  # noqa: F401
         except ImportError:
             raise StoreError(
-                f"{describe_db_url(url)}: PostgreSQL needs the psycopg package: "
+                f"{describe_url(url)}: PostgreSQL needs the psycopg package: "
                 "pip install 'trainwire[serve]'"
             ) from None
         super().__init__(url)
@@ -1253,22 +1253,10 @@ def _create_private(url: str, path: Path) -> None:
         return
     except OSError as exc:
         raise StoreError(
-            f"{describe_db_url(url)}: cannot create the SQLite file {str(path)!r}: "
+            f"{describe_url(url)}: cannot create the SQLite file {str(path)!r}: "
             f"{exc.strerror}; give another --db"
         ) from None
     os.close(fd)
-
-
-def describe_db_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_store(url: str, *, cwd: Path | None = None) -> Store:
@@ -1290,7 +1278,7 @@ def open_store(url: str, *, cwd: Path | None = None) -> Store:
         path = Path(urllib.parse.unquote(rest[1:]))
     elif scheme:
         raise StoreError(
-            f"{describe_db_url(url)}: unknown database {scheme!r}: use sqlite:///FILE or "
+            f"{describe_url(url)}: unknown database {scheme!r}: use sqlite:///FILE or "
             "postgresql://USER:PASSWORD@HOST:PORT/DB"
         )
     else:

@@ -29,9 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-from .._protocol import JobState, Kind, Rejection
+from .._protocol import JobState, Kind
 from ._graphs import GraphFollower, folder_note, graph_files, read_graphs
-from ._store import APPLIED, JobRecord, Store
+from ._store import OUTCOMES, JobRecord, Store
 
 __all__ = ["Event", "Hub", "Subscriber", "WebApp", "make_server"]
 
@@ -415,8 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json([m.to_json() for m in records])
         elif parts == ["rejected"]:
             reason = query.get("reason", [None])[-1]
-            if reason is not None and reason not in {r.value for r in Rejection}:
-                raise _BadRequest(f"reason must be one of {[r.value for r in Rejection]}")
+            if reason is not None and reason not in OUTCOMES[1:]:
+                raise _BadRequest(f"reason must be one of {list(OUTCOMES[1:])}")
             records = store.messages(rejected_only=True, outcome=reason, limit=limit, before=before)
             self._json({"counts": store.counts(), "messages": [m.to_json() for m in records]})
         elif parts == ["health"]:
@@ -428,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "states": [s.value for s in JobState],
                     "kinds": [k.value for k in Kind],
-                    "outcomes": [APPLIED, *(r.value for r in Rejection)],
+                    "outcomes": list(OUTCOMES),
                 }
             )
         else:
