@@ -121,14 +121,21 @@ class _Ender:
 _ender: _Ender | None = None
 
 
-def register(run: Run) -> None:
-    """Put ``run`` under the hooks (installing them on first use)."""
+def register(run: Run) -> bool:
+    """Put ``run`` under the hooks (installing them on first use).
+
+    False when the process is about to end by SIGTERM (every open run is ended and the
+    signal is passed on next): a run started now could never be ended, so it must not start.
+    """
     global _ender
     with _lock:
+        if _signal_flushed:
+            return False
         _install()
         if _ender is None or _ender.pid != os.getpid():
             _ender = _Ender()
         _runs.append(run)
+    return True
 
 
 def forget(run: Run) -> None:
@@ -181,15 +188,23 @@ def _end_now(endings: list[Ending]) -> list[bool]:
 def _end_for_signal(signum: int) -> None:
     global _signal_pending, _signal_flushed
     done = _signal_done
+    dying = not callable(_previous_sigterm)  # else it was called at once: it decides
+    seen: set[int] = set()
     try:
-        endings = [e for e in (run._signal_ending(signum) for run in _open_runs()) if e]
-        _end_now(endings)
+        while True:  # runs started while the first ones flushed are ended too
+            with _lock:
+                runs = [run for run in _runs if id(run) not in seen]
+                seen.update(id(run) for run in runs)
+                if not runs:
+                    _signal_flushed = dying  # from here on register() refuses new runs
+                    break
+            _end_now([e for e in (run._signal_ending(signum) for run in runs) if e])
     finally:
-        if callable(_previous_sigterm):  # it was called at once; the process goes on or not
-            _signal_pending = None
-        else:
+        if dying:
             _signal_flushed = True
             os.kill(os.getpid(), signum)  # the handler passes it on now
+        else:
+            _signal_pending = None
         done.set()
 
 

@@ -86,11 +86,14 @@ class Run:
         self._confirmed: bool | None = None
         self._metrics: MetricsWriter | None = None
         self._metrics_lock = threading.Lock()
+        if (reporting or self._records_failure) and not _lifecycle.register(self):
+            # The process is ending by SIGTERM: a run started now would never be ended.
+            log.warning("trainwire: init() after SIGTERM: this run reports nothing")
+            self._reporting = self._records_failure = False
+            self._inactive, self.mode = True, "disabled"
         self._transport = self._make_transport()
         self._transport.start()
-        if reporting or self._records_failure:
-            _lifecycle.register(self)
-        if reporting:
+        if self._reporting:
             self._tell_supervisor()  # under `trainwire run`: the child reports by itself
 
     def _make_transport(self) -> Transport:

@@ -34,6 +34,9 @@ class Envelope:
 
 #: Bound on progress entries kept in every-step mode while the broker is slower or away.
 EVERY_STEP_BACKLOG = 10_000
+#: At the end, at most this many of the newest waiting steps go before the terminal
+#: message (every-step mode), so that a backlog never delays it.
+FINAL_BACKLOG = 100
 
 
 class Outbox:
@@ -48,10 +51,10 @@ class Outbox:
     broker is away.
 
     Once the terminal message is set the outbox is sealed: what was pushed before that is
-    taken (every step in every-step mode, the newest with ``max_rate``), its last entry
-    built once (:meth:`final_progress`); whatever is pushed later (a feeder thread racing
-    the end) is never taken, so nothing follows the terminal. The training thread never
-    takes ``_lock``.
+    taken (the newest ``FINAL_BACKLOG`` steps in every-step mode, the newest with
+    ``max_rate``), its last entry built once (:meth:`final_progress`); whatever is pushed
+    later (a feeder thread racing the end) is never taken, so nothing follows the terminal
+    and no backlog delays it. The training thread never takes ``_lock``.
     """
 
     def __init__(
@@ -116,9 +119,10 @@ class Outbox:
             return
         self._sealed = True
         # What is there now, and not a step more: a feeder may go on pushing meanwhile.
-        for _ in range(len(self.pending)):
+        waiting = len(self.pending)
+        for index in range(waiting):
             item = self._pop()
-            if item is not None:
+            if item is not None and index >= waiting - FINAL_BACKLOG:
                 self._tail.append(item)
         if self._tail:
             self._final = self._envelope(self._tail[-1])
