@@ -55,8 +55,8 @@ def _this_run(figures: Mapping[str, Figure], *keys: str) -> str:
 
 def _code_facts() -> dict[str, str]:
     """Bounds and intervals quoted in the prose, from the code that defines them."""
-    from trainwire._transport._amqp import POLL_INTERVAL
-    from trainwire._transport._base import EVERY_STEP_BACKLOG
+    from trainwire._broker._amqp import POLL_INTERVAL
+    from trainwire._broker._transport import EVERY_STEP_BACKLOG
 
     return {"poll_ms": f"{POLL_INTERVAL * 1000:g}", "backlog": f"{EVERY_STEP_BACKLOG:,}"}
 
@@ -97,7 +97,7 @@ thread ran dozens of generation-0 collections (median 0.14 ms, up to 2.8 ms) and
 generation-1 collections of about 4 ms, and one `progress()` call lost 1.4 ms that the
 run queue did not explain (a collection fits; it was not proven).
 
-**Change** (`src/trainwire/_run.py`, `src/trainwire/_transport/_base.py`): when no
+**Change** (`src/trainwire/_sdk/_run.py`, `src/trainwire/_broker/_transport.py`): when no
 percentage is given, `progress()` appends the bare `int` step to the outbox; the I/O
 thread computes `step / total_steps * 100`, clamped to 0..100, when it builds the
 message. An explicit percentage still goes as a `(step, percentage)` tuple, and so does
@@ -142,9 +142,9 @@ fastest pair's from 34 to 73 ms, with the machine's load.
 and `uuid` (which pulls in `platform`) among the largest pieces; `uuid` served one call
 per message. **Changes:** `new_message_id()` draws 16 bytes from `os.urandom` (32 hex
 digits, like `uuid4().hex`), so `uuid` is no longer imported
-(`src/trainwire/_protocol.py`); `ssl` and `socket` are imported inside the functions
+(`src/trainwire/_spec/_protocol.py`); `ssl` and `socket` are imported inside the functions
 that use them, which run in the I/O thread after pika has loaded both anyway
-(`src/trainwire/_transport/_amqp.py`, `src/trainwire/_distributed.py`). After them:
+(`src/trainwire/_broker/_amqp.py`, `src/trainwire/_sdk/_distributed.py`). After them:
 112.6 M instructions added (-33 %, 0.8x a bare start). What remains is mostly standard
 library trainwire needs at import (`logging`, `json`, `dataclasses` and the `inspect`
 it pulls in) and its own module bodies.
@@ -178,7 +178,7 @@ per second; the client CPU per message (under Details) is the steadier figure.
 *Recorded.* Before the changes (py-spy, 400 Hz, I/O thread): trainwire's own work was
 about 36 % of the busy samples, `uuid.uuid4()` alone 10 % and `json.dumps` (which builds
 a new `JSONEncoder` per call when given options) 14 %; trainwire reached 53-66 % of raw
-pika in the runs of that hour. **Changes** (`src/trainwire/_protocol.py`): the message
+pika in the runs of that hour. **Changes** (`src/trainwire/_spec/_protocol.py`): the message
 id from `os.urandom` (7x cheaper than `uuid4().hex` there), and one module-level
 `JSONEncoder` (byte-identical output, about 30 % cheaper per body). After them,
 trainwire's own share was about 26 % (taking the next step and building its message

@@ -35,7 +35,7 @@ class _Consumer(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        from trainwire._protocol import Status, decode, validate
+        from trainwire._spec._protocol import Status, decode, validate
 
         try:
             conn = self.ctx.broker().connect()
@@ -73,7 +73,7 @@ def measure(ctx: Context) -> list[Figure]:
     """Two figures: p50 and p99 latency, trainwire against the synchronous pika floor."""
     import pika
 
-    from trainwire._protocol import (
+    from trainwire._spec._protocol import (
         CONTENT_TYPE,
         Identity,
         Kind,

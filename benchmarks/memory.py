@@ -31,7 +31,7 @@ CASES = (("default", "default `max_rate=10`", 10), ("every_step", "`max_rate=Non
 
 def _bound(case: str) -> int:
     """How many entries the outbox keeps in ``case``: the newest one under a rate limit."""
-    from trainwire._transport._base import EVERY_STEP_BACKLOG
+    from trainwire._broker._transport import EVERY_STEP_BACKLOG
 
     return EVERY_STEP_BACKLOG if case == "every_step" else 1
 

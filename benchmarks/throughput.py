@@ -42,7 +42,7 @@ def _trainwire_rate(ctx: Context, n: int) -> tuple[float, float]:
 def _bodies(n: int) -> list[tuple[bytes, Any]]:
     import pika
 
-    from trainwire._protocol import (
+    from trainwire._spec._protocol import (
         CONTENT_TYPE,
         Identity,
         Kind,

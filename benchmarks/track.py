@@ -68,7 +68,7 @@ def measure(ctx: Context) -> list[Figure]:
 
     track = getattr(trainwire, "track", None)
     if track is None:
-        return _missing("`trainwire.track` is not in this tree (src/trainwire/_track.py)")
+        return _missing("`trainwire.track` is not in this tree (src/trainwire/_sdk/_track.py)")
 
     n = 50_000 if ctx.quick else 200_000
     rounds = 3 if ctx.quick else 11

@@ -33,7 +33,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _broker import Broker
-from trainwire._protocol import Status, validate
+from trainwire._spec._protocol import Status, validate
 
 PROGRESS, DONE, ERROR = Status.PROGRESS.value, Status.DONE.value, Status.ERROR.value
 TERMINAL = (DONE, ERROR)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from trainwire._protocol import Status, validate
+from trainwire._spec._protocol import Status, validate
 
 PROGRESS, DONE, ERROR = Status.PROGRESS.value, Status.DONE.value, Status.ERROR.value
 TERMINAL = (DONE, ERROR)

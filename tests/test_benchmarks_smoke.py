@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks._common import Figure, fmt  # noqa: E402
 from benchmarks.run import FIGURES, render  # noqa: E402
 
-from trainwire._transport._base import EVERY_STEP_BACKLOG  # noqa: E402
+from trainwire._broker._transport import EVERY_STEP_BACKLOG  # noqa: E402
 
 #: Figures that may legitimately be absent in a quick run, and the word that says why.
 SKIPPED_WHEN_QUICK = {"instructions": "--quick", "instructions.import": "--quick"}

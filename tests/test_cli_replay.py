@@ -8,8 +8,8 @@ import sys
 
 from _broker import free_port
 from _cli_helpers import DONE, ERROR, PROGRESS, trainwire
-from trainwire._delivery import replay_order
-from trainwire._spool import SPOOL_FILE, Spool, SpoolRecord, make_record
+from trainwire._broker._delivery import replay_order
+from trainwire._spec._spool import SPOOL_FILE, Spool, SpoolRecord, make_record
 
 
 def _spool(tmp_path) -> Spool:

@@ -23,9 +23,9 @@ from _cli_helpers import (
     terminals,
     trainwire,
 )
-from trainwire._explain import final_error_line
-from trainwire._progress_parse import LineParser, ProgressTracker
-from trainwire._supervisor import describe_failure
+from trainwire._sdk._explain import final_error_line
+from trainwire._tools._progress_parse import LineParser, ProgressTracker
+from trainwire._tools._supervisor import describe_failure
 
 PY = sys.executable
 

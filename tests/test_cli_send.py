@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from _cli_helpers import DONE, ERROR, PROGRESS, trainwire
-from trainwire._spool import OFFLINE_FILE, SPOOL_FILE, Spool
+from trainwire._spec._spool import OFFLINE_FILE, SPOOL_FILE, Spool
 
 
 def _send(config, *args):

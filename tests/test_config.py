@@ -11,7 +11,7 @@ import pytest
 
 import trainwire
 from trainwire import ConfigError, load_config
-from trainwire._protocol import Kind
+from trainwire._spec._protocol import Kind
 
 GOOD = {
     "message_host": "127.0.0.1",
@@ -173,7 +173,7 @@ def test_missing_ca_file_is_named(tmp_path):
 def test_validation_job_is_detected(tmp_path):
     config = load_config(write(tmp_path, with_(model_id=None, validation_id="v-1")))
     assert config.kind is Kind.VALIDATION and config.job_id == "v-1"
-    assert config.identity.base(trainwire._protocol.Status.DONE)["cmd"] == "validation_status"
+    assert config.identity.base(trainwire._spec._protocol.Status.DONE)["cmd"] == "validation_status"
 
 
 def test_kind_argument_must_be_known(tmp_path):

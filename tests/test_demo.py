@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from trainwire._protocol import Status, validate
+from trainwire._spec._protocol import Status, validate
 
 
 def trainwire_cmd():

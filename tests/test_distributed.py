@@ -26,7 +26,7 @@ from _frameworks import (
     run_python,
     terminals,
 )
-from trainwire._distributed import (
+from trainwire._sdk._distributed import (
     error_file,
     find_failure,
     launch_id,

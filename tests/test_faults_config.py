@@ -22,9 +22,9 @@ from _faults import (
     spool_records,
     write_config,
 )
-from trainwire._config import load_config
-from trainwire._preflight import run_checks
-from trainwire._transport._amqp import describe_connect_error
+from trainwire._broker._amqp import describe_connect_error
+from trainwire._spec._config import load_config
+from trainwire._tools._preflight import run_checks
 
 
 def test_missing_queue_logs_one_line_naming_queue_name_and_keeps_the_end_for_replay(

@@ -31,8 +31,8 @@ from _faults import (
     spool_records,
     write_config,
 )
-from trainwire._config import load_config
-from trainwire._delivery import replay_spool
+from trainwire._broker._delivery import replay_spool
+from trainwire._spec._config import load_config
 
 __all__ = ["fault_report", "fbroker"]  # fixtures
 
@@ -233,7 +233,7 @@ FD_SCRIPT = textwrap.dedent(
     """
     import gc, json, os, time
     import trainwire
-    from trainwire._transport import _amqp
+    from trainwire._broker import _amqp
 
     gc.disable()  # as some training loops do: nothing may rely on the cyclic collector
     _amqp.BACKOFF_FIRST = _amqp.BACKOFF_MAX = 0.01  # a long outage's attempts, compressed

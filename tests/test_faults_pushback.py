@@ -20,8 +20,8 @@ from _faults import (
     spool_records,
     write_config,
 )
-from trainwire._config import load_config
-from trainwire._delivery import replay_spool
+from trainwire._broker._delivery import replay_spool
+from trainwire._spec._config import load_config
 
 __all__ = ["fault_report", "fbroker"]  # fixtures
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import trainwire
 from _faults import DONE, check_run, collect, new_queue, write_config
-from trainwire._config import load_config
-from trainwire._protocol import done_message, encode, new_message_id, progress_message
-from trainwire._spool import SPOOL_FILE, Spool, make_record
+from trainwire._spec._config import load_config
+from trainwire._spec._protocol import done_message, encode, new_message_id, progress_message
+from trainwire._spec._spool import SPOOL_FILE, Spool, make_record
 
 
 def test_a_torn_last_line_is_skipped_and_the_rest_is_kept(tmp_path):

@@ -16,8 +16,8 @@ import pytest
 
 from _cli_helpers import env
 from _faults import ERROR, check_run
-from trainwire._protocol import MAX_MESSAGE_CHARS, decode, validate
-from trainwire._spool import OFFLINE_FILE, SPOOL_FILE, Spool
+from trainwire._spec._protocol import MAX_MESSAGE_CHARS, decode, validate
+from trainwire._spec._spool import OFFLINE_FILE, SPOOL_FILE, Spool
 
 #: A dataset file whose name is not UTF-8, as ``os.listdir`` of a real folder gives it.
 BAD_NAME = r'os.fsdecode(b"/nonexistent-data/img-\xff.jpg")'

@@ -1,4 +1,4 @@
-"""Training graph files: trainwire._metrics.MetricsWriter, on real files and processes."""
+"""Training graph files: trainwire._sdk._metrics.MetricsWriter, on real files and processes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from trainwire._errors import TrainwireError
-from trainwire._metrics import MetricsError, MetricsWriter, check_metrics_dir
+from trainwire._sdk._metrics import MetricsError, MetricsWriter, check_metrics_dir
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -627,7 +627,7 @@ def test_a_file_size_limit_mid_row_leaves_only_complete_lines(tmp_path: Path) ->
         """
         import resource, signal, sys
         from pathlib import Path
-        from trainwire._metrics import MetricsWriter
+        from trainwire._sdk._metrics import MetricsWriter
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
         w = MetricsWriter(Path(sys.argv[1]))

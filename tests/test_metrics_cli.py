@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from trainwire._metrics import (
+from trainwire._sdk._metrics import (
     MetricsWriter,
     check_metrics_dir,
     scan_metrics_dir,

@@ -9,8 +9,8 @@ import json
 import pytest
 
 import trainwire
-from trainwire._protocol import Status
-from trainwire._spool import OFFLINE_FILE
+from trainwire._spec._protocol import Status
+from trainwire._spec._spool import OFFLINE_FILE
 
 
 def _progress_bodies(tmp_path, monkeypatch, total_steps, calls):

@@ -10,7 +10,7 @@ import random
 import pytest
 
 import trainwire
-from trainwire._protocol import (
+from trainwire._spec._protocol import (
     MAX_ID_CHARS,
     MAX_MESSAGE_CHARS,
     MAX_STEP,

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from _cli_helpers import DONE, ERROR, PROGRESS, bodies, settle, start, terminals, trainwire
-from trainwire._spool import SPOOL_FILE, Spool, SpoolRecord
+from trainwire._spec._spool import SPOOL_FILE, Spool, SpoolRecord
 
 PY = sys.executable
 

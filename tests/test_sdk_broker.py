@@ -17,7 +17,7 @@ import pytest
 
 import trainwire
 from _broker import Broker
-from trainwire._protocol import Status, StatusMessage, decode, validate
+from trainwire._spec._protocol import Status, StatusMessage, decode, validate
 
 PROGRESS, DONE, ERROR = Status.PROGRESS.value, Status.DONE.value, Status.ERROR.value
 

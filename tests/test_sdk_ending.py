@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import trainwire
-from trainwire._spool import SPOOL_FILE, Spool, make_record
+from trainwire._spec._spool import SPOOL_FILE, Spool, make_record
 
 DONE, ERROR, PROGRESS = "training_done", "training_error", "training_ing"
 

@@ -16,7 +16,7 @@ KOREAN_ERROR = "학습 이미지 크기가 맞지 않습니다: 3000x2000을 기
 
 
 def _body(status: str, job_id: str = "model-1", key: str = "pk-test", **extra):
-    from trainwire._protocol import Identity, Kind, Status
+    from trainwire._spec._protocol import Identity, Kind, Status
 
     return {**Identity(Kind.TRAINING, key, job_id).base(Status(status)), **extra}
 

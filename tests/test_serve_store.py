@@ -12,7 +12,8 @@ import uuid
 import pytest
 
 from _postgres import Postgres
-from trainwire._protocol import (
+from trainwire._serve._store import Delivery, open_store, settle
+from trainwire._spec._protocol import (
     Identity,
     Job,
     JobState,
@@ -24,7 +25,6 @@ from trainwire._protocol import (
     error_message,
     progress_message,
 )
-from trainwire._serve._store import Delivery, open_store, settle
 
 T0 = 1_700_000_000
 
@@ -84,7 +84,7 @@ def test_settle_moves_forward_and_marks_older_progress_superseded():
 
 
 def test_settle_keeps_terminal_states_terminal():
-    from trainwire._protocol import InvalidMessage
+    from trainwire._spec._protocol import InvalidMessage
 
     job = Job(Kind.TRAINING, "m")
     settle(job, None, _msg(Status.DONE), T0, 1.0)

@@ -2,7 +2,7 @@
 
 ``TRAINWIRE_SOAK_RUNS`` sets N (default 20); ``TRAINWIRE_SOAK_SEED`` replays a seed (the
 seed is printed). Every run must end with its terminal message in the queue or in the
-spool; what is in the spool is then replayed (``trainwire._delivery.replay_spool``, the
+spool; what is in the spool is then replayed (``trainwire._broker._delivery.replay_spool``, the
 code behind ``trainwire replay``) and must arrive. The queue is read by an independent
 consumer and checked as in the other fault tests. The tally is printed in pytest's
 terminal summary (see tests/_faults.py), on success too.
@@ -35,8 +35,8 @@ from _faults import (
     write_config,
 )
 from _proxy import TcpProxy
-from trainwire._config import load_config
-from trainwire._delivery import replay_spool
+from trainwire._broker._delivery import replay_spool
+from trainwire._spec._config import load_config
 
 __all__ = ["fault_report"]  # fixture
 

@@ -30,9 +30,9 @@ from _faults import (
     spool_records,
     write_config,
 )
-from trainwire._config import load_config
-from trainwire._preflight import run_checks
-from trainwire._transport._amqp import connection_parameters, describe_connect_error
+from trainwire._broker._amqp import connection_parameters, describe_connect_error
+from trainwire._spec._config import load_config
+from trainwire._tools._preflight import run_checks
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ spool for ``trainwire replay``.
 
 from __future__ import annotations
 
-from ._config import Config, load_config
 from ._errors import ConfigError, MetricsError, ProtocolError, TrainingError, TrainwireError
-from ._run import Run, init
-from ._track import track
+from ._sdk._run import Run, init
+from ._sdk._track import track
+from ._spec._config import Config, load_config
 
 __version__ = "0.1.0"
 

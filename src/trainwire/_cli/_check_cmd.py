@@ -29,7 +29,7 @@ def check(config_path: str | None, send_test: bool, as_json: bool) -> None:
     Exit status: 0 every check passed; 1 a check failed; 2 the config file itself is
     missing or invalid.
     """
-    from .._preflight import run_checks
+    from .._tools._preflight import run_checks
 
     preflight = run_checks(config_path, send_test=send_test)
     if as_json:

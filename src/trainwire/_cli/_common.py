@@ -8,9 +8,9 @@ from typing import Any, Callable, NoReturn, TypeVar
 
 import click
 
-from .._config import CONFIG_ENV, Config, load_config
 from .._errors import ConfigError
-from .._explain import LANGUAGES
+from .._sdk._explain import LANGUAGES
+from .._spec._config import CONFIG_ENV, Config, load_config
 from . import configure_logging
 
 __all__ = [

@@ -111,8 +111,8 @@ def demo(
     received. With --config it reports to that config's broker.
     """
     import trainwire
-    from trainwire._protocol import Status
-    from trainwire._spool import OFFLINE_FILE
+    from trainwire._spec._protocol import Status
+    from trainwire._spec._spool import OFFLINE_FILE
 
     if config_path is None:
         folder = Path(tempfile.mkdtemp(prefix="trainwire-demo-"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .._metrics import GraphScan, GraphSummary, Number, scan_metrics_dir
+from .._sdk._metrics import GraphScan, GraphSummary, Number, scan_metrics_dir
 
 __all__ = ["metrics"]
 

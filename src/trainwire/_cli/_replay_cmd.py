@@ -43,7 +43,7 @@ def replay(config_path: str | None, timeout: float, dry_run: bool, as_json: bool
     Exit status: 0 nothing of this job is left (or there was nothing); 1 something is
     left (the reason says what to fix; run replay again); 2 bad config file.
     """
-    from .._delivery import belongs_to, replay_order, replay_spool, spool_for
+    from .._broker._delivery import belongs_to, replay_order, replay_spool, spool_for
 
     config = load_or_exit(config_path)
     if dry_run:

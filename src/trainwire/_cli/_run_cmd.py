@@ -17,7 +17,7 @@ from .._errors import ConfigError
 from ._common import config_option, fail_usage, language_option, load_or_exit, verbosity_options
 
 if TYPE_CHECKING:
-    from .._supervisor import Outcome
+    from .._tools._supervisor import Outcome
 
 __all__ = ["run"]
 
@@ -85,7 +85,7 @@ def run(
     trainwire run itself got a stop signal and the job ended in training_error, it ends
     by that same signal (a shell shows 128+N).
     """
-    from .._supervisor import Supervisor
+    from .._tools._supervisor import Supervisor
 
     config = load_or_exit(config_path)
     supervisor = Supervisor(
@@ -115,7 +115,7 @@ def _delivery_state(delivered: bool | None) -> str:
 
 def _tell(outcome: Outcome, config_path: Path) -> None:
     """One info line: who reported what, and whether the broker has it."""
-    from .._supervisor import exit_status_name
+    from .._tools._supervisor import exit_status_name
 
     status = exit_status_name(outcome.exit_status)
     if outcome.forwarded and outcome.child_reported is not None:

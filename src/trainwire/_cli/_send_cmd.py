@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 import click
 
-from .._config import Config
-from .._protocol import (
+from .._spec._config import Config
+from .._spec._protocol import (
     MAX_STEP,
     Status,
     clean_text,
@@ -45,20 +45,20 @@ def _options(function: Callable[..., Any]) -> Callable[..., Any]:
 def _mode() -> str:
     """``online``, ``offline`` or ``disabled`` from ``TRAINWIRE_MODE``, as the SDK reads it."""
     from .._errors import ConfigError
-    from .._run import _mode as sdk_mode
+    from .._sdk._run import mode_from_env
 
     try:
-        return sdk_mode()
+        return mode_from_env()
     except ConfigError as exc:
         fail_usage(str(exc))
 
 
 def _write_offline(config: Config, message_id: str, body: dict[str, Any]) -> str:
-    from .._spool import OFFLINE_FILE, PRIVATE_MODE
-    from .._transport._local import _line
+    from .._sdk._local import offline_line
+    from .._spec._spool import OFFLINE_FILE, PRIVATE_MODE
 
     path = config.save_dir / OFFLINE_FILE
-    data = _line(message_id, body).encode("utf-8", "backslashreplace")  # never fails on text
+    data = offline_line(message_id, body).encode("utf-8", "backslashreplace")  # never fails on text
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
@@ -73,8 +73,8 @@ def _write_offline(config: Config, message_id: str, body: dict[str, Any]) -> str
 
 
 def _spool_terminal(config: Config, message_id: str, body: dict[str, Any]) -> str | None:
-    from .._delivery import spool_for
-    from .._spool import make_record
+    from .._broker._delivery import spool_for
+    from .._spec._spool import make_record
 
     spool = spool_for(config)
     try:
@@ -86,7 +86,7 @@ def _spool_terminal(config: Config, message_id: str, body: dict[str, Any]) -> st
 
 def _send(config_path: str | None, body_of: Callable[[Config], dict[str, Any]],
           timeout: float, as_json: bool, keep: bool) -> None:  # fmt: skip
-    from .._delivery import Outgoing, deliver
+    from .._broker._delivery import Outgoing, deliver
 
     config = load_or_exit(config_path)
     body = body_of(config)

@@ -114,9 +114,9 @@ def printable(text: str) -> str:
 
 
 def _source(config_path: Path | None, amqp_url: str | None, queue_name: str | None) -> Any:
-    from .._config import CONFIG_ENV, load_config
     from .._errors import ConfigError
     from .._serve._receiver import BrokerSource
+    from .._spec._config import CONFIG_ENV, load_config
 
     if config_path is not None and amqp_url is not None:
         raise click.UsageError(f"give --config or --amqp-url (or ${AMQP_URL_ENV}), not both")
@@ -151,7 +151,7 @@ def _source(config_path: Path | None, amqp_url: str | None, queue_name: str | No
             "add the broker keys (message_host, message_port, message_id, message_pw, "
             "queue_name) or use --amqp-url URL --queue QUEUE"
         )
-    from .._transport._amqp import connection_parameters
+    from .._broker._amqp import connection_parameters
 
     queue = queue_name or config.queue_name
     params = connection_parameters(config, heartbeat=30)
@@ -264,7 +264,7 @@ def serve(
     """
     from .._serve._receiver import Receiver, StaleWatcher
     from .._serve._registry import JobsFolder, register_config
-    from .._serve._web import Hub, WebApp, _loopback_host, make_server
+    from .._serve._web import Hub, WebApp, loopback_host, make_server
 
     if amqp_url is not None:
         amqp_url = _with_amqp_password(amqp_url, amqp_password_file)
@@ -298,7 +298,7 @@ def serve(
             }
 
         app = WebApp(
-            store, hub, health=health, loopback_only=_loopback_host(host), database=database
+            store, hub, health=health, loopback_only=loopback_host(host), database=database
         )
         try:
             server = make_server(app, host, port)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._config import Config
+from .._spec._config import Config
 from ._store import Delivery, Outcome, Store, StoreRejection
 
 __all__ = ["BrokerSource", "Receiver", "StaleWatcher"]
@@ -61,7 +61,7 @@ class BrokerSource:
 
     def explain(self, exc: BaseException) -> tuple[str, str, bool]:
         """``(kind, sentence, retry?)`` for a failed connect, never echoing a password."""
-        from .._transport._amqp import describe_connect_error
+        from .._broker._amqp import describe_connect_error
 
         if self.config is not None:
             return describe_connect_error(self.config, exc)
@@ -76,7 +76,7 @@ def _url_config(params: Any) -> Config:
     """A stand-in config so that ``describe_connect_error`` can word an --amqp-url failure."""
     from pathlib import Path
 
-    from .._protocol import Kind
+    from .._spec._protocol import Kind
 
     return Config(
         path=Path("<--amqp-url>"),

@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .._config import load_config
 from .._errors import ConfigError
+from .._spec._config import load_config
 from ._store import JobRecord, Store
 
 __all__ = ["CONFIG_SUFFIXES", "JobsFolder", "register_config"]

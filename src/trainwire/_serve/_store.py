@@ -10,7 +10,7 @@ receiver passes what the broker has handed it, up to the prefetch count):
    ``tw_messages`` with its reason;
 3. otherwise its job's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
    takes the database's write lock with ``BEGIN IMMEDIATE``), the message is settled
-   against it by :func:`settle` (the protocol's :class:`~trainwire._protocol.Job` plus the
+   against it by :func:`settle` (the protocol's :class:`~trainwire._spec._protocol.Job` plus the
    ordering rule below), and the row and the message log are written.
 
 The receiver acknowledges the deliveries only after the commit, so a crash at any point
@@ -28,7 +28,7 @@ instead of rejected as ``after_done``/``after_error``. A terminal state stays te
 
 Hostile input. Nothing a publisher sends may stop the store: a body is read only up to
 :data:`MAX_BODY` bytes, every failure to read or check it is a rejection with its reason
-(:func:`~trainwire._protocol.validate` holds the limits: steps, identifiers, the cleaned
+(:func:`~trainwire._spec._protocol.validate` holds the limits: steps, identifiers, the cleaned
 error ``message``), an AMQP ``message_id`` that is not UTF-8 is written with escapes and
 a timestamp far in the future is taken as the receive time.
 Every string written passes :func:`_storable` (no lone surrogate, no NUL: neither database
@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import TrainwireError
-from .._protocol import (
+from .._spec._protocol import (
     InvalidMessage,
     Job,
     JobState,

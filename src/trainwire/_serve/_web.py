@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-from .._protocol import JobState, Kind
+from .._spec._protocol import JobState, Kind
 from ._graphs import GraphFollower, folder_note, graph_files, read_graphs
 from ._store import OUTCOMES, JobRecord, Store
 
@@ -258,7 +258,8 @@ def _int_param(query: dict[str, list[str]], name: str, default: int | None) -> i
     return int(text)
 
 
-def _loopback_host(host_header: str) -> bool:
+def loopback_host(host_header: str) -> bool:
+    """True when a Host header names this machine (localhost, 127.x, ::1)."""
     host = host_header.strip()
     if host.startswith("["):
         host = host[1 : host.find("]")] if "]" in host else host
@@ -342,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.connection.settimeout(IO_TIMEOUT)  # the request is read: writes from now on
-        if self.app.loopback_only and not _loopback_host(self.headers.get("Host", "")):
+        if self.app.loopback_only and not loopback_host(self.headers.get("Host", "")):
             self._error(HTTPStatus.FORBIDDEN, "this server answers only to localhost names")
             return
         url = urllib.parse.urlsplit(self.path)

@@ -22,9 +22,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .._config import PathLike, load_config
-from .._metrics import MetricsError, validate_graph_name, validate_series_name
-from .._run import Run, init
+from .._sdk._metrics import MetricsError, validate_graph_name, validate_series_name
+from .._sdk._run import Run, init
+from .._spec._config import PathLike, load_config
 
 __all__ = ["Reporter", "graph_name", "number"]
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._config import PathLike
-from .._run import Run
+from .._sdk._run import Run
+from .._spec._config import PathLike
 from ._reporter import Reporter, ReporterOwner, graph_name, number, series_name
 
 try:

@@ -32,7 +32,7 @@ import sys
 from argparse import Namespace
 from typing import Any
 
-from .._explain import explain_signal
+from .._sdk._explain import explain_signal
 from ._reporter import Reporter, ReporterOwner
 
 

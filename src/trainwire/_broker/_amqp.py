@@ -39,10 +39,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._config import Config
-from .._protocol import CONTENT_TYPE, encode
-from .._spool import SPOOL_FILE, Spool, make_record
-from ._base import Envelope, Outbox, Transport
+from .._spec._config import Config
+from .._spec._protocol import CONTENT_TYPE, encode
+from .._spec._spool import SPOOL_FILE, Spool, make_record
+from ._transport import Envelope, Outbox, Transport
 
 if TYPE_CHECKING:
     import ssl  # ssl and socket are imported where used (the I/O thread), not at import

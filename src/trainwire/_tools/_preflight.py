@@ -28,10 +28,10 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from ._config import CONFIG_ENV, Config, PathLike, load_config
-from ._errors import ConfigError
-from ._protocol import clean_text, new_message_id, progress_message
-from ._spool import OFFLINE_FILE
+from .._errors import ConfigError
+from .._spec._config import CONFIG_ENV, Config, PathLike, load_config
+from .._spec._protocol import clean_text, new_message_id, progress_message
+from .._spec._spool import OFFLINE_FILE
 
 __all__ = ["CHECKS", "CheckResult", "Preflight", "run_checks"]
 
@@ -184,7 +184,7 @@ def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -
     import pika  # type: ignore[import-untyped,unused-ignore]
     import pika.exceptions as pe  # type: ignore[import-untyped,unused-ignore]
 
-    from ._transport._amqp import connection_parameters, describe_connect_error
+    from .._broker._amqp import connection_parameters, describe_connect_error
 
     who = f"user {config.message_id!r}"
     try:
@@ -244,7 +244,7 @@ def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -
 
 
 def _send_test(config: Config) -> CheckResult:
-    from ._delivery import Outgoing, deliver
+    from .._broker._delivery import Outgoing, deliver
 
     message_id = new_message_id()
     body = progress_message(config.identity, 0, 0.0)

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._config import Config
-from ._protocol import CONTENT_TYPE, encode
-from ._spool import SPOOL_FILE, Spool, SpoolRecord
-from ._transport._amqp import connection_parameters, describe_connect_error
+from .._spec._config import Config
+from .._spec._protocol import CONTENT_TYPE, encode
+from .._spec._spool import SPOOL_FILE, Spool, SpoolRecord
+from ._amqp import connection_parameters, describe_connect_error
 
 __all__ = [
     "DeliveryResult",

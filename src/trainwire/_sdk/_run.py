@@ -10,12 +10,10 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _distributed, _lifecycle
-from ._config import Config, PathLike, load_config
-from ._errors import ConfigError
-from ._explain import LANGUAGES, explain_exception, explain_exit_status, explain_signal, text
-from ._lifecycle import Ending
-from ._protocol import (
+from .._broker._transport import Outbox, Transport
+from .._errors import ConfigError
+from .._spec._config import Config, PathLike, load_config
+from .._spec._protocol import (
     MAX_STEP,
     Status,
     check_percentage,
@@ -23,9 +21,12 @@ from ._protocol import (
     done_message,
     error_message,
 )
+from .._spec._spool import OFFLINE_FILE
+from . import _distributed, _lifecycle
+from ._explain import LANGUAGES, explain_exception, explain_exit_status, explain_signal, text
+from ._lifecycle import Ending
+from ._local import FileTransport, NullTransport
 from ._rank import global_rank
-from ._spool import OFFLINE_FILE
-from ._transport import FileTransport, NullTransport, Outbox, Transport
 
 if TYPE_CHECKING:
     from ._metrics import MetricsWriter
@@ -102,7 +103,7 @@ class Run:
         if self.mode == "offline" or not self.config.has_broker:
             self.mode = "offline"
             return FileTransport(self._outbox, self.config.save_dir / OFFLINE_FILE)
-        from ._transport._amqp import AmqpTransport
+        from .._broker._amqp import AmqpTransport
 
         return AmqpTransport(self._outbox, self.config)
 
@@ -371,7 +372,7 @@ def _check_options(
         raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
 
 
-def _mode() -> str:
+def mode_from_env() -> str:
     mode = os.environ.get(MODE_ENV, "").strip().lower() or "online"
     if mode not in _MODES:
         raise ConfigError(
@@ -412,7 +413,7 @@ def init(
     Only global rank 0 reports.
     """
     _check_options(total_steps, max_rate, flush_timeout, language)
-    mode = _mode()
+    mode = mode_from_env()
     loaded = load_config(config, kind=kind)
     rank = global_rank()
     reporting = rank == 0

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .._protocol import Identity, new_message_id, progress_message
+from .._spec._protocol import Identity, new_message_id, progress_message
 
 __all__ = ["Envelope", "Outbox", "Transport"]
 

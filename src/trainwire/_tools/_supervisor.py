@@ -3,7 +3,7 @@
 The child runs in a session of its own with its stdout and stderr on pipes. One thread
 per pipe copies every byte to our own stdout/stderr as soon as it arrives (unchanged),
 keeps the last lines for the error sentence, and reads progress bars on the side
-(:mod:`trainwire._progress_parse`). Signals that stop a program (SIGTERM, SIGINT, SIGHUP,
+(:mod:`trainwire._tools._progress_parse`). Signals that stop a program (SIGTERM, SIGINT, SIGHUP,
 SIGQUIT) and SIGUSR1/SIGUSR2 are forwarded to the child's process group; the supervisor
 waits for the child, then sends the one terminal message:
 
@@ -47,10 +47,9 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from . import _lifecycle
-from ._config import CONFIG_ENV, Config
-from ._delivery import belongs_to, send_records, spool_for
-from ._explain import (
+from .._broker._delivery import belongs_to, send_records, spool_for
+from .._sdk import _lifecycle
+from .._sdk._explain import (
     explain_exception_line,
     explain_signal,
     final_error_line,
@@ -58,10 +57,11 @@ from ._explain import (
     signal_name,
     text,
 )
+from .._sdk._run import STATE_FILE_ENV, Run, init
+from .._spec._config import CONFIG_ENV, Config
+from .._spec._protocol import Status
+from .._spec._spool import SpoolRecord
 from ._progress_parse import LineParser, ProgressTracker, clean, parse_line
-from ._protocol import Status
-from ._run import STATE_FILE_ENV, Run, init
-from ._spool import SpoolRecord
 
 __all__ = ["ChildState", "Outcome", "Supervisor", "describe_failure"]
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import ProtocolError
+from .._errors import ProtocolError
 
 __all__ = [
     "CONTENT_TYPE",

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from ._config import PathLike
+from .._spec._config import PathLike
 from ._run import Run, init
 
 __all__ = ["Tracker", "track"]

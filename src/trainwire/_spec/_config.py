@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 from ._protocol import Identity, Kind, clean_text, find_unsafe, identity_problem
 
 __all__ = ["CONFIG_ENV", "Config", "load_config"]

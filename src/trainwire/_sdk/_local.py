@@ -8,7 +8,7 @@ import os
 import threading
 from pathlib import Path
 
-from ._base import Outbox, Transport
+from .._broker._transport import Outbox, Transport
 
 __all__ = ["FileTransport", "NullTransport"]
 
@@ -50,7 +50,7 @@ class FileTransport(Transport):
             lines = self._progress_lines(ending=True)
             terminal = self.outbox.terminal
             if terminal is not None:
-                lines.append(_line(terminal.message_id, terminal.body))
+                lines.append(offline_line(terminal.message_id, terminal.body))
             return self._write(lines, sync=True) and terminal is not None
 
     def abandon(self) -> None:
@@ -62,7 +62,7 @@ class FileTransport(Transport):
             envelope = self.outbox.take_progress(ignore_rate=ending)
             if envelope is None:
                 return lines
-            lines.append(_line(envelope.message_id, envelope.body))
+            lines.append(offline_line(envelope.message_id, envelope.body))
             if self.outbox.max_rate and not ending:
                 return lines
 
@@ -97,7 +97,8 @@ class FileTransport(Transport):
                 self._write(self._progress_lines(ending=False), sync=False)
 
 
-def _line(message_id: str, body: dict[str, object]) -> str:
+def offline_line(message_id: str, body: dict[str, object]) -> str:
+    """One record of the offline file: the message id and body as a JSON line."""
     return json.dumps({"message_id": message_id, "body": body}, ensure_ascii=False) + "\n"
 
 

@@ -50,8 +50,28 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from ._protocol import Status
-    from ._run import Run
+    from typing import Protocol
+
+    from .._spec._protocol import Status
+
+    class Run(Protocol):
+        """What the hooks need of a run (``_run.Run``), so that this module needs no ``Run``.
+
+        The methods are the run's private side of ending: only the hooks call them.
+        """
+
+        flush_timeout: float
+
+        def _claim(self, body: dict[str, Any], status: Status) -> bool: ...
+        def _begin_end(self) -> None: ...
+        def _complete_end(self, timeout: float) -> None: ...
+        def _wait_ended(self) -> None: ...
+        def _hurry(self) -> None: ...
+        def _exception_ending(self, exc: BaseException) -> Ending | None: ...
+        def _signal_ending(self, signum: int) -> Ending | None: ...
+        def _exit_ending(self, code: Any) -> Ending | None: ...
+        def _detach_after_fork(self) -> None: ...
+
 
 __all__ = ["UNKNOWN_EXIT", "Ending", "end", "forget", "register"]
 

@@ -11,7 +11,7 @@ import re
 import signal
 from collections.abc import Sequence
 
-from ._errors import TrainingError
+from .._errors import TrainingError
 
 __all__ = [
     "LANGUAGES",

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from ._errors import MetricsError
+from .._errors import MetricsError
 
 __all__ = [
     "SEPARATOR",
