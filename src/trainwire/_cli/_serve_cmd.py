@@ -121,20 +121,19 @@ def _source(config_path: Path | None, amqp_url: str | None, queue_name: str | No
     if config_path is not None and amqp_url is not None:
         raise click.UsageError(f"give --config or --amqp-url (or ${AMQP_URL_ENV}), not both")
     if amqp_url is not None:
-        import pika  # type: ignore[import-untyped,unused-ignore]
+        from .._broker._consumer import url_parameters
 
         if not queue_name:
             raise click.UsageError("--amqp-url needs --queue: the queue to consume")
         shown = describe_url(amqp_url)
         try:
-            params = pika.URLParameters(amqp_url)
+            params = url_parameters(amqp_url, "trainwire serve")
         except Exception as exc:
             raise click.BadParameter(
                 f"{shown} is not an AMQP URL ({type(exc).__name__}); expected "
                 "amqp://USER:PASSWORD@HOST:PORT/VHOST (vhost '/' is %2F)",
                 param_hint="--amqp-url",
             ) from None
-        params.client_properties = {"connection_name": "trainwire serve"}
         return BrokerSource(params, queue_name, f"{shown} queue={queue_name!r}")
     if config_path is None and not os.environ.get(CONFIG_ENV):
         raise click.UsageError(

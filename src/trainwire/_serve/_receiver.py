@@ -178,15 +178,14 @@ class Receiver:
             log.warning("trainwire serve: %s", sentence)
 
     def _main(self) -> None:
-        import pika  # type: ignore[import-untyped,unused-ignore]
-        import pika.exceptions  # type: ignore[import-untyped,unused-ignore]
+        from .._broker import _consumer
 
         backoff = BACKOFF_FIRST
         first = True
         while not self._stop.is_set():
             self.state = "connecting"
             try:
-                conn = pika.BlockingConnection(self.source.params)
+                conn = _consumer.connect(self.source.params)
             except Exception as exc:
                 _kind, sentence, retry = self.source.explain(exc)
                 self.state, self.last_error = "down", sentence
@@ -219,7 +218,7 @@ class Receiver:
                         "trainwire serve: %s; the broker keeps the messages, retrying",
                         self.last_error,
                     )
-            except pika.exceptions.AMQPError as exc:
+            except _consumer.BrokerError as exc:
                 self.state = "down"
                 self.last_error = f"lost the broker connection ({type(exc).__name__}: {exc})"
                 self._say(f"{self.last_error}; reconnecting")
@@ -244,19 +243,9 @@ class Receiver:
         self.state = "stopped"
 
     def _open(self, conn: Any) -> Any:
-        import pika.exceptions  # type: ignore[import-untyped,unused-ignore]
+        from .._broker._consumer import open_queue
 
-        channel = conn.channel()
-        try:
-            channel.queue_declare(self.source.queue, passive=True)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 404:
-                raise
-            channel = conn.channel()
-            channel.queue_declare(self.source.queue, durable=True)
-            log.info("trainwire serve: declared the durable queue %r", self.source.queue)
-        channel.basic_qos(prefetch_count=1 if self._careful else self.prefetch)
-        return channel
+        return open_queue(conn, self.source.queue, 1 if self._careful else self.prefetch)
 
     def _consume(self, channel: Any) -> None:
         """Settle what has arrived in batches until :meth:`stop`."""

@@ -181,19 +181,13 @@ def _check_port(config: Config) -> CheckResult:
 
 def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -> None:
     """login, vhost, queue (and send): one AMQP connection."""
-    import pika  # type: ignore[import-untyped,unused-ignore]
-    import pika.exceptions as pe  # type: ignore[import-untyped,unused-ignore]
-
-    from .._broker._amqp import connection_parameters, describe_connect_error
+    from .._broker._amqp import describe_connect_error
+    from .._broker._probe import probe_queue
 
     who = f"user {config.message_id!r}"
-    try:
-        params = connection_parameters(config)
-        params.socket_timeout = CONNECT_TIMEOUT
-        params.blocked_connection_timeout = 10
-        connection = pika.BlockingConnection(params)
-    except Exception as exc:
-        kind, sentence, _ = describe_connect_error(config, exc)
+    probe = probe_queue(config, CONNECT_TIMEOUT)
+    if probe.connect_error is not None:
+        kind, sentence, _ = describe_connect_error(config, probe.connect_error)
         if kind == "vhost":
             results.append(CheckResult("login", PASS, f"{who} logged in"))
             results.append(CheckResult(
@@ -212,33 +206,24 @@ def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -
         if send_test:
             results.append(CheckResult("send", SKIP, "not sent: no connection"))
         return
-    try:
-        results.append(CheckResult("login", PASS, f"{who} logged in"))
-        results.append(CheckResult("vhost", PASS, f"virtual host {config.message_vhost!r}"))
-        channel = connection.channel()
-        try:
-            declared = channel.queue_declare(config.queue_name, passive=True)
-        except pe.ChannelClosedByBroker as exc:
-            results.append(CheckResult(
-                "queue", FAIL,
-                f"no queue named {config.queue_name!r} in virtual host {config.message_vhost!r}"
-                f" ({exc.reply_code} {exc.reply_text})",
-                f"check 'queue_name' in {config.path}; the platform creates that queue, "
-                "trainwire does not",
-            ))  # fmt: skip
-            if send_test:
-                results.append(CheckResult("send", SKIP, "not sent: the queue is missing"))
-            return
-        count = declared.method.message_count
-        consumers = declared.method.consumer_count
+    results.append(CheckResult("login", PASS, f"{who} logged in"))
+    results.append(CheckResult("vhost", PASS, f"virtual host {config.message_vhost!r}"))
+    if probe.missing is not None:
         results.append(CheckResult(
-            "queue", PASS,
-            f"{config.queue_name!r} exists ({count} message(s) waiting, "
-            f"{consumers} consumer(s))",
+            "queue", FAIL,
+            f"no queue named {config.queue_name!r} in virtual host {config.message_vhost!r}"
+            f" ({probe.missing})",
+            f"check 'queue_name' in {config.path}; the platform creates that queue, "
+            "trainwire does not",
         ))  # fmt: skip
-    finally:
-        with contextlib.suppress(Exception):
-            connection.close()
+        if send_test:
+            results.append(CheckResult("send", SKIP, "not sent: the queue is missing"))
+        return
+    results.append(CheckResult(
+        "queue", PASS,
+        f"{config.queue_name!r} exists ({probe.messages} message(s) waiting, "
+        f"{probe.consumers} consumer(s))",
+    ))  # fmt: skip
     if send_test:
         results.append(_send_test(config))
 
