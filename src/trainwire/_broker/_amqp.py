@@ -36,18 +36,29 @@ import os
 import random
 import threading
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 from .._spec._config import Config
 from .._spec._protocol import CONTENT_TYPE, encode
 from .._spec._spool import SPOOL_FILE, Spool, make_record
+from ._diagnosis import (
+    ConnectFailure,
+    FailureKind,
+    Stage,
+    TlsFileError,
+    diagnose,
+    tls_verdict,
+)
 from ._transport import Envelope, Outbox, Transport
 
-if TYPE_CHECKING:
-    import ssl  # ssl and socket are imported where used (the I/O thread), not at import
-
-__all__ = ["AmqpTransport", "connection_parameters", "describe_connect_error"]
+__all__ = [
+    "AmqpTransport",
+    "Diagnosis",
+    "connect_sentence",
+    "connection_parameters",
+    "describe_connect_error",
+    "message_properties",
+]
 
 log = logging.getLogger("trainwire")
 
@@ -66,14 +77,18 @@ NACK_PAUSE = 0.5
 SUPERSEDED_FILE = "trainwire-spool.superseded.jsonl"
 
 
-class TlsFileError(ValueError):
-    """A TLS file named by the config cannot be used (not PEM, key not matching, ...)."""
+def message_properties(message_id: str) -> Any:
+    """The AMQP properties of every message trainwire publishes: persistent JSON."""
+    import pika
 
-    def __init__(self, keys: tuple[str, ...], path: Path | None, detail: str) -> None:
-        super().__init__(f"{', '.join(keys)} ({path}): {detail}")
-        self.keys = keys
-        self.path = path
-        self.detail = detail
+    return pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        content_encoding="utf-8",
+        delivery_mode=2,
+        message_id=message_id,
+        timestamp=int(time.time()),
+        app_id="trainwire",
+    )
 
 
 def connection_parameters(config: Config, *, heartbeat: int = HEARTBEAT) -> Any:
@@ -120,23 +135,6 @@ def connection_parameters(config: Config, *, heartbeat: int = HEARTBEAT) -> Any:
     )
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    """The exception and everything it wraps (pika nests its workflow errors)."""
-    seen: list[BaseException] = []
-    todo: list[Any] = [exc]
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or any(item is s for s in seen):
-            continue
-        seen.append(item)
-        todo.extend(getattr(item, "exceptions", None) or [])
-        todo.extend(getattr(item, "args", ()))
-        todo.append(getattr(item, "exception", None))
-        todo.append(item.__cause__)
-        todo.append(item.__context__)
-    return seen
-
-
 #: TLS alerts by which the broker rejects the client's certificate.
 _CLIENT_CERT_ALERTS = (
     "ALERT_UNKNOWN_CA",
@@ -177,8 +175,7 @@ def _tls_sentence(config: Config, where: str, detail: str) -> str:
     )
 
 
-def _verify_sentence(config: Config, where: str, exc: ssl.SSLCertVerificationError) -> str:
-    reason = str(getattr(exc, "verify_message", "") or exc)
+def _verify_sentence(config: Config, where: str, reason: str) -> str:
     if "mismatch" in reason.lower():
         return (
             f"the broker's TLS certificate is not valid for the name {config.message_host!r} "
@@ -197,192 +194,119 @@ def _verify_sentence(config: Config, where: str, exc: ssl.SSLCertVerificationErr
     )
 
 
-#: How long a probe listens for the broker's verdict on the TLS handshake (see _tls_verdict).
-_VERDICT_WAIT = 2.0
-
-
-def _tls_verdict(config: Config) -> BaseException | None:
-    """Finish a TLS handshake with the broker and listen, sending nothing: what does it say?
-
-    Under TLS 1.3 the client's handshake is over before the broker has checked the client
-    certificate. pika writes the AMQP header at once; a broker that rejects the certificate
-    sends its alert and closes, the header then meets a closed socket, and the reset loses
-    the alert: pika sees a bare EOF, like a passing hang-up. A connection that sends nothing
-    reads the alert. Returns the error the probe met, or None when the broker said nothing
-    within ``_VERDICT_WAIT`` (it accepted the handshake and waits for AMQP).
-    """
-    import socket
-
-    try:
-        params = connection_parameters(config)
-        context, name = params.ssl_options.context, params.ssl_options.server_hostname
-        address, timeout = (config.message_host, config.message_port), params.socket_timeout
-        with contextlib.ExitStack() as stack:
-            raw = stack.enter_context(socket.create_connection(address, timeout=timeout))
-            tls = stack.enter_context(context.wrap_socket(raw, server_hostname=name))
-            tls.settimeout(_VERDICT_WAIT)
-            with contextlib.suppress(socket.timeout):  # silence: the broker waits for AMQP
-                tls.recv(1)
-    except Exception as exc:
-        return exc
-    return None
-
-
-def _is_tls_eof(exc: BaseException) -> bool:
-    """The other end hung up without a TLS close (before 3.10 a plain SSLError may say so)."""
-    import ssl
-
-    return isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
-        isinstance(exc, ssl.SSLError) and "UNEXPECTED_EOF" in str(exc).upper()
-    )
-
-
-def _lost_after_handshake(config: Config, where: str, text: str) -> tuple[str, str, bool]:
-    """The stream ended after the TLS handshake, before the broker's AMQP answer.
-
-    Only the broker's alert proves a rejected certificate: when pika's text does not carry
-    one, ``_tls_verdict`` asks again. Without an alert this is passing trouble, retried.
-    """
-    import ssl
-
-    if "ALERT_" in text.upper():
-        return ("tls", _tls_sentence(config, where, text), False)
-    verdict = _tls_verdict(config) if config.message_tls else None
-    if isinstance(verdict, ssl.SSLError) and not _is_tls_eof(verdict):
-        return describe_connect_error(config, verdict)
-    return (
-        "handshake",
-        f"the connection to {where} was lost right after the TLS handshake (network trouble, "
-        f"or the broker restarting?); if this repeats, check that 'message_port' in "
-        f"{config.path} is the broker's AMQPS port",
-        True,
-    )
-
-
-def _describe_cause(config: Config, where: str, c: BaseException) -> tuple[str, str, bool] | None:
-    """Classify one exception of a failed connect's chain; None when it says nothing sure."""
-    import socket
-    import ssl
-
-    import pika.exceptions as pe
-
-    if isinstance(c, TlsFileError):
-        keys = " and ".join(f"'{key}'" for key in c.keys)
+def _tls_words(config: Config, where: str, failure: ConnectFailure) -> str:
+    if failure.stage is Stage.TLS_FILE and failure.tls_file is not None:
+        keys = " and ".join(f"'{key}'" for key in failure.tls_file.keys)
         return (
-            "tls",
-            f"cannot use the TLS file {str(c.path)!r} ({c.detail[:160]}): check {keys} in "
-            f"{config.path}",
-            False,
+            f"cannot use the TLS file {str(failure.tls_file.path)!r} ({failure.text[:160]}): "
+            f"check {keys} in {config.path}"
         )
-    # Only the broker's own answer (403, 530) proves a configuration problem: pika's
-    # "Probable..." errors alone also mean a connection lost during the login.
-    if isinstance(c, pe.AuthenticationError) or "ACCESS_REFUSED" in str(c):
-        return (
-            "auth",
-            f"the broker at {where} refused the login of user {config.message_id!r}: "
-            f"check 'message_id' and 'message_pw' in {config.path}",
-            False,
-        )
-    if "NOT_ALLOWED" in str(c) and "IS DOWN" in str(c).upper():
-        return (  # "vhost / is down": the broker is still recovering it
-            "vhost-down",
-            f"the broker at {where} has virtual host {config.message_vhost!r} down (still "
-            "recovering?); retrying",
-            True,
-        )
-    if "NOT_ALLOWED" in str(c):
-        return (
-            "vhost",
-            f"the broker at {where} does not let user {config.message_id!r} into virtual "
-            f"host {config.message_vhost!r}: check 'message_vhost' (and the user's "
-            f"permissions) in {config.path}",
-            False,
-        )
-    if isinstance(c, ssl.SSLCertVerificationError):
-        return ("tls", _verify_sentence(config, where, c), False)
-    if _is_tls_eof(c):
-        return (  # the other end hung up mid-handshake: passing trouble, not a setting
-            "handshake",
-            f"the connection to {where} was lost during the TLS handshake (network "
-            f"trouble, or the broker restarting?); if this repeats, check 'message_port' "
-            f"and 'message_tls' in {config.path}",
-            True,
-        )
-    if isinstance(c, ssl.SSLError):
-        return ("tls", _tls_sentence(config, where, str(c)), False)
-    if isinstance(c, socket.gaierror):
-        return (
-            "host",
-            f"the broker host {config.message_host!r} cannot be resolved: check "
-            f"'message_host' in {config.path}",
-            True,
-        )
-    if isinstance(c, ConnectionRefusedError):
-        return (
-            "refused",
-            f"nothing accepts connections at {where} (connection refused): the broker is "
-            f"down, or 'message_port' in {config.path} is wrong",
-            True,
-        )
-    return None
+    if failure.stage is Stage.CERT_VERIFY:
+        return _verify_sentence(config, where, failure.text)
+    return _tls_sentence(config, where, failure.text)
 
 
-def describe_connect_error(config: Config, exc: BaseException) -> tuple[str, str, bool]:
-    """Classify a failed connect: ``(kind, sentence naming the config key to fix, retry?)``.
-
-    ``retry`` is False where trying again cannot succeed without a change: wrong
-    credentials (``auth``), a virtual host the user may not use (``vhost``) and TLS
-    problems (``tls``). A host that does not resolve, a refused port, a timeout or a lost
-    handshake may be passing trouble, so those are retried. A connection lost right after
-    the TLS handshake is asked about once more (see ``_tls_verdict``): this may take a
-    new connection and up to a few seconds.
-    """
-    import pika.exceptions as pe
-
-    where = f"{config.message_host}:{config.message_port}"
-    causes = _causes(exc)
-    text = " ".join(f"{type(c).__name__}: {c}" for c in causes)
-    upper = text.upper()
-    for c in causes:
-        described = _describe_cause(config, where, c)
-        if described is not None:
-            return described
-    # pika reports a stream lost after the TLS handshake (the AMQP header sent, no answer
-    # yet) as IncompatibleProtocolError, with the TLS error only as text inside.
-    lost_after_tls = config.message_tls or "SSL" in upper
-    if lost_after_tls and any(isinstance(c, pe.IncompatibleProtocolError) for c in causes):
-        return _lost_after_handshake(config, where, text)
-    if "SSL" in upper or "CERTIFICATE" in upper:
-        return ("tls", _tls_sentence(config, where, text), False)
-    if any(isinstance(c, (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError))
-           for c in causes):  # fmt: skip
+def _handshake_words(config: Config, where: str, stage: Stage) -> str:
+    if stage is Stage.AFTER_TLS:
         return (
-            "handshake",
+            f"the connection to {where} was lost right after the TLS handshake (network "
+            f"trouble, or the broker restarting?); if this repeats, check that 'message_port' "
+            f"in {config.path} is the broker's AMQPS port"
+        )
+    if stage is Stage.LOGIN:
+        return (
             f"the connection to {where} was lost during the login, without an answer from the "
             f"broker (network trouble?); if this repeats, check 'message_id', 'message_pw' and "
-            f"'message_vhost' in {config.path}",
-            True,
+            f"'message_vhost' in {config.path}"
         )
-    if any(isinstance(c, pe.IncompatibleProtocolError) for c in causes):
+    return (
+        f"the connection to {where} was lost during the TLS handshake (network "
+        f"trouble, or the broker restarting?); if this repeats, check 'message_port' "
+        f"and 'message_tls' in {config.path}"
+    )
+
+
+def connect_sentence(config: Config, failure: ConnectFailure) -> str:
+    """A failed connect in words, naming the key of ``config``'s file to fix."""
+    where = f"{config.message_host}:{config.message_port}"
+    kind = failure.kind
+    if kind is FailureKind.TLS:
+        return _tls_words(config, where, failure)
+    if kind is FailureKind.HANDSHAKE:
+        return _handshake_words(config, where, failure.stage)
+    if kind is FailureKind.AUTH:
+        return (
+            f"the broker at {where} refused the login of user {config.message_id!r}: "
+            f"check 'message_id' and 'message_pw' in {config.path}"
+        )
+    if kind is FailureKind.VHOST_DOWN:
+        return (
+            f"the broker at {where} has virtual host {config.message_vhost!r} down (still "
+            "recovering?); retrying"
+        )
+    if kind is FailureKind.VHOST:
+        return (
+            f"the broker at {where} does not let user {config.message_id!r} into virtual "
+            f"host {config.message_vhost!r}: check 'message_vhost' (and the user's "
+            f"permissions) in {config.path}"
+        )
+    if kind is FailureKind.HOST:
+        return (
+            f"the broker host {config.message_host!r} cannot be resolved: check "
+            f"'message_host' in {config.path}"
+        )
+    if kind is FailureKind.REFUSED:
+        return (
+            f"nothing accepts connections at {where} (connection refused): the broker is "
+            f"down, or 'message_port' in {config.path} is wrong"
+        )
+    if kind is FailureKind.PROTOCOL:
         hint = (
             f"check 'message_port' in {config.path}"
             if config.message_tls
             else f"if that port expects TLS, set 'message_tls' to true (with 'message_ca_file') "
             f"in {config.path}, else check 'message_port'"
         )
+        return f"the broker at {where} closed the connection during the AMQP handshake: {hint}"
+    if kind is FailureKind.TIMEOUT:
         return (
-            "protocol",
-            f"the broker at {where} closed the connection during the AMQP handshake: {hint}",
-            True,
-        )
-    if "timed out" in text.lower() or "timeout" in text.lower():
-        return (
-            "timeout",
             f"connecting to {where} timed out: check 'message_host' and 'message_port' in "
-            f"{config.path} and the network",
-            True,
+            f"{config.path} and the network"
         )
-    return ("other", f"cannot connect to the broker at {where}: {text[:200]}", True)
+    return f"cannot connect to the broker at {where}: {failure.text[:200]}"
+
+
+#: Connect trouble that may pass by itself: said once, and "connected" said when it did.
+_PASSING = (FailureKind.REFUSED, FailureKind.HOST, FailureKind.TIMEOUT, FailureKind.PROTOCOL,
+            FailureKind.HANDSHAKE, FailureKind.VHOST_DOWN, FailureKind.OTHER)  # fmt: skip
+
+
+class Diagnosis(NamedTuple):
+    """A failed connect of a config's broker: kind, sentence, and whether to retry."""
+
+    kind: FailureKind
+    sentence: str
+    retry: bool
+
+
+def _config_verdict(config: Config) -> BaseException | None:
+    try:
+        params = connection_parameters(config)
+    except Exception as exc:
+        return exc
+    return tls_verdict(params)
+
+
+def describe_connect_error(config: Config, exc: BaseException) -> Diagnosis:
+    """Classify a failed connect (:func:`diagnose`) and word it for ``config``.
+
+    ``retry`` is False where trying again cannot succeed without a change: wrong
+    credentials (``auth``), a virtual host the user may not use (``vhost``) and TLS
+    problems (``tls``). A connection lost right after the TLS handshake is asked about once
+    more: this may take a new connection and up to a few seconds.
+    """
+    failure = diagnose(exc, tls=config.message_tls, verdict=lambda: _config_verdict(config))
+    return Diagnosis(failure.kind, connect_sentence(config, failure), failure.retry)
 
 
 def _inline_resolver_ioloop() -> Any:
@@ -550,18 +474,10 @@ class AmqpTransport(Transport):
 
     # -- the spool ------------------------------------------------------------------
 
-    def _same_job(self, body: dict[str, Any]) -> bool:
-        identity = self.config.identity
-        return (
-            body.get("cmd") == identity.kind.cmd
-            and body.get("project_key") == identity.project_key
-            and body.get(identity.kind.id_field) == identity.job_id
-        )
-
     def _supersede_earlier(self) -> None:
         """Move what an earlier run of this job kept in the spool aside (see module doc)."""
         try:
-            records = [r for r in self.spool.read() if self._same_job(r.body)]
+            records = [r for r in self.spool.read() if self.config.identity.owns(r.body)]
             if not records:
                 return
             aside = Spool(self.spool.path.with_name(SUPERSEDED_FILE))
@@ -647,7 +563,7 @@ class AmqpTransport(Transport):
             params = connection_parameters(self.config)
         except Exception as exc:
             kind, text, _ = describe_connect_error(self.config, exc)
-            self._switch_off(kind, text)
+            self._switch_off(kind.value, text)
             return
         backoff = BACKOFF_FIRST
         while not self._stop and self._disabled is None:
@@ -691,8 +607,7 @@ class AmqpTransport(Transport):
         self._opened_at = time.monotonic()
         self._acked = False
         self._wake_event.clear()
-        trouble = ("refused", "host", "timeout", "protocol", "handshake", "vhost-down", "other",
-                   "lost")  # fmt: skip
+        trouble = (*(kind.value for kind in _PASSING), "lost")
         if any(kind in self._said for kind in trouble):
             log.info("trainwire: connected to %s", self.config.describe_broker())
         for kind in trouble[:-1]:
@@ -704,9 +619,11 @@ class AmqpTransport(Transport):
     def _on_open_error(self, connection: Any, exc: BaseException) -> None:
         kind, text, retry = describe_connect_error(self.config, exc)
         if retry:
-            self._say(kind, logging.WARNING, text + "; training goes on, retrying in background")
+            self._say(
+                kind.value, logging.WARNING, text + "; training goes on, retrying in background"
+            )
         else:
-            self._switch_off(kind, text)
+            self._switch_off(kind.value, text)
         connection.ioloop.stop()
 
     def _on_close(self, connection: Any, exc: BaseException) -> None:
@@ -834,7 +751,6 @@ class AmqpTransport(Transport):
         self._timer = conn.ioloop.call_later(delay, self._pump)
 
     def _publish(self, envelope: Envelope, seq: int | None = None) -> None:
-        import pika
 
         if seq is None:
             self._seq += 1
@@ -845,14 +761,7 @@ class AmqpTransport(Transport):
             exchange="",
             routing_key=envelope.queue or self.config.queue_name,
             body=encode(envelope.body),
-            properties=pika.BasicProperties(
-                content_type=CONTENT_TYPE,
-                content_encoding="utf-8",
-                delivery_mode=2,
-                message_id=envelope.message_id,
-                timestamp=int(time.time()),
-                app_id="trainwire",
-            ),
+            properties=message_properties(envelope.message_id),
             mandatory=True,
         )
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._spec._config import Config
-from .._spec._protocol import CONTENT_TYPE, encode
+from .._spec._protocol import encode
 from .._spec._spool import SPOOL_FILE, Spool, SpoolRecord
-from ._amqp import connection_parameters, describe_connect_error
+from ._amqp import connection_parameters, describe_connect_error, message_properties
 
 __all__ = [
     "DeliveryResult",
@@ -59,19 +58,6 @@ class DeliveryResult:
         return self.problem is None
 
 
-def _properties(message_id: str) -> Any:
-    import pika  # type: ignore[import-untyped,unused-ignore]
-
-    return pika.BasicProperties(
-        content_type=CONTENT_TYPE,
-        content_encoding="utf-8",
-        delivery_mode=2,
-        message_id=message_id,
-        timestamp=int(time.time()),
-        app_id="trainwire",
-    )
-
-
 def _unroutable(config: Config) -> str:
     return (
         f"the broker has no queue named {config.queue_name!r} in virtual host "
@@ -90,7 +76,8 @@ def _publish_all(config: Config, messages: Sequence[Outgoing], result: DeliveryR
         params.blocked_connection_timeout = max(1.0, timeout)
         connection = pika.BlockingConnection(params)
     except Exception as exc:
-        result.problem, result.reason, _ = describe_connect_error(config, exc)
+        diagnosis = describe_connect_error(config, exc)
+        result.problem, result.reason = diagnosis.kind.value, diagnosis.sentence
         return
     try:
         channel = connection.channel()
@@ -100,7 +87,7 @@ def _publish_all(config: Config, messages: Sequence[Outgoing], result: DeliveryR
                 exchange="",
                 routing_key=config.queue_name,
                 body=encode(message.body),
-                properties=_properties(message.message_id),
+                properties=message_properties(message.message_id),
                 mandatory=True,
             )
             result.confirmed.append(message.message_id)
@@ -210,12 +197,7 @@ def replay_order(records: Sequence[SpoolRecord]) -> list[SpoolRecord]:
 
 def belongs_to(config: Config, body: dict[str, Any]) -> bool:
     """True when ``body`` is a message of the job ``config`` describes."""
-    identity = config.identity
-    return (
-        body.get("cmd") == identity.kind.cmd
-        and body.get("project_key") == identity.project_key
-        and body.get(identity.kind.id_field) == identity.job_id
-    )
+    return config.identity.owns(body)
 
 
 def send_records(config: Config, records: Sequence[SpoolRecord], *, timeout: float) -> ReplayResult:

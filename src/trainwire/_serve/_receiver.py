@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._broker._amqp import Diagnosis, describe_connect_error
+from .._broker._diagnosis import ConnectFailure, FailureKind, diagnose, tls_verdict
 from .._spec._config import Config
 from ._store import Delivery, Outcome, Store, StoreRejection
 
@@ -59,36 +61,55 @@ class BrokerSource:
     #: The training config the parameters came from, if any (for error sentences).
     config: Config | None = None
 
-    def explain(self, exc: BaseException) -> tuple[str, str, bool]:
-        """``(kind, sentence, retry?)`` for a failed connect, never echoing a password."""
-        from .._broker._amqp import describe_connect_error
-
+    def explain(self, exc: BaseException) -> Diagnosis:
+        """A failed connect classified and worded, never echoing a password."""
         if self.config is not None:
             return describe_connect_error(self.config, exc)
-        kind, sentence, retry = describe_connect_error(_url_config(self.params), exc)
-        sentence = sentence.replace("in <--amqp-url>", "in --amqp-url").replace(
-            "'message_id' and 'message_pw'", "the user and password"
+        tls = self.params.ssl_options is not None
+        failure = diagnose(exc, tls=tls, verdict=lambda: tls_verdict(self.params))
+        return Diagnosis(failure.kind, url_sentence(self.params, failure), failure.retry)
+
+
+def url_sentence(params: Any, failure: ConnectFailure) -> str:
+    """A failed connect to the broker of ``--amqp-url`` in words."""
+    where = f"{params.host}:{params.port}"
+    user = getattr(params.credentials, "username", "?")
+    vhost = params.virtual_host
+    kind = failure.kind
+    if kind is FailureKind.AUTH:
+        return (
+            f"the broker at {where} refused the login of user {user!r}: check the user and "
+            "password in --amqp-url"
         )
-        return kind, sentence, retry
-
-
-def _url_config(params: Any) -> Config:
-    """A stand-in config so that ``describe_connect_error`` can word an --amqp-url failure."""
-    from pathlib import Path
-
-    from .._spec._protocol import Kind
-
-    return Config(
-        path=Path("<--amqp-url>"),
-        kind=Kind.TRAINING,
-        project_key="-",
-        job_id="-",
-        model_write_path=Path("."),
-        message_host=params.host,
-        message_port=params.port,
-        message_id=getattr(params.credentials, "username", "?"),
-        message_vhost=params.virtual_host,
-    )
+    if kind is FailureKind.VHOST:
+        return (
+            f"the broker at {where} does not let user {user!r} into virtual host {vhost!r}: "
+            "check the virtual host (and the user's permissions) in --amqp-url"
+        )
+    if kind is FailureKind.VHOST_DOWN:
+        return f"the broker at {where} has virtual host {vhost!r} down (still recovering?)"
+    if kind is FailureKind.HOST:
+        return f"the broker host {params.host!r} cannot be resolved: check --amqp-url"
+    if kind is FailureKind.REFUSED:
+        return (
+            f"nothing accepts connections at {where} (connection refused): the broker is "
+            "down, or the port in --amqp-url is wrong"
+        )
+    if kind is FailureKind.TIMEOUT:
+        return f"connecting to {where} timed out: check --amqp-url and the network"
+    if kind is FailureKind.PROTOCOL:
+        return (
+            f"the broker at {where} closed the connection during the AMQP handshake: check "
+            "the port in --amqp-url (amqps:// for a TLS port)"
+        )
+    if kind is FailureKind.HANDSHAKE:
+        return f"the connection to {where} was lost during the handshake (network trouble?)"
+    if kind is FailureKind.TLS:
+        return (
+            f"the TLS connection to {where} failed ({failure.text[:160]}): check the port of "
+            "the amqps:// URL and that this machine trusts the broker's certificate"
+        )
+    return f"cannot connect to the broker at {where}: {failure.text[:200]}"
 
 
 class _StoreFailed(Exception):

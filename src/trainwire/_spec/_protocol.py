@@ -240,6 +240,14 @@ class Identity:
     def __repr__(self) -> str:
         return f"Identity(kind={self.kind.value}, job_id={self.job_id!r})"
 
+    def owns(self, body: dict[str, Any]) -> bool:
+        """True when ``body`` is a message about this job (same kind, project and id)."""
+        return (
+            body.get("cmd") == self.kind.cmd
+            and body.get("project_key") == self.project_key
+            and body.get(self.kind.id_field) == self.job_id
+        )
+
     def base(self, status: Status) -> dict[str, Any]:
         """The fields every message carries, in the spec's order."""
         return {

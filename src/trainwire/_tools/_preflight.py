@@ -182,13 +182,14 @@ def _check_port(config: Config) -> CheckResult:
 def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -> None:
     """login, vhost, queue (and send): one AMQP connection."""
     from .._broker._amqp import describe_connect_error
+    from .._broker._diagnosis import FailureKind
     from .._broker._probe import probe_queue
 
     who = f"user {config.message_id!r}"
     probe = probe_queue(config, CONNECT_TIMEOUT)
     if probe.connect_error is not None:
         kind, sentence, _ = describe_connect_error(config, probe.connect_error)
-        if kind == "vhost":
+        if kind is FailureKind.VHOST:
             results.append(CheckResult("login", PASS, f"{who} logged in"))
             results.append(CheckResult(
                 "vhost", FAIL, f"{who} may not use virtual host {config.message_vhost!r}",
@@ -196,8 +197,8 @@ def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -
             ))  # fmt: skip
         else:
             scheme = "AMQPS" if config.message_tls else "AMQP"
-            detail, fix = f"{scheme} connection failed ({kind} problem)", sentence
-            if kind == "auth":
+            detail, fix = f"{scheme} connection failed ({kind.value} problem)", sentence
+            if kind is FailureKind.AUTH:
                 detail = f"the broker refused the login of {who} (wrong user name or password)"
                 fix = f"check 'message_id' and 'message_pw' in {config.path}"
             results.append(CheckResult("login", FAIL, detail, fix))
