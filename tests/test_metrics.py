@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from trainwire._errors import TrainwireError
-from trainwire._sdk._metrics import MetricsError, MetricsWriter, check_metrics_dir
+from trainwire._sdk._metrics import MetricsError, MetricsWriter
+from trainwire._tools._metrics_check import check_metrics_dir
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

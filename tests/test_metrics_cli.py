@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from trainwire._sdk._metrics import (
-    MetricsWriter,
+from trainwire._sdk._metrics import MetricsWriter
+from trainwire._tools._metrics_check import (
     check_metrics_dir,
     scan_metrics_dir,
     summarize_metrics_dir,

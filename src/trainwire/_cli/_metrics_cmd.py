@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from .._sdk._metrics import GraphScan, GraphSummary, Number, scan_metrics_dir
+from .._sdk._metrics import Number
+from .._tools._metrics_check import GraphScan, GraphSummary, scan_metrics_dir
 
 __all__ = ["metrics"]
 
