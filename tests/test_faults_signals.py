@@ -142,7 +142,7 @@ def test_forked_child_during_an_outage_neither_sends_nor_waits_and_the_parent_de
 
 HOOK_LOCK_SCRIPT = """
 import os, signal, sys, trainwire
-from trainwire import _lifecycle
+from trainwire._sdk import _lifecycle
 run = trainwire.init(total_steps=10, flush_timeout=2)
 run.progress(1)
 lock = _lifecycle._lock if sys.argv[1] == "hooks" else run._end_lock
