@@ -257,3 +257,35 @@ def test_ctrl_c_the_program_lets_through_is_an_error_a_caught_one_ends_normally(
     else:
         assert proc.returncode == -signal.SIGINT, stderr
         assert statuses == [ERROR]
+
+
+def test_a_users_sigterm_handler_that_calls_done_inside_log_does_not_wait_on_the_writer(
+    broker, queue, make_config
+):
+    # The user's handler runs at once (chained) and waits for the end, which closes the
+    # graph writer that the interrupted log() holds: the close must not wait for it.
+    code = """
+    import signal, sys, trainwire
+    def on_term(signum, frame):
+        run.done()
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, on_term)
+    run = trainwire.init(total_steps=10**9, flush_timeout=10)
+    row = {f"s{i}": 0.5 for i in range(300)}  # most of the loop's time is inside log()
+    print("in-loop", flush=True)
+    step = 0
+    while True:
+        step += 1
+        run.progress(step)
+        run.log("wide", step, **row)
+    """
+    proc = _script(code, make_config())
+    _wait_line(proc, "in-loop")
+    time.sleep(0.3)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, stderr
+    assert took < 8, f"{took:.1f} s: the end waited for the log() it interrupted"
+    assert [s for s in _statuses(broker, queue) if s != PROGRESS] == [ERROR]

@@ -36,7 +36,7 @@ class Envelope:
 EVERY_STEP_BACKLOG = 10_000
 #: At the end, at most this many of the newest waiting steps go before the terminal
 #: message (every-step mode), so that a backlog never delays it.
-FINAL_BACKLOG = 100
+FINAL_BACKLOG = 500
 
 
 class Outbox:

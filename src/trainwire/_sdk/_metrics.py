@@ -362,13 +362,24 @@ class MetricsWriter:
                 if row is not None and g.fd is not None:
                     self._write(g, row)
 
-    def close(self) -> None:
-        """Close the files. Rows logged afterwards are not written (one warning)."""
-        with self._lock:
+    def close(self, timeout: float = -1) -> None:
+        """Close the files. Rows logged afterwards are not written (one warning).
+
+        With a ``timeout`` (seconds), a ``log()`` still holding the writer after it (the
+        thread that ends a run must never wait on the training thread for long) leaves
+        the descriptors to the process's exit; the writer is closed all the same.
+        """
+        if not self._lock.acquire(timeout=timeout):
+            if self._state == _OPEN:
+                self._state = _CLOSED
+            return
+        try:
             if self._state == _OPEN:
                 self._state = _CLOSED
             for g in self._graphs.values():
                 self._drop_fd(g)
+        finally:
+            self._lock.release()
 
     def disable(self) -> None:
         """Stop writing for good, without flushing or closing anything (in a forked child:

@@ -332,7 +332,7 @@ class Run:
     def _close_metrics(self) -> None:
         metrics = self._metrics
         if metrics is not None:
-            metrics.close()
+            metrics.close(timeout=1.0)
 
     # -- context manager ---------------------------------------------------------------
 
