@@ -10,9 +10,9 @@ records hold the ``project_key``, the project's authentication key.
 
 The lock is ``<spool>.lock`` (``flock``), shared by every thread and process that touches
 the spool: the run that keeps its terminal message, a re-run of the job that moves it
-aside, ``trainwire run`` delivering its child's, and ``trainwire replay``. When the spool becomes empty both files are removed,
-so a healthy run leaves nothing behind; a waiter that locked a removed lock file notices
-and locks the new one.
+aside, ``trainwire run`` delivering its child's, and ``trainwire replay``. When the spool
+becomes empty both files are removed, so a healthy run leaves nothing behind; a waiter that
+locked a removed lock file notices and locks the new one.
 """
 
 from __future__ import annotations
