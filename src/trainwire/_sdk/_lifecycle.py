@@ -326,6 +326,8 @@ def _at_exit() -> None:
         # Python should end a process that a Ctrl+C stopped by SIGINT, but with other
         # threads about it sometimes exits with status 1 instead (seen with CPython 3.11):
         # do it here, so that a supervisor always sees the interruption.
+        with contextlib.suppress(Exception):
+            logging.shutdown()  # what the atexit hooks after this one would have flushed
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()

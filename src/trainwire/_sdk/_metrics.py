@@ -41,7 +41,6 @@ import stat
 import struct
 import threading
 import unicodedata
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -261,7 +260,10 @@ class _Graph:
         return SEPARATOR.join((self.x_axis, *self.series))
 
 
-_writers: weakref.WeakSet[MetricsWriter] = weakref.WeakSet()
+# Open writers, for the fork hook. A plain set, not a WeakSet: a weakref callback run by
+# the garbage collector would swallow a KeyboardInterrupt that lands inside it (seen by
+# the signal storm: the process then never ended). Writers leave it when closed.
+_writers: set[MetricsWriter] = set()
 
 
 def _after_fork_in_child() -> None:
@@ -369,6 +371,7 @@ class MetricsWriter:
         thread that ends a run must never wait on the training thread for long) leaves
         the descriptors to the process's exit; the writer is closed all the same.
         """
+        _writers.discard(self)
         if not self._lock.acquire(timeout=timeout):
             if self._state == _OPEN:
                 self._state = _CLOSED
@@ -384,6 +387,7 @@ class MetricsWriter:
     def disable(self) -> None:
         """Stop writing for good, without flushing or closing anything (in a forked child:
         the descriptors are the parent's). Later calls do nothing."""
+        _writers.discard(self)
         if self._state != _FORKED:
             self._state = _DISABLED
         self._graphs = {}
