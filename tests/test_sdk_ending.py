@@ -289,3 +289,34 @@ def test_a_users_sigterm_handler_that_calls_done_inside_log_does_not_wait_on_the
     assert proc.returncode == 0, stderr
     assert took < 8, f"{took:.1f} s: the end waited for the log() it interrupted"
     assert [s for s in _statuses(broker, queue) if s != PROGRESS] == [ERROR]
+
+
+def test_a_ctrl_c_landing_inside_a_finalizer_still_stops_the_program(tmp_path):
+    # Python drops a KeyboardInterrupt raised in a weakref callback or __del__ ("Exception
+    # ignored"): the signal storm saw a process that never ended (threading's WeakSet).
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"project_key": "p", "model_id": "m", "model_write_path": "."}))
+    code = """
+    import signal, sys, trainwire
+    run = trainwire.init(total_steps=10)
+    handler = signal.getsignal(signal.SIGINT)
+    class Finalized:
+        def __del__(self):
+            handler(signal.SIGINT, sys._getframe())  # as if Ctrl+C landed in here
+    try:
+        obj = Finalized()
+        del obj
+        for _ in range(300):
+            for _ in range(10**5):
+                pass
+        print("not interrupted", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted after the finalizer", flush=True)
+        raise
+    """
+    proc = _script(code, config)
+    out, err = proc.communicate(timeout=60)
+    assert "interrupted after the finalizer" in out, err
+    assert proc.returncode == -signal.SIGINT
+    lines = (tmp_path / "save" / "trainwire-offline.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["body"]["status"] == ERROR

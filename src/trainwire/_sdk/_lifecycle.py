@@ -107,6 +107,13 @@ class Ending:
     status: Status
 
 
+@dataclass(frozen=True)
+class _Resend:
+    """Send this signal again shortly (it landed inside a finalizer, see _on_sigint)."""
+
+    signum: int
+
+
 @dataclass
 class _Batch:
     endings: list[Ending]
@@ -118,7 +125,7 @@ class _Ender:
     """The thread that ends runs for the main thread and for signals (see module doc)."""
 
     def __init__(self) -> None:
-        self.requests: queue.SimpleQueue[_Batch | int] = queue.SimpleQueue()
+        self.requests: queue.SimpleQueue[_Batch | _Resend | int] = queue.SimpleQueue()
         self.pid = os.getpid()
         self.thread = threading.Thread(target=self._main, name="trainwire-end", daemon=True)
         self.thread.start()
@@ -129,6 +136,9 @@ class _Ender:
             try:
                 if isinstance(item, _Batch):
                     item.won = _end_now(item.endings)
+                elif isinstance(item, _Resend):
+                    time.sleep(0.01)
+                    os.kill(os.getpid(), item.signum)
                 else:
                     _end_for_signal(item)
             except Exception:  # never let the ender die: log and serve the next request
@@ -263,6 +273,28 @@ def _hook_sigterm() -> None:
     if current is not signal.SIG_IGN:
         _previous_sigterm = current
         signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    """Python's Ctrl+C, except inside a finalizer, where it would be lost.
+
+    A ``KeyboardInterrupt`` raised inside a weakref callback or ``__del__`` (run by the
+    garbage collector at any instant, e.g. ``threading``'s WeakSet of threads when a
+    finished run's thread object goes) is printed as "Exception ignored" and dropped: the
+    program then never stops. There the signal is sent again, to land after it.
+    """
+    ender = _ender
+    if frame is not None and ender is not None and _in_finalizer(frame):
+        ender.requests.put(_Resend(signum))  # reentrant; sent again once the callback ended
+        return
+    signal.default_int_handler(signum, frame)
+
+
+def _in_finalizer(frame: FrameType) -> bool:
+    code = frame.f_code
+    return code.co_name == "__del__" or code.co_filename.endswith("_weakrefset.py")
 
 
 def _excepthook(
