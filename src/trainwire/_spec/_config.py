@@ -9,12 +9,12 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 from .._errors import ConfigError
 from ._protocol import Identity, Kind, clean_text, find_unsafe, identity_problem
 
-__all__ = ["CONFIG_ENV", "Config", "load_config"]
+__all__ = ["CONFIG_ENV", "Config", "Endpoint", "load_config"]
 
 CONFIG_ENV = "TRAINWIRE_CONFIG"
 
@@ -25,6 +25,8 @@ _BROKER_KEYS = ("message_host", "message_port", "message_id", "message_pw", "que
 MAX_CONFIG_BYTES = 1 << 20
 #: How deep a YAML config may nest (a training config is a flat mapping).
 MAX_NESTING = 32
+#: How many broker nodes ``message_host`` may list (a cluster is a handful of nodes).
+MAX_BROKERS = 64
 #: AMQP sends queue and virtual host names as "short strings": at most 255 bytes.
 _AMQP_SHORT_STR = 255
 #: What an error message shows of a wrong value: bounded however big or deep the value is
@@ -32,6 +34,17 @@ _AMQP_SHORT_STR = 255
 _PREVIEW = reprlib.Repr()
 _PREVIEW.maxlevel, _PREVIEW.maxlist, _PREVIEW.maxdict, _PREVIEW.maxstring = 2, 4, 4, 60
 _PREVIEW.maxother = 60
+
+
+class Endpoint(NamedTuple):
+    """One broker node: a host name or address and its AMQP port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,9 @@ class Config:
     message_ca_file: Path | None = None
     message_cert_file: Path | None = None
     message_key_file: Path | None = None
+    #: Every broker node, in file order; the first is ``message_host:message_port``.
+    #: Empty when the config names no broker.
+    brokers: tuple[Endpoint, ...] = ()
 
     @property
     def identity(self) -> Identity:
@@ -72,8 +88,9 @@ class Config:
     def describe_broker(self) -> str:
         """``amqp[s]://user@host:port/vhost queue=...`` with no password, for logs and errors."""
         scheme = "amqps" if self.message_tls else "amqp"
+        nodes = ",".join(map(str, self.brokers)) or f"{self.message_host}:{self.message_port}"
         return (
-            f"{scheme}://{self.message_id}@{self.message_host}:{self.message_port}"
+            f"{scheme}://{self.message_id}@{nodes}"
             f"/{self.message_vhost.lstrip('/')} queue={self.queue_name!r}"
         )
 
@@ -301,6 +318,38 @@ class _Reader:
             raise self._fail(key, "a port number between 1 and 65535", value)
         return value
 
+    def endpoints(self, key: str, port: int) -> tuple[Endpoint, ...]:
+        """``message_host``: one host name, or a list of ``"host"``/``"host:port"`` entries."""
+        value = self.data[key]
+        if not isinstance(value, list):
+            self.text(key, required=True)  # a number or a mapping fails as "a string"
+            return (self._entry(key, str(value), port),)
+        if not value or len(value) > MAX_BROKERS:
+            raise self._fail(key, f"a host name or a list of 1 to {MAX_BROKERS} of them", value)
+        found = tuple(self._entry(key, item, port) for item in value)
+        if len(set(found)) != len(found):
+            raise self._bad_text(key, "lists the same broker twice")
+        return found
+
+    def _entry(self, key: str, item: Any, port: int) -> Endpoint:
+        expected = 'a "host" or "host:port" string, or a list of them'
+        if not isinstance(item, str) or not item.strip():
+            raise self._fail(key, expected, item)
+        _Reader(self.path, {key: item}).text(key, required=True)
+        tail: str | None
+        host, sep, tail = item.strip().rpartition(":")
+        if not sep or (":" in host and not host.startswith("[")):
+            host, tail = item.strip(), None  # a plain name, or an IPv6 address without a port
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if tail is not None:
+            digits = tail if tail.isascii() and tail.isdigit() and len(tail) <= 5 else "0"
+            port = int(digits)
+            if not 0 < port < 65536:
+                raise self._fail(key, f"{expected} (a port between 1 and 65535)", item)
+        if not host or any(c in host for c in "[]/ "):
+            raise self._fail(key, expected, item)
+        return Endpoint(host, port)
+
     def flag(self, key: str) -> bool:
         value = self.data.get(key, False)
         if not isinstance(value, bool):
@@ -367,12 +416,15 @@ def load_config(path: PathLike | None = None, *, kind: str | None = None) -> Con
         "model_write_path", required=True, why="graphs and undelivered messages are written there"
     )
     assert write_path is not None
-    host = reader.text("message_host", required=False)
     values: dict[str, Any] = {}
-    if host is not None:
+    host: str | None = None
+    if data.get("message_host") is not None:
+        brokers = reader.endpoints("message_host", reader.port("message_port"))
+        host = brokers[0].host
         why = "it is needed to reach the broker named by 'message_host'"
         values = {
-            "message_port": reader.port("message_port"),
+            "brokers": brokers,
+            "message_port": brokers[0].port,
             "message_id": reader.text("message_id", required=True, why=why),
             "message_pw": reader.text("message_pw", required=True, why=why),
             "queue_name": reader.short_name(
