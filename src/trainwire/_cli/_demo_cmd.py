@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from .._spec._layout import GRAPH_SUFFIX
 from ._common import language_option, verbosity_options
 
 __all__ = ["demo"]
@@ -60,7 +61,7 @@ def _summary(path: Path, metrics_dir: Path) -> str:
     if others:
         lines.append("  then the terminal message:")
         lines.extend("    " + json.dumps(r, ensure_ascii=False) for r in others)
-    graphs = sorted(metrics_dir.glob("*.log")) if metrics_dir.is_dir() else []
+    graphs = sorted(metrics_dir.glob("*" + GRAPH_SUFFIX)) if metrics_dir.is_dir() else []
     if graphs:
         lines.append(f"Training graphs the platform would draw ({metrics_dir}):")
         for graph in graphs:
@@ -155,6 +156,6 @@ def demo(
     click.echo(f"  run ended: {run.status}, delivered: {run.delivered}")
     save = run.config.save_dir
     if run.mode == "offline":
-        click.echo(_summary(save / OFFLINE_FILE, save / "metrics"))
+        click.echo(_summary(save / OFFLINE_FILE, run.config.metrics_dir))
     if run.status != Status.DONE.value:
         sys.exit(1)

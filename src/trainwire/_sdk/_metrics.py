@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from .._errors import MetricsError
+from .._spec._layout import GRAPH_SUFFIX
 
 __all__ = [
     "NUMBER_RE",
@@ -64,7 +65,7 @@ log = logging.getLogger("trainwire")
 #: Cell separator of the spec's example: a comma and a space.
 SEPARATOR = ", "
 #: File name suffix of a graph: ``<graph>.log``.
-SUFFIX = ".log"
+SUFFIX = GRAPH_SUFFIX
 #: Longest graph, series or x axis name, in characters and in UTF-8 bytes.
 MAX_NAME_CHARS = 100
 MAX_NAME_BYTES = 200

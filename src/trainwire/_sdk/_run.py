@@ -300,7 +300,7 @@ class Run:
                 if self._metrics is None:
                     from ._metrics import MetricsWriter
 
-                    self._metrics = MetricsWriter(self.config.save_dir / "metrics")
+                    self._metrics = MetricsWriter(self.config.metrics_dir)
                 metrics = self._metrics
         return metrics
 

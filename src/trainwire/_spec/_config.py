@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Union
 
 from .._errors import ConfigError
+from ._layout import metrics_dir, save_dir
 from ._protocol import Identity, Kind, clean_text, find_unsafe, identity_problem
 
 __all__ = ["CONFIG_ENV", "Config", "Endpoint", "load_config"]
@@ -83,7 +84,12 @@ class Config:
     @property
     def save_dir(self) -> Path:
         """``<model_write_path>/save``: where the metrics and trainwire's spools live."""
-        return self.model_write_path / "save"
+        return save_dir(self.model_write_path)
+
+    @property
+    def metrics_dir(self) -> Path:
+        """``<model_write_path>/save/metrics``: the graph files."""
+        return metrics_dir(self.model_write_path)
 
     def describe_broker(self) -> str:
         """``amqp[s]://user@host:port/vhost queue=...`` with no password, for logs and errors."""
