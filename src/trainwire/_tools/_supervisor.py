@@ -30,7 +30,6 @@ signal N, as a shell reports it); after a stop signal of its own that ended in
 from __future__ import annotations
 
 import codecs
-import collections
 import contextlib
 import json
 import logging
@@ -49,26 +48,18 @@ from typing import IO, Any
 
 from .._broker._delivery import belongs_to, send_records, spool_for
 from .._sdk import _lifecycle
-from .._sdk._explain import (
-    explain_exception_line,
-    explain_signal,
-    final_error_line,
-    short_detail,
-    signal_name,
-    text,
-)
+from .._sdk._explain import short_detail, signal_name, text
 from .._sdk._run import STATE_FILE_ENV, Run, init
 from .._spec._config import CONFIG_ENV, Config
 from .._spec._protocol import Status
 from .._spec._spool import SpoolRecord
-from ._progress_parse import LineParser, ProgressTracker, clean, parse_line
+from ._failure_cause import OutputTail, RankFailures, describe_failure
+from ._progress_parse import LineParser, ProgressTracker
 
 __all__ = ["ChildState", "Outcome", "Supervisor", "describe_failure"]
 
 log = logging.getLogger("trainwire")
 
-#: Lines of each stream kept for the error sentence.
-TAIL_LINES = 50
 #: Signals forwarded to the child's process group.
 FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 #: Forwarded signals that mean "stop": after one, exit status 0 is not a finished training
@@ -78,85 +69,6 @@ _STOP_SIGNALS = frozenset(int(getattr(signal, name)) for name in STOPPING)
 #: After the child exits, how long the pipes may take to drain (a grandchild may hold them).
 DRAIN_TIMEOUT = 2.0
 _READ_SIZE = 65536
-
-
-class OutputTail:
-    """The last lines of one stream, as a terminal would show them (a ``\\r`` rewrites)."""
-
-    def __init__(self, max_lines: int = TAIL_LINES) -> None:
-        self.max_lines = max_lines
-        self.lines: collections.deque[str] = collections.deque(maxlen=max_lines)
-        self._current = ""
-
-    def feed(self, chunk: str) -> None:
-        """Add decoded output."""
-        if len(chunk) > 8192:  # only the last lines matter: skip splitting the rest
-            cut = len(chunk)
-            for _ in range(self.max_lines + 1):
-                cut = chunk.rfind("\n", 0, cut)
-                if cut < 0:
-                    break
-            if cut >= 0:
-                self._current, chunk = "", chunk[cut + 1 :]
-        pieces = chunk.split("\n")
-        pieces[0] = self._current + pieces[0]
-        self._current = pieces.pop()[-8192:]
-        for piece in pieces:
-            self.lines.append(_displayed(piece))
-
-    def snapshot(self) -> list[str]:
-        """The kept lines, the unfinished last one included."""
-        lines = list(self.lines)
-        if self._current.strip():
-            lines.append(_displayed(self._current))
-        return lines
-
-
-def _displayed(raw: str) -> str:
-    segments = [s for s in clean(raw).split("\r") if s.strip()]
-    return segments[-1].rstrip() if segments else ""
-
-
-def _last_words(lines: Sequence[str]) -> str | None:
-    """The last line worth quoting: not empty, not a progress bar, not trainwire's own."""
-    for line in reversed(lines):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("trainwire:"):
-            continue
-        if parse_line(stripped) is not None:
-            continue
-        return stripped
-    return None
-
-
-def describe_failure(
-    returncode: int,
-    stderr: Sequence[str],
-    stdout: Sequence[str],
-    *,
-    language: str = "ko",
-    stopped_by: int | None = None,
-) -> str:
-    """The ``training_error`` sentence for a child that ended with ``returncode``.
-
-    ``stopped_by``: a stop signal the supervisor forwarded (it wins: the job was stopped).
-    Otherwise the final exception line of a traceback, else the exit status with the last
-    line the child printed.
-    """
-    if returncode < 0:
-        signum = -returncode
-        if signum == signal.SIGKILL:
-            return text("signal_kill", language)
-        return explain_signal(signum, language)
-    if stopped_by is not None:
-        return explain_signal(stopped_by, language)
-    error = final_error_line(stderr) or final_error_line(stdout)
-    if error:
-        return explain_exception_line(error, language)
-    words = _last_words(stderr) or _last_words(stdout)
-    if words:
-        return text("exit_status_output", language, code=returncode, detail=short_detail(words))
-    return text("exit_status", language, detail=returncode)
 
 
 def _terminal_status(value: object) -> Status | None:
@@ -227,6 +139,7 @@ class _Pump(threading.Thread):
         self.target_fd = target_fd
         self.supervisor = supervisor
         self.tail = OutputTail()
+        self.ranks = RankFailures()
         self.parser = LineParser()
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._target_ok = True
@@ -258,6 +171,7 @@ class _Pump(threading.Thread):
             try:
                 chunk = self._decoder.decode(data)
                 self.tail.feed(chunk)
+                self.ranks.feed(chunk)
                 if self.supervisor.parse_progress:
                     for reading in self.parser.feed(chunk):
                         self.supervisor._on_reading(reading)
@@ -462,14 +376,19 @@ class Supervisor:
             return Outcome(exit_status, returncode, Status.DONE, None, None, run.delivered)
         stderr, stdout = tails
         message = describe_failure(
-            returncode, stderr, stdout, language=self.language, stopped_by=stopped_by
+            returncode,
+            stderr.tail.snapshot(),
+            stdout.tail.snapshot(),
+            language=self.language,
+            stopped_by=stopped_by,
+            rank=stderr.ranks.cause() or stdout.ranks.cause(),
         )
         run.fail(message)
         return Outcome(exit_status, returncode, Status.ERROR, message, None, run.delivered)
 
-    def _wait(self, proc: subprocess.Popen[bytes]) -> tuple[int, tuple[list[str], list[str]]]:
-        """Pass the output through until the child ends; its status and the last lines of
-        its stderr and stdout."""
+    def _wait(self, proc: subprocess.Popen[bytes]) -> tuple[int, tuple[_Pump, _Pump]]:
+        """Pass the output through until the child ends; its status and the pumps of its
+        stderr and stdout (what they kept of the output)."""
         for signum in self._early_signals:  # signals that came while starting
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signum)
@@ -482,7 +401,7 @@ class Supervisor:
         deadline = time.monotonic() + DRAIN_TIMEOUT
         for pump in (stdout, stderr):
             pump.join(max(0.0, deadline - time.monotonic()))
-        return returncode, (stderr.tail.snapshot(), stdout.tail.snapshot())
+        return returncode, (stderr, stdout)
 
     def _stopped_by(self, returncode: int) -> int | None:
         """The forwarded stop signal that makes this run a ``training_error``, if any.
