@@ -123,3 +123,36 @@ def test_lightgbm_train_that_raises_inside_with_callback_sends_one_training_erro
     assert terminals(seq)[0]["message"] == (
         "Training failed with an error: ValueError: a feature column is empty in round 5"
     )
+
+
+def test_lightgbm_trained_further_from_a_saved_model_goes_on_from_its_rounds(
+    broker, queue, make_config, tmp_path
+):
+    config = make_config()
+    train, valid = datasets()
+    booster = lightgbm.train(
+        PARAMS, train, num_boost_round=4, valid_sets=[train, valid],
+        valid_names=["train", "valid"], callbacks=[trainwire_callback(config, max_rate=None)],
+    )  # fmt: skip
+    booster.save_model(tmp_path / "model.txt")
+    assert [b["step"] for b in progress(messages(broker, queue))] == [1, 2, 3, 4]
+
+    train, valid = datasets()  # as a new process would load them
+    booster = lightgbm.train(
+        PARAMS, train, num_boost_round=6, init_model=tmp_path / "model.txt",
+        valid_sets=[train, valid], valid_names=["train", "valid"],
+        callbacks=[trainwire_callback(config, max_rate=None)],
+    )  # fmt: skip
+
+    assert booster.current_iteration() == 10
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    # From the saved model's 4 rounds on, percentages of all 10 rounds.
+    assert [(b["step"], b["percentage"]) for b in progress(seq)] == [
+        (s, s * 10.0) for s in range(4, 11)
+    ]
+    model_dir = model_dir_of(config)
+    assert (model_dir / "save" / "metrics" / "l2.log").read_text().count("iteration") == 1
+    header, rows = read_graph(model_dir, "l2")
+    assert header == ["iteration", "train", "valid"]
+    assert [row[0] for row in rows] == list(range(1, 11))

@@ -53,7 +53,7 @@ def test_xgboost_train_reports_rounds_metric_graphs_and_one_done(broker, queue, 
     assert graph_names(model_dir) == ["mae", "rmse"]
     header, rows = read_graph(model_dir, "rmse")
     assert header == ["iteration", "train", "valid"]
-    assert [row[0] for row in rows] == list(range(1, 9))
+    assert [row[0] for row in rows] == list(range(8))  # as XGBoost prints them: [0] .. [7]
     assert rows[-1][1] < rows[0][1]  # the training error goes down
 
 
@@ -104,3 +104,55 @@ def test_xgboost_train_that_raises_inside_with_callback_sends_one_training_error
 def test_xgboost_callback_needs_the_number_of_rounds(make_config):
     with pytest.raises(ValueError, match="num_boost_round"):
         TrainwireCallback(0, make_config())
+
+
+def test_xgboost_resumed_from_a_checkpoint_goes_on_from_its_rounds(
+    broker, queue, make_config, tmp_path
+):
+    # A first training checkpoints after its 5th round ([4]) and dies in the 6th; the second
+    # goes on from the checkpoint with the rounds that are left.
+    config = make_config()
+    dtrain, dvalid = matrices()
+    evals = [(dtrain, "train"), (dvalid, "valid")]
+    calls = []
+
+    def dies_in_round_6(predt, dmatrix):
+        calls.append(1)
+        if len(calls) == 2 * 6:  # two data sets a round
+            raise MemoryError("the node ran out of memory in round 6")
+        return "zero", 0.0
+
+    first = TrainwireCallback(10, config, max_rate=None)
+    (tmp_path / "ckpt").mkdir()
+    checkpoint = xgboost.callback.TrainingCheckPoint(tmp_path / "ckpt", interval=4)
+    with pytest.raises(MemoryError), first:
+        xgboost.train(
+            PARAMS, dtrain, num_boost_round=10, evals=evals, custom_metric=dies_in_round_6,
+            verbose_eval=False, callbacks=[first, checkpoint],
+        )  # fmt: skip
+    first_seq = messages(broker, queue)
+    assert_run(first_seq, ERROR, complete=False)
+    assert [b["step"] for b in progress(first_seq)] == [1, 2, 3, 4, 5]
+
+    saved = xgboost.Booster(model_file=tmp_path / "ckpt" / "model_4.ubj")
+    assert saved.num_boosted_rounds() == 5
+    second = TrainwireCallback(10 - 5, config, max_rate=None)
+    with second:
+        booster = xgboost.train(
+            PARAMS, dtrain, num_boost_round=10 - 5, evals=evals, xgb_model=saved,
+            verbose_eval=False, callbacks=[second],
+        )  # fmt: skip
+
+    assert booster.num_boosted_rounds() == 10
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    # From the checkpoint's round on, percentages of all 10 rounds.
+    assert [(b["step"], b["percentage"]) for b in progress(seq)] == [
+        (s, s * 10.0) for s in range(5, 11)
+    ]
+    model_dir = model_dir_of(config)
+    text = (model_dir / "save" / "metrics" / "rmse.log").read_text()
+    assert text.count("iteration") == 1  # appended under the first training's header
+    header, rows = read_graph(model_dir, "rmse")
+    assert header == ["iteration", "train", "valid"]
+    assert [row[0] for row in rows] == list(range(10))

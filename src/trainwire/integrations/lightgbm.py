@@ -11,9 +11,12 @@
             callbacks=[callback, lightgbm.early_stopping(10)],
         )
 
-- total = ``end_iteration - begin_iteration``, step = rounds done in this call;
+- step = the booster's rounds so far, total = ``end_iteration`` (the rounds it has when
+  this call ends). A booster trained further (``init_model=``) goes on from its rounds:
+  the first message is where it resumes, the percentage is of the whole boosting;
 - each evaluation metric is a graph (``l2``, ``binary_logloss``...) with one line per
-  data set (``training``, ``valid_0``...), x axis ``iteration`` (the booster's round);
+  data set (``training``, ``valid_0``...), x axis ``iteration``: the round as LightGBM
+  prints it (``[1]`` is the first);
 - the callback's ``order`` (25) puts it before ``early_stopping`` (30), so it sees the
   round that stops training too;
 - ``training_done`` after the last round. LightGBM has no end hook: an early stop ends
@@ -56,8 +59,10 @@ class TrainwireCallback(ReporterOwner):
         """One round done: ``training_ing``, a row of every metric's graph, done at the end."""
         begin, end = env.begin_iteration, env.end_iteration
         if self._reporter.total is None or env.iteration == begin:
-            self._reporter.begin(end - begin)
-        step = env.iteration - begin + 1
+            self._reporter.begin(end)
+            if begin:  # trained further from init_model: where it resumes
+                self._reporter.progress(begin)
+        step = env.iteration + 1  # LightGBM's iteration counts on across init_model
         self._reporter.progress(step)
         results = env.evaluation_result_list
         if results:

@@ -12,10 +12,14 @@
 
 - XGBoost does not tell a callback how many rounds there are: give the same
   ``num_boost_round`` (``n_estimators`` for ``XGBRegressor``/``XGBClassifier``);
-- step = the boosting rounds done in this call, one ``training_ing`` per round;
+- step = the booster's rounds so far, one ``training_ing`` per round; the total is the
+  rounds the booster has when this call ends. A booster trained further (``xgb_model=``)
+  goes on from its rounds: the first message is where it resumes, and the percentage is
+  of the whole boosting, not of this call;
 - each evaluation metric is a graph (``rmse``, ``logloss``...) with one line per data set
-  (``train``, ``valid``), x axis ``iteration`` = the booster's round number (a booster
-  trained further with ``xgb_model=`` goes on from its rounds);
+  (``train``, ``valid``), x axis ``iteration`` = the round's index as XGBoost prints it
+  (``[0]`` is the first round). A booster trained further goes on from its rounds,
+  where XGBoost's printout starts again at ``[0]``;
 - ``training_done`` at ``after_training``, also after early stopping;
 - XGBoost has no exception hook: ``with callback:`` sends ``training_error``;
 - in distributed XGBoost only the worker of ``xgboost.collective.get_rank() == 0`` reports.
@@ -92,23 +96,25 @@ class TrainwireCallback(ReporterOwner, _Base):  # type: ignore[misc, unused-igno
         self._step = 0
 
     def before_training(self, model: Any) -> Any:
-        """Make the run (on collective rank 0) with ``num_boost_round`` as the total."""
+        """Make the run (on collective rank 0); a booster trained further reports where it is."""
         self._active = _collective_rank() == 0
         if self._active:
             rounds = getattr(model, "num_boosted_rounds", None)
             self._first_round = int(rounds()) if callable(rounds) else 0
-            self._step = 0
-            self._reporter.begin(self.num_boost_round)
+            self._step = self._first_round
+            self._reporter.begin(self._first_round + self.num_boost_round)
+            if self._first_round:
+                self._reporter.progress(self._first_round)
         return model
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
         """One round done: ``training_ing`` and a row of every metric's graph."""
         if not self._active:
             return False
+        # XGBoost's ``epoch`` starts again at 0 on a booster trained further: count here.
         self._step += 1
         self._reporter.progress(self._step)
         if evals_log:
-            x = self._first_round + self._step
             graphs: dict[str, dict[str, float]] = {}
             for data, metrics in evals_log.items():
                 series = series_name(data)
@@ -122,8 +128,8 @@ class TrainwireCallback(ReporterOwner, _Base):  # type: ignore[misc, unused-igno
                     graph = graph_name(metric)
                     if value is not None and graph is not None:
                         graphs.setdefault(graph, {})[series] = value
-            for graph, row in graphs.items():
-                self._reporter.log_graph(graph, x, row, x_axis="iteration")
+            for graph, row in graphs.items():  # x: the round's index, as XGBoost prints it
+                self._reporter.log_graph(graph, self._step - 1, row, x_axis="iteration")
         return False
 
     def after_training(self, model: Any) -> Any:
