@@ -89,3 +89,73 @@ def test_track_rejects_config_and_run_together(make_config):
     with pytest.raises(TypeError, match="not both"):
         trainwire.track(range(3), run=run, config=config)
     run.done()
+
+
+RESUMABLE = """
+    import sys
+    import trainwire
+
+    start = int(sys.argv[1])  # the steps a checkpoint holds
+    tracker = trainwire.track(range(start, 10), initial=start, max_rate=None)
+    for i in tracker:
+        if start == 0 and i == 6:
+            raise MemoryError("out of memory in step 7")
+        tracker.run.log("loss", i + 1, train=1.0 / (i + 1))
+"""
+
+
+def test_track_resumed_in_a_new_process_goes_on_from_its_step_and_appends_its_graph(
+    broker, queue, make_config, tmp_path
+):
+    config = make_config()
+    first = run_python(RESUMABLE, config, args=["0"])
+    assert first.returncode == 1, first.stderr[-2000:]
+    first_seq = messages(broker, queue)
+    assert_run(first_seq, ERROR, complete=False)
+    assert [b["step"] for b in progress(first_seq)] == [1, 2, 3, 4, 5, 6]
+
+    second = run_python(RESUMABLE, config, args=["6"])
+    assert second.returncode == 0, second.stderr[-2000:]
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    # Its first message is where it resumed; percentages are of all 10 steps.
+    assert [(b["step"], b["percentage"]) for b in progress(seq)] == [
+        (s, s * 10.0) for s in range(6, 11)
+    ]
+    text = (tmp_path / "models" / "save" / "metrics" / "loss.log").read_text()
+    assert text.splitlines()[0] == "step, train" and text.count("step") == 1
+    assert [int(line.split(", ")[0]) for line in text.splitlines()[1:]] == list(range(1, 11))
+
+
+def test_track_loops_on_one_run_go_on_from_the_step_the_last_one_reached(
+    broker, queue, make_config
+):
+    run = trainwire.init(make_config(), total_steps=6, max_rate=None)
+    for _epoch in range(2):
+        for _ in trainwire.track(range(3), run=run):
+            pass
+    with pytest.raises(ValueError, match="already reached step 6"):
+        trainwire.track(range(3), run=run, initial=2)
+
+    run.done()
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    assert [(b["step"], b["percentage"]) for b in progress(seq)] == [
+        (s, round(s * 100 / 6, 4)) for s in range(1, 7)
+    ]
+
+
+def test_track_into_a_run_without_a_total_does_not_take_one_loop_for_the_whole(
+    broker, queue, make_config
+):
+    # Two epochs of 3: the first loop's length is not the training's, so no percentage
+    # that would read 100 % after epoch 1 and fall back to 67 % in epoch 2.
+    run = trainwire.init(make_config(), max_rate=None)
+    for _epoch in range(2):
+        for _ in trainwire.track(range(3), run=run):
+            pass
+
+    run.done()
+    seq = messages(broker, queue)
+    assert_run(seq, DONE, complete=False)
+    assert [(b["step"], b["percentage"]) for b in progress(seq)] == [(s, 0) for s in range(1, 7)]
