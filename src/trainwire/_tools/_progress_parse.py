@@ -1,51 +1,49 @@
-"""Progress read from what a training program prints: tqdm, Keras, Lightning, or a plain line.
+"""Progress read from what a training program prints.
 
 ``trainwire run`` passes the child's output through unchanged and, on the side, feeds it
 to a :class:`LineParser` per stream. Recognised lines become :class:`Reading` objects; a
 shared :class:`ProgressTracker` turns them into the ``(step, percentage)`` pairs that are
-sent as ``training_ing``. Recognised formats (after ANSI colours and backspaces are
-removed; ``\\r``-separated updates count as lines):
+sent as ``training_ing``. The shapes of line it knows are in
+:mod:`trainwire._tools._progress_shapes` (tqdm, Lightning's tqdm and rich bars, Keras,
+XGBoost/LightGBM evaluation lines, ``N/M`` counters in log lines, the plain
+``trainwire step=N total=T`` line); ANSI colours and backspaces are removed and
+``\\r``-separated updates count as lines.
 
-- tqdm: ``Desc:  45%|████▌     | 90/200 [00:01<00:02, 45.00it/s]``;
-- Lightning (tqdm bar): ``Epoch 3:  45%|████▌     | 9/20 [...]`` (epoch counted from 0);
-  its ``Validation``/``Sanity Checking``/``Testing``/``Predicting`` bars are ignored;
-- Lightning (rich bar): ``Epoch 3/9  ━━━━━━━━━━ 9/20 0:00:01 • ...`` (3 of 0..9);
-- Keras 3: ``Epoch 2/10`` on its own line, then ``12/100 ━━━━━━━━━━ 1s 10ms/step - loss: ...``;
-  Keras 2: ``12/100 [==>.........] - ETA: 1s - loss: ...``;
-- the plain line any language can print: ``trainwire step=12 total=400`` or
-  ``trainwire step=12 percentage=3.5`` (``step`` is the global step).
+Which tqdm bar counts (per stream): bars described as an evaluation (``Validation``,
+``Evaluating``, ``Testing``, ``Predicting``, ...) never do. Of the others, the first one
+seen is the training bar. A bar nested below it (tqdm draws it a line lower) that appears
+before the first one moved is its inner loop: the first bar then counts epochs and the
+inner one steps (``epoch x inner total + n``). A bar that appears once the first one has
+moved (Hugging Face's evaluation bar, which has no description) or another bar that is not
+the first is not training. The first bar starting again (a new epoch of a plain loop)
+continues the step count.
+
+Interface for the supervisor: ``LineParser.feed(text)`` (or ``feed_bytes(data)``, which
+decodes UTF-8 split anywhere) returns the readings of complete lines; ``tail()`` the
+reading of the unfinished last line, without changing what the parser knows;
+``ProgressTracker.update(reading)`` the ``(step, percentage)`` to send, or None;
+``ProgressTracker.knows_total`` tells whether the percentage comes from a known total
+(False: the steps are real, the percentage is held at its last value, 0 at first).
 """
 
 from __future__ import annotations
 
+import codecs
+import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ._progress_shapes import Form, Shape, is_evaluation, may_hold_progress, shape_of
 
 __all__ = ["LineParser", "ProgressTracker", "Reading", "clean", "parse_line"]
 
 #: A line longer than this without ``\r``/``\n`` is cut (a program printing without newlines).
 MAX_LINE = 8192
+#: Steps above this are not reported (far below the protocol's 2**63 - 1).
+MAX_STEP = 2**53
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _SEGMENT = re.compile(r"[\r\n]")
-
-_NUMBER = r"\d+(?:\.\d+)?[kMGTPEZY]?"
-_TQDM = re.compile(
-    r"(?P<pct>\d{1,3})%\|[^|]*\|\s*(?P<n>" + _NUMBER + r")/(?P<total>" + _NUMBER + r")(?![\w/])"
-)
-_RICH = re.compile(
-    r"^\s*Epoch\s+(?P<epoch>\d+)/(?P<last>\d+)\s+[━╸╺╾╼─\s]+?\s(?P<n>\d+)/(?P<total>\d+)\b"
-)
-_KERAS3 = re.compile(r"^\s*(?P<n>\d+)/(?P<total>\d+)\s+[━╸╺]")
-_KERAS2 = re.compile(r"^\s*(?P<n>\d+)/(?P<total>\d+)\s+\[[=>.]*\]")
-_KERAS_EPOCH = re.compile(r"^\s*Epoch\s+(?P<epoch>\d+)/(?P<epochs>\d+)\s*$")
-_LIGHTNING_EPOCH = re.compile(r"^Epoch\s+(?P<epoch>\d+)\b")
-_PLAIN = re.compile(r"^\s*trainwire\s+(?P<pairs>\w+=\S+(?:\s+\w+=\S+)*)\s*$")
-#: Bars that are not training steps (Lightning's evaluation loops and the like).
-_IGNORED_BARS = re.compile(
-    r"^(Validation|Validating|Sanity Checking|Testing|Test|Predicting|Predict|Eval)", re.I
-)
-_SCALE = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21, "Y": 1e24}
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,10 @@ class Reading:
     """One progress state seen in one line.
 
     ``n`` of ``total`` in the current bar; ``epoch`` (from 0) and ``epochs`` when the
-    format tells them; ``absolute`` for the plain ``trainwire step=...`` line, whose step
-    is already global and may carry its own ``percentage``.
+    format tells them; ``absolute`` for a step that is already global (the plain
+    ``trainwire step=...`` line, boosting rounds, ``step 40/1000``), which may carry its
+    own ``percentage``; ``coarse`` for a count of epochs (``Epoch 3/10`` and no finer
+    counter), used only until a finer reading is seen.
     """
 
     n: int
@@ -64,6 +64,7 @@ class Reading:
     absolute: bool = False
     percentage: float | None = None
     bar: str = ""
+    coarse: bool = False
 
 
 def clean(text: str) -> str:
@@ -73,102 +74,120 @@ def clean(text: str) -> str:
     return text.replace("\b", "")
 
 
-def _number(text: str) -> float | None:
-    scale = _SCALE.get(text[-1:], 1.0)
-    if scale != 1.0:
-        text = text[:-1]
-    try:
-        return float(text) * scale
-    except ValueError:
-        return None
-
-
-def _plain(match: re.Match[str]) -> Reading | None:
-    values = dict(pair.split("=", 1) for pair in match.group("pairs").split())
-    try:
-        step = int(values["step"])
-        total = int(values["total"]) if "total" in values else None
-        percentage = float(values["percentage"]) if "percentage" in values else None
-    except (KeyError, ValueError):
-        return None
-    if step < 0 or (total is not None and total <= 0):
-        return None
-    if percentage is not None and not 0.0 <= percentage <= 100.0:
-        return None
-    return Reading(step, total, absolute=True, percentage=percentage)
-
-
-def _tqdm(line: str, match: re.Match[str]) -> Reading | None:
-    n, total = _number(match.group("n")), _number(match.group("total"))
-    if n is None or total is None or total <= 0 or n > total:
-        return None
-    desc = line[: match.start()].strip().rstrip(":").strip()
-    if _IGNORED_BARS.match(desc):
-        return None
-    epoch = _LIGHTNING_EPOCH.match(desc)
-    # Numbers in a description ("epoch 3") would split one bar into many: key without them.
-    bar = re.sub(r"\d+", "#", desc)
-    return Reading(int(n), int(total), epoch=int(epoch.group("epoch")) if epoch else None, bar=bar)
-
-
 def parse_line(line: str, *, epoch: int | None = None, epochs: int | None = None) -> Reading | None:
-    """The progress in one cleaned line, or None.
-
-    ``epoch``/``epochs`` are the Keras epoch (from 0) and epoch count seen in an earlier
-    ``Epoch 2/10`` line; they apply to Keras step lines only.
-    """
-    if "trainwire" in line:
-        plain = _PLAIN.match(line)
-        if plain:
-            return _plain(plain)
-    if "%|" in line:
-        tqdm = _TQDM.search(line)
-        if tqdm:
-            return _tqdm(line, tqdm)
-    if "/" not in line:
+    """The progress in one cleaned line taken alone, or None (no stream state: every
+    tqdm bar counts). ``epoch``/``epochs``: the Keras epoch (from 0) and epoch count of an
+    earlier ``Epoch 2/10`` line, for Keras step lines."""
+    shape = shape_of(line)
+    if shape is None:
         return None
-    rich = _RICH.match(line)
-    if rich:
-        n, total, last = int(rich.group("n")), int(rich.group("total")), int(rich.group("last"))
-        if total <= 0 or n > total:
-            return None
-        return Reading(n, total, epoch=int(rich.group("epoch")), epochs=last + 1, bar="Epoch")
-    keras = _KERAS3.match(line) or _KERAS2.match(line)
-    if keras:
-        n, total = int(keras.group("n")), int(keras.group("total"))
-        if total <= 0 or n > total:
-            return None
-        return Reading(n, total, epoch=epoch, epochs=epochs, bar="keras")
+    if shape.form is Form.BAR:
+        return Reading(shape.n, shape.total, bar=_bar_key(shape.desc))
+    if shape.form is Form.KERAS:
+        return Reading(shape.n, shape.total, epoch=epoch, epochs=epochs, bar="keras")
+    return _simple(shape, None)
+
+
+def _bar_key(desc: str) -> str:
+    # Numbers in a description ("epoch 3") would split one bar into many: key without them.
+    return re.sub(r"\d+", "#", desc)
+
+
+def _simple(shape: Shape, per_epoch: int | None) -> Reading | None:
+    """The reading of a shape that needs no stream state (``per_epoch``: the step count of
+    an epoch seen in earlier counters, for an epoch end)."""
+    form = shape.form
+    if form is Form.GLOBAL:
+        return Reading(shape.n, shape.total, absolute=True, percentage=shape.percentage)
+    if form is Form.EPOCH_COUNTER:
+        return Reading(shape.n, shape.total, shape.epoch, shape.epochs, bar=shape.desc)
+    if form is Form.EPOCH_COUNT:
+        return Reading(shape.n, shape.total, coarse=True)
+    if form is Form.EPOCH_END and per_epoch:
+        return Reading(per_epoch, per_epoch, epoch=shape.epoch)
     return None
 
 
-def _may_hold_progress(text: str) -> bool:
-    """A cheap test: can ``text`` contain a line any parser recognises? (Most log lines
-    cannot, and a chatty program should not pay for regular expressions.)"""
-    return (
-        "%|" in text
-        or "trainwire" in text
-        or "Epoch" in text
-        or "━" in text
-        or ("/" in text and "[" in text)
-    )
+class _Role(enum.Enum):
+    """What a tqdm bar of one stream is, decided when it is first seen."""
+
+    TRAINING = "training"  # the first bar: steps (or epochs, once it has an inner bar)
+    INNER = "inner"  # nested below the training bar before that moved: the steps
+    OTHER = "other"  # evaluation, or any other bar
+
+
+@dataclass
+class _Bars:
+    """The tqdm bars of one stream and their roles (see the module docstring)."""
+
+    roles: dict[tuple[str, int], _Role] = field(default_factory=dict)
+    first: tuple[str, int] | None = None
+    first_n: int = 0
+    first_total: int = 0
+    inner: tuple[str, int] | None = None
+    #: inner loops finished since the first bar last moved (an epoch is one of them)
+    finished: int = 0
+
+    def reading(self, shape: Shape, *, complete: bool) -> Reading | None:
+        """The reading of one bar frame; ``complete``: the frame's line has ended (only
+        then may a new bar get a role, or the roles change)."""
+        key = (_bar_key(shape.desc), shape.total or 0)
+        role = self.roles.get(key)
+        if role is None:
+            if not complete:
+                return None
+            role = self.roles[key] = self._role_of_new(key, shape)
+        if role is _Role.OTHER:
+            return None
+        if role is _Role.INNER:
+            if complete and shape.n == shape.total:
+                self.finished += 1
+            return Reading(shape.n, shape.total, epoch=self.first_n, epochs=self.first_total)
+        if complete and self.inner is not None and shape.n > self.first_n:
+            if self.finished == 0:  # it moved with no inner loop done: that was no epoch
+                self.roles[self.inner], self.inner = _Role.OTHER, None
+            self.finished = 0
+        if complete:
+            self.first_n = shape.n
+        if self.inner is not None:
+            return Reading(0, self.inner[1], epoch=shape.n, epochs=key[1])
+        return Reading(shape.n, shape.total, bar=key[0])
+
+    def _role_of_new(self, key: tuple[str, int], shape: Shape) -> _Role:
+        if is_evaluation(shape.desc):
+            return _Role.OTHER
+        if self.first is None:
+            self.first, self.first_n, self.first_total = key, shape.n, key[1]
+            return _Role.TRAINING
+        if self.inner is None and shape.position > 0 and self.first_n == 0:
+            self.inner = key
+            return _Role.INNER
+        return _Role.OTHER
 
 
 class LineParser:
     """Splits one output stream into lines (``\\r`` or ``\\n``) and parses each.
 
-    Keeps the Keras epoch header state of its stream. Not thread-safe: one per stream.
+    Keeps the state of its stream: the Keras epoch header, the step count of an epoch
+    seen in counters, the roles of tqdm bars. Not thread-safe: one per stream.
     """
 
     def __init__(self) -> None:
         self._pending = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._epoch: int | None = None
         self._epochs: int | None = None
+        self._per_epoch: int | None = None
+        self._bars = _Bars()
+
+    def feed_bytes(self, data: bytes) -> list[Reading]:
+        """:meth:`feed` for raw output: UTF-8 (split anywhere), invalid bytes replaced."""
+        return self.feed(self._decoder.decode(data))
 
     def feed(self, text: str) -> list[Reading]:
         """Readings from the complete lines of ``text`` (plus what was held back before)."""
         data = self._pending + text
-        if not _may_hold_progress(data):
+        if not may_hold_progress(data):
             cut = max(data.rfind("\n"), data.rfind("\r"))
             self._pending = data[cut + 1 :][-MAX_LINE:]
             return []
@@ -176,59 +195,70 @@ class LineParser:
         self._pending = parts.pop()[-MAX_LINE:]
         readings = []
         for part in parts:
-            if not _may_hold_progress(part):
-                continue
-            reading = self._line(part)
-            if reading is not None:
-                readings.append(reading)
+            if part and may_hold_progress(part):
+                reading = self._line(part, complete=True)
+                if reading is not None:
+                    readings.append(reading)
         return readings
 
     def tail(self) -> Reading | None:
         """The reading of the unfinished last line, if it parses (tqdm ends a line with its
-        next ``\\r``, so the newest bar state is usually still pending)."""
-        if not self._pending or not _may_hold_progress(self._pending):
+        next ``\\r``, so the newest bar state is usually still pending). Changes nothing:
+        the line is read again once it is complete."""
+        if not self._pending or not may_hold_progress(self._pending):
             return None
-        return self._line(self._pending, header=False)
+        return self._line(self._pending, complete=False)
 
-    def _line(self, raw: str, *, header: bool = True) -> Reading | None:
+    def _line(self, raw: str, *, complete: bool) -> Reading | None:
         line = clean(raw)
-        if not line.strip():
+        shape = shape_of(line, raw) if line.strip() else None
+        if shape is None:
             return None
-        if header and line.lstrip().startswith("Epoch"):
-            keras_epoch = _KERAS_EPOCH.match(line)
-            if keras_epoch:
-                self._epoch = int(keras_epoch.group("epoch")) - 1
-                self._epochs = int(keras_epoch.group("epochs"))
-                return None
-        return parse_line(line, epoch=self._epoch, epochs=self._epochs)
+        form = shape.form
+        if form is Form.BAR:
+            return self._bars.reading(shape, complete=complete)
+        if form is Form.KERAS:
+            return Reading(shape.n, shape.total, self._epoch, self._epochs, bar="keras")
+        if complete and form is Form.EPOCH_HEADER:
+            self._epoch, self._epochs = shape.n - 1, shape.total
+        if form is Form.EPOCH_COUNTER and shape.desc == "":
+            self._per_epoch = shape.total
+        return _simple(shape, self._per_epoch)
 
 
 @dataclass
-class _Bar:
+class _Pass:
+    """A bar without an epoch: its last ``n`` and the steps of its earlier passes."""
+
     n: int
-    total: int
     offset: int = 0
 
 
 class ProgressTracker:
-    """Turns readings into increasing ``(step, percentage)`` pairs.
+    """Turns readings into ``(step, percentage)`` pairs; steps and percentages never go
+    down, percentages stay within 0..100.
 
-    - a bar with an epoch: step = epoch x steps per epoch + n; the percentage covers all
-      epochs when their count is known, else ``total_steps``, else the current epoch;
+    - a reading with an epoch: step = epoch x steps per epoch + n; the percentage covers
+      all epochs when their count is known;
     - a bar without one that starts again (a new epoch of a user's loop) continues the step
-      count from where the previous pass ended;
-    - the plain line's step is used as is;
-    - with ``total_steps`` (``trainwire run --total-steps``) the percentage is step/total.
+      count from where the previous pass ended; its own percentage counts only for its
+      first pass;
+    - a global step (plain line, boosting round, ``step 40/1000``) is used as is;
+    - a count of epochs is used only until a finer reading comes;
+    - with ``total_steps`` (``trainwire run --total-steps``) the percentage is step/total,
+      except for the plain line's own ``total``/``percentage``.
 
-    A reading that would move the step backwards (an evaluation bar, an outer loop's bar)
-    gives nothing: the platform sees steps only increase.
+    Without a known total the percentage is held at its last value (0 at first).
     """
 
     def __init__(self, total_steps: int | None = None) -> None:
         self.total_steps = total_steps
-        self._bars: dict[tuple[str, int], _Bar] = {}
+        #: True once a percentage came from a known total.
+        self.knows_total = False
+        self._passes: dict[tuple[str, int], _Pass] = {}
+        self._fine = False
         self._step = -1
-        self._percentage = -1.0
+        self._percentage = 0.0
 
     def update(self, reading: Reading) -> tuple[int, float] | None:
         """The ``(step, percentage)`` to report for ``reading``, or None."""
@@ -236,39 +266,51 @@ class ProgressTracker:
         if found is None:
             return None
         step, percentage = found
-        percentage = min(100.0, max(0.0, percentage))
-        if step < self._step or (step == self._step and percentage <= self._percentage):
+        if not 0 <= step <= MAX_STEP or step < self._step:
+            return None
+        if percentage is not None and percentage == percentage:  # not NaN
+            self.knows_total = True
+            percentage = max(self._percentage, min(100.0, percentage))
+        else:
+            percentage = self._percentage
+        if step == self._step and percentage <= self._percentage:
             return None
         self._step, self._percentage = step, percentage
         return step, percentage
 
-    def _compute(self, reading: Reading) -> tuple[int, float] | None:
-        total_steps = self.total_steps
+    def _compute(self, reading: Reading) -> tuple[int, float | None] | None:
+        if reading.coarse:
+            if self._fine or not reading.total:
+                return None
+            return reading.n, reading.n * 100.0 / reading.total
+        self._fine = True
         if reading.absolute:
-            step = reading.n
             if reading.percentage is not None:
-                return step, reading.percentage
-            total = reading.total or total_steps
-            return (step, step * 100.0 / total) if total else None
+                return reading.n, reading.percentage
+            return reading.n, _share(reading.n, reading.total or self.total_steps)
         total = reading.total
         if not total:
             return None
-        n = reading.n
         if reading.epoch is not None:
-            step = reading.epoch * total + n
-            if reading.epochs:
-                return step, step * 100.0 / (reading.epochs * total)
-            if total_steps:
-                return step, step * 100.0 / total_steps
-            return step, n * 100.0 / total
+            step = reading.epoch * total + reading.n
+            whole = reading.epochs * total if reading.epochs else None
+            return step, _share(step, self.total_steps or whole)
+        return self._bar_pass(reading, total)
+
+    def _bar_pass(self, reading: Reading, total: int) -> tuple[int, float | None]:
         key = (reading.bar, total)
-        bar = self._bars.get(key)
+        bar = self._passes.get(key)
         if bar is None:
-            bar = self._bars[key] = _Bar(n, total)
-        elif n < bar.n:  # the bar started again: count on from where the last pass ended
+            bar = self._passes[key] = _Pass(reading.n)
+        elif reading.n < bar.n:  # the bar started again: count on from where the last ended
             bar.offset += bar.n
-        bar.n = n
-        step = bar.offset + n
-        if total_steps:
-            return step, step * 100.0 / total_steps
-        return step, n * 100.0 / total
+        bar.n = reading.n
+        step = bar.offset + reading.n
+        if self.total_steps:
+            return step, _share(step, self.total_steps)
+        return step, (_share(step, total) if bar.offset == 0 else None)
+
+
+def _share(step: int, total: int | None) -> float | None:
+    """``step`` as a percentage of ``total``; None when the total is unknown."""
+    return step * 100.0 / total if total else None
