@@ -16,6 +16,7 @@ if _TESTS not in sys.path:  # _broker/_proxy importable under any --import-mode
     sys.path.insert(0, _TESTS)
 
 from _broker import Broker  # noqa: E402
+from _cluster import cluster_fixture  # noqa: E402, F401  (the session's 3-node cluster)
 from _proxy import TcpProxy  # noqa: E402
 
 
