@@ -522,7 +522,7 @@ def test_resume_with_another_header_raises_naming_the_file_and_both_headers(
     assert read(folder / "loss.log") == before
 
 
-def test_resume_leaves_out_rows_below_the_files_last_x_with_one_warning(
+def test_resume_leaves_out_rows_up_to_the_files_last_x_with_one_warning(
     folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with MetricsWriter(folder) as first:
@@ -532,7 +532,7 @@ def test_resume_leaves_out_rows_below_the_files_last_x_with_one_warning(
         for step in range(3, 8):
             second.log("loss", step * 100, {"v": -step})
     assert read(folder / "loss.log") == (
-        "step, v\n100, 1\n200, 2\n300, 3\n400, 4\n500, 5\n500, -5\n600, -6\n700, -7\n"
+        "step, v\n100, 1\n200, 2\n300, 3\n400, 4\n500, 5\n600, -6\n700, -7\n"
     )
     said = warnings_of(caplog)
     assert len(said) == 1

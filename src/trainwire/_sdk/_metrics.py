@@ -292,7 +292,7 @@ class MetricsWriter:
       different graphs, e.g. ``"train/loss"`` and ``"val/loss"``: the error says so.
     * A row holding NaN or an infinity is not written (one warning per graph).
     * ``x`` never goes backwards within a graph (else :class:`MetricsError`); after a
-      resume, rows below the file's last x are left out (one warning) until x passes it.
+      resume, rows up to the file's last x are left out (one warning) until x passes it.
     * I/O errors (disk full, read-only folder) warn once and stop that graph; they are
       never raised.
     """
@@ -461,13 +461,13 @@ class MetricsWriter:
             )
             return None
         if g.floor is not None:
-            if xv < g.floor:
+            if xv <= g.floor:  # the file has this x already: no row twice at one x
                 self._say_once(
                     g,
                     "floor",
                     f"graph {g.name!r}: {g.path} already has rows up to {g.x_axis} "
-                    f"{g.floor}; rows with a smaller {g.x_axis} (a job resumed from an "
-                    f"earlier checkpoint?) are left out until {g.x_axis} reaches {g.floor}, "
+                    f"{g.floor}; rows up to that {g.x_axis} (a job resumed from an "
+                    f"earlier checkpoint?) are left out until {g.x_axis} passes {g.floor}, "
                     f"so the file's x axis never goes backwards (shown once per graph)",
                 )
                 return None
