@@ -215,6 +215,8 @@ class LineParser:
         if shape is None:
             return None
         form = shape.form
+        if not complete and not _redrawn(shape, line):
+            return None
         if form is Form.BAR:
             return self._bars.reading(shape, complete=complete)
         if form is Form.KERAS:
@@ -224,6 +226,16 @@ class LineParser:
         if form is Form.EPOCH_COUNTER and shape.desc == "":
             self._per_epoch = shape.total
         return _simple(shape, self._per_epoch)
+
+
+def _redrawn(shape: Shape, line: str) -> bool:
+    """May ``shape``, seen in an unfinished line, be read already? Only a bar drawn over
+    in place, cut after its counter (a log line ends with its newline; a cut "12/12" of
+    "12/120" must not count)."""
+    if shape.form is Form.KERAS:  # its counter starts the line, its bar follows it
+        return True
+    drawn = shape.form is Form.BAR or (shape.form is Form.EPOCH_COUNTER and shape.desc == "Epoch")
+    return drawn and not line.rstrip()[-1:].isdigit()
 
 
 @dataclass

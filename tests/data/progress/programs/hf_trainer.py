@@ -1,7 +1,8 @@
 """HF Trainer, tiny BERT built from a config (no download), eval_strategy="steps".
 
 60 examples / batch 4 = 15 optimizer steps per epoch, 2 epochs = 30 steps; an
-evaluation (16 examples / batch 4 = 4 batches) every 10 steps.
+evaluation (160 examples / batch 4 = 40 batches, more than the steps done by then: its bar
+must not pass for the training bar) every 10 steps.
 """
 
 import torch
