@@ -51,6 +51,15 @@ log = logging.getLogger("trainwire")
     "--no-progress", is_flag=True,
     help="Do not turn progress bars in the output into training_ing.",
 )  # fmt: skip
+@click.option(
+    "--tty/--no-tty", default=None,
+    help="Give the command a pseudo-terminal for stdout and stderr (bars draw every frame, "
+    "as in a terminal). Default: for each of them that is a terminal here.",
+)  # fmt: skip
+@click.option(
+    "--hint-after", type=(click.FloatRange(min=0), click.IntRange(min=1)), default=None,
+    hidden=True,  # for tests: the hint's thresholds (seconds, lines) without waiting 60 s
+)  # fmt: skip
 @verbosity_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
@@ -60,6 +69,8 @@ def run(
     flush_timeout: float,
     language: str,
     no_progress: bool,
+    tty: bool | None,
+    hint_after: tuple[float, int] | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND and report its status: exactly one training_done or training_error.
@@ -68,7 +79,9 @@ def run(
         trainwire run --config train_config.json -- python train.py --lr 3e-4
 
     The command's output passes through unchanged. Progress bars it prints (tqdm,
-    Keras, Lightning) and plain lines `trainwire step=N total=M` become training_ing.
+    Keras, Lightning) and plain lines `trainwire step=N total=M` become training_ing;
+    when none is recognised after 60 s or 200 lines, one hint on stderr says how to
+    report progress.
     Exit status 0 sends training_done; any other status, or death by a signal, sends
     training_error with a sentence from the command's last output. SIGTERM, SIGINT,
     SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are passed on to the command. A command that
@@ -85,6 +98,7 @@ def run(
     trainwire run itself got a stop signal and the job ended in training_error, it ends
     by that same signal (a shell shows 128+N).
     """
+    from .._tools._hint import HINT_AFTER_LINES, HINT_AFTER_SECONDS
     from .._tools._supervisor import Supervisor
 
     config = load_or_exit(config_path)
@@ -96,6 +110,8 @@ def run(
         flush_timeout=flush_timeout,
         language=language,
         parse_progress=not no_progress,
+        tty=tty,
+        hint_after=hint_after or (HINT_AFTER_SECONDS, HINT_AFTER_LINES),
     )
     try:
         outcome = supervisor.run()

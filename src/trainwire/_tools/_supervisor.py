@@ -47,14 +47,16 @@ from types import FrameType
 from typing import IO, Any
 
 from .._broker._delivery import belongs_to, send_records, spool_for
-from .._sdk import _lifecycle
 from .._sdk._explain import short_detail, signal_name, text
+from .._sdk import _lifecycle
 from .._sdk._run import STATE_FILE_ENV, Run, init
 from .._spec._config import CONFIG_ENV, Config
 from .._spec._protocol import Status
 from .._spec._spool import SpoolRecord
 from ._failure_cause import OutputTail, RankFailures, describe_failure
+from ._hint import HINT_AFTER_LINES, HINT_AFTER_SECONDS, ProgressHint
 from ._progress_parse import LineParser, ProgressTracker
+from ._pty import copy_size, open_like
 
 __all__ = ["ChildState", "Outcome", "Supervisor", "describe_failure"]
 
@@ -133,7 +135,7 @@ class Outcome:
 class _Pump(threading.Thread):
     """Copies one of the child's pipes to our stream and reads it on the side."""
 
-    def __init__(self, name: str, source: IO[bytes], target_fd: int, supervisor: Supervisor):
+    def __init__(self, name: str, source: int, target_fd: int, supervisor: Supervisor):
         super().__init__(name=f"trainwire-{name}", daemon=True)
         self.source = source
         self.target_fd = target_fd
@@ -157,13 +159,13 @@ class _Pump(threading.Thread):
             view = view[written:]
 
     def run(self) -> None:
-        fd = self.source.fileno()
+        fd = self.source
         while True:
             try:
                 data = os.read(fd, _READ_SIZE)
             except InterruptedError:
                 continue
-            except OSError:
+            except OSError:  # EIO: a pseudo-terminal whose last writer is gone
                 break
             if not data:
                 break
@@ -180,8 +182,10 @@ class _Pump(threading.Thread):
                         self.supervisor._on_reading(pending)
             except Exception as exc:  # reading progress must never stop the copying
                 log.debug("trainwire: progress parsing failed: %r", exc)
+            # After the parsing: progress in these lines counts before their number does.
+            self.supervisor.hint.output(data.count(b"\n"))
         with contextlib.suppress(OSError):
-            self.source.close()
+            os.close(fd)
 
 
 class Supervisor:
@@ -192,6 +196,11 @@ class Supervisor:
     :param run_options: keywords for :func:`trainwire.init` (``total_steps``, ``max_rate``,
         ``flush_timeout``, ``language``).
     :param parse_progress: turn progress bars in the output into ``training_ing``.
+    :param tty: give the command a pseudo-terminal for each of stdout and stderr: None
+        (default) for those of ours that are terminals, True for both, False for neither
+        (:mod:`trainwire._tools._pty`).
+    :param hint_after: ``(seconds, lines)`` of output without recognised progress before the
+        one hint on stderr (:mod:`trainwire._tools._hint`).
     """
 
     def __init__(
@@ -204,6 +213,8 @@ class Supervisor:
         flush_timeout: float = 30,
         language: str = "ko",
         parse_progress: bool = True,
+        tty: bool | None = None,
+        hint_after: tuple[float, int] = (HINT_AFTER_SECONDS, HINT_AFTER_LINES),
     ) -> None:
         if not command:
             raise ValueError("no command to run")
@@ -211,6 +222,11 @@ class Supervisor:
         self.config = config
         self.language = language
         self.parse_progress = parse_progress
+        self.tty = tty
+        self.hint = ProgressHint(self._child_reports, seconds=hint_after[0], lines=hint_after[1])
+        self._ptys: dict[int, int] = {}  # our fd (1, 2) -> the master of the command's pty
+        if not parse_progress:
+            self.hint.stop()  # progress reading is off on purpose: nothing to hint at
         self._run_options: dict[str, Any] = {
             "total_steps": total_steps,
             "max_rate": max_rate,
@@ -247,16 +263,25 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signum)
 
+    def _on_resize(self, signum: int, frame: FrameType | None) -> None:
+        """Our terminal changed size: so do the command's, and it is told."""
+        for ours, master in self._ptys.items():
+            copy_size(ours, master)
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGWINCH)
+
     def _install_handlers(self) -> dict[int, Any]:
         previous: dict[int, Any] = {}
         if threading.current_thread() is not threading.main_thread():
             return previous
-        for name in FORWARDED:
-            signum = getattr(signal, name, None)
-            if signum is None:
-                continue
-            previous[signum] = signal.getsignal(signum)
-            signal.signal(signum, self._on_signal)
+        handlers = {getattr(signal, name, None): self._on_signal for name in FORWARDED}
+        handlers[signal.SIGWINCH] = self._on_resize
+        for signum, handler in handlers.items():
+            if signum is not None:
+                previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, handler)
         return previous
 
     def _child_reports(self) -> bool:
@@ -269,8 +294,11 @@ class Supervisor:
             return  # the child's own run sends progress: two sources would interleave
         with self._tracker_lock:
             found = self._tracker.update(reading)
+        if found is None:
+            return
+        self.hint.progress()
         run = self._run
-        if found is not None and run is not None:
+        if run is not None:
             run.progress(found[0], percentage=found[1])
 
     def _child_state(self) -> ChildState | None:
@@ -334,11 +362,12 @@ class Supervisor:
         not executable) and a sentence for the user."""
         assert self._state_path is not None
         self._spool_before = self._spooled_ids()
+        slaves = self._open_ptys()
         try:
             self._proc = subprocess.Popen(
                 self.command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=slaves.get(1, subprocess.PIPE),
+                stderr=slaves.get(2, subprocess.PIPE),
                 env=self._child_env(self._state_path),
                 start_new_session=True,  # its own process group: signals reach all of it
             )
@@ -347,7 +376,23 @@ class Supervisor:
             status = 127 if isinstance(exc, FileNotFoundError) else 126
             detail = short_detail(f"{self.command[0]}: {reason}")
             return status, text("command_failed", self.language, detail=detail)
+        finally:
+            for slave in slaves.values():  # the child has its own: EOF when it is gone
+                os.close(slave)
+        self.hint.start()
         return None
+
+    def _open_ptys(self) -> dict[int, int]:
+        """A pseudo-terminal for each of our stdout/stderr that is a terminal (or none,
+        see ``tty``): the command's end of each, by our fd."""
+        slaves: dict[int, int] = {}
+        if self.tty is False:
+            return slaves
+        for ours in (1, 2):
+            pair = open_like(ours, always=bool(self.tty))
+            if pair is not None:
+                self._ptys[ours], slaves[ours] = pair
+        return slaves
 
     def _supervise(self) -> Outcome:
         outcome = self._supervise_child()
@@ -392,16 +437,25 @@ class Supervisor:
         for signum in self._early_signals:  # signals that came while starting
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signum)
-        assert proc.stdout is not None and proc.stderr is not None
-        stdout = _Pump("stdout", proc.stdout, 1, self)
-        stderr = _Pump("stderr", proc.stderr, 2, self)
+        stdout = _Pump("stdout", self._source(1, proc.stdout), 1, self)
+        stderr = _Pump("stderr", self._source(2, proc.stderr), 2, self)
         for pump in (stdout, stderr):
             pump.start()
         returncode = proc.wait()
+        self.hint.stop()
         deadline = time.monotonic() + DRAIN_TIMEOUT
         for pump in (stdout, stderr):
             pump.join(max(0.0, deadline - time.monotonic()))
         return returncode, (stderr, stdout)
+
+    def _source(self, ours: int, pipe: IO[bytes] | None) -> int:
+        """The fd the pump for our fd ``ours`` reads and closes: the pseudo-terminal's
+        master, or the pipe's (its own copy: the Popen object closes the pipe's)."""
+        if pipe is None:
+            return self._ptys[ours]
+        fd = os.dup(pipe.fileno())
+        pipe.close()
+        return fd
 
     def _stopped_by(self, returncode: int) -> int | None:
         """The forwarded stop signal that makes this run a ``training_error``, if any.
