@@ -48,7 +48,7 @@ trainer = Trainer(
     model=BertForSequenceClassification(config),
     args=args,
     train_dataset=Data(60),
-    eval_dataset=Data(16),
+    eval_dataset=Data(160),
 )
 trainer.train()
 print("global_step", trainer.state.global_step)
