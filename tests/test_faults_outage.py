@@ -233,10 +233,10 @@ FD_SCRIPT = textwrap.dedent(
     """
     import gc, json, os, time
     import trainwire
-    from trainwire._broker import _amqp
+    from trainwire._broker import _nodes
 
     gc.disable()  # as some training loops do: nothing may rely on the cyclic collector
-    _amqp.BACKOFF_FIRST = _amqp.BACKOFF_MAX = 0.01  # a long outage's attempts, compressed
+    _nodes.BACKOFF_FIRST = _nodes.BACKOFF_MAX = 0.01  # a long outage's attempts, compressed
     run = trainwire.init(total_steps=100, flush_timeout=0.2)
     time.sleep(0.5)
     before = len(os.listdir("/proc/self/fd"))

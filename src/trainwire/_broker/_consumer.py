@@ -28,7 +28,7 @@ def url_parameters(url: str, connection_name: str) -> Any:
 
 
 def connect(params: Any) -> Any:
-    """A blocking connection (raises what pika raises: see ``_amqp.describe_connect_error``)."""
+    """A blocking connection (raises what pika raises; ``describe_connect_error`` words it)."""
     return pika.BlockingConnection(params)
 
 

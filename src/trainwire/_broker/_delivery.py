@@ -20,7 +20,8 @@ from typing import Any
 from .._spec._config import Config
 from .._spec._protocol import encode
 from .._spec._spool import SPOOL_FILE, Spool, SpoolRecord
-from ._amqp import connection_parameters, describe_connect_error, message_properties
+from ._params import connection_parameters, message_properties
+from ._sentences import describe_connect_error
 
 __all__ = [
     "DeliveryResult",

@@ -4,8 +4,8 @@ pika reports a failed connect as a nest of exceptions (its workflow errors wrap 
 TLS and AMQP errors, sometimes only as text). :func:`diagnose` reads the whole chain once
 and returns a :class:`ConnectFailure`: a :class:`FailureKind`, whether retrying can help,
 and the few facts a sentence needs. The SDK transport and ``trainwire send``/``replay``
-word it for a training config (``_amqp.describe_connect_error``: which key of which file
-to fix), ``trainwire serve --amqp-url`` for a URL (``_serve/_receiver.py``).
+word it for a training config (``_sentences.describe_connect_error``: which key of which
+file to fix), ``trainwire serve --amqp-url`` for a URL (``_serve/_receiver.py``).
 """
 
 from __future__ import annotations

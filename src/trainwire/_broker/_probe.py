@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 
 from .._spec._config import Config
-from ._amqp import connection_parameters
+from ._params import connection_parameters
 
 __all__ = ["QueueProbe", "probe_queue"]
 

@@ -1,0 +1,95 @@
+"""Publisher confirms: which delivery tag carries which message, and what goes out again.
+
+Every message gets a sequence number once, when it is first published; a message sent
+again (connection lost before its confirm, nack) keeps it, so the retry line is kept in
+the original order.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, NamedTuple
+
+from ._transport import Envelope
+
+__all__ = ["MAX_IN_FLIGHT", "Confirms", "Slot", "Verdict"]
+
+#: Unconfirmed messages allowed on the wire at once.
+MAX_IN_FLIGHT = 1000
+
+
+class Slot(NamedTuple):
+    """A message's place in the run's sequence."""
+
+    seq: int
+    envelope: Envelope
+
+
+class Verdict(Enum):
+    """What the broker said about one published message."""
+
+    ACK = "ack"
+    NACK = "nack"
+    RETURNED = "returned"  # acked, but returned unroutable first: no such queue
+
+
+class Confirms:
+    """Delivery tags of the current channel mapped to messages, and the retry line."""
+
+    def __init__(self) -> None:
+        self._seq = 0
+        self._tag = 0
+        self.in_flight: dict[int, Slot] = {}
+        self.retry: list[Slot] = []
+        self._returned: set[str] = set()
+
+    def new_channel(self) -> None:
+        """A channel in confirm mode numbers its deliveries from 1."""
+        self._tag = 0
+
+    def sent(self, envelope: Envelope, seq: int | None = None) -> None:
+        """``envelope`` is being published (with its old ``seq`` when sent again)."""
+        if seq is None:
+            self._seq += 1
+            seq = self._seq
+        self._tag += 1
+        self.in_flight[self._tag] = Slot(seq, envelope)
+
+    def returned(self, message_id: str) -> None:
+        """The broker returned this message (its ack follows)."""
+        self._returned.add(message_id)
+
+    def settle(self, method: Any) -> list[tuple[Slot, Verdict]]:
+        """The messages a ``basic.ack``/``basic.nack`` settles, with the verdict of each."""
+        import pika.spec
+
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        tag = method.delivery_tag
+        tags = sorted(t for t in self.in_flight if t <= tag) if method.multiple else [tag]
+        settled = []
+        for t in tags:
+            slot = self.in_flight.pop(t, None)
+            if slot is None:
+                continue
+            message_id = slot.envelope.message_id
+            verdict = Verdict.ACK if acked else Verdict.NACK
+            if message_id in self._returned:
+                verdict = Verdict.RETURNED
+            self._returned.discard(message_id)
+            settled.append((slot, verdict))
+        return settled
+
+    def again(self, *slots: Slot) -> None:
+        """Put ``slots`` in the retry line, in sequence order."""
+        self.retry.extend(slots)
+        self.retry.sort(key=lambda slot: slot.seq)
+
+    def requeue(self) -> None:
+        """The channel is gone: what was in flight goes out again, in order."""
+        if self.in_flight:
+            self.again(*self.in_flight.values())
+            self.in_flight.clear()
+
+    def room(self) -> bool:
+        """True while another message may go on the wire."""
+        return len(self.in_flight) < MAX_IN_FLIGHT

@@ -1,0 +1,79 @@
+"""The order of a run's messages on the wire: retries, progress, then the terminal alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._spec._config import Config
+from .._spec._protocol import encode
+from ._confirms import Confirms
+from ._newest import NewestProgress
+from ._params import message_properties
+from ._transport import Envelope, Outbox
+from ._writeahead import SpoolState, WriteAhead
+
+__all__ = ["WireOrder"]
+
+
+class WireOrder:
+    """Publishes what waits, in the run's one sequence, on the channel it is given."""
+
+    def __init__(
+        self, outbox: Outbox, config: Config, confirms: Confirms, newest: NewestProgress,
+        write_ahead: WriteAhead,
+    ) -> None:  # fmt: skip
+        self.outbox = outbox
+        self.queue = config.queue_name
+        self.confirms = confirms
+        self.newest = newest
+        self.write_ahead = write_ahead
+        self._terminal_sent = False
+
+    def fill(self, channel: Any) -> None:
+        """Publish in sequence: retries, progress, then the terminal alone."""
+        if self._send_retries(channel):
+            self._send_progress(channel)
+            self._send_terminal(channel)
+
+    def _publish(self, channel: Any, envelope: Envelope, seq: int | None = None) -> None:
+        self.confirms.sent(envelope, seq)
+        channel.basic_publish(
+            exchange="",
+            routing_key=envelope.queue or self.queue,
+            body=encode(envelope.body),
+            properties=message_properties(envelope.message_id),
+            mandatory=True,
+        )
+
+    def _send_retries(self, channel: Any) -> bool:
+        """Send the retry line again; True once it is empty."""
+        confirms = self.confirms
+        while confirms.retry and confirms.room():
+            if confirms.retry[0].envelope.terminal and confirms.in_flight:
+                return False  # a terminal message goes alone, after everything before it
+            slot = confirms.retry.pop(0)
+            self._publish(channel, slot.envelope, slot.seq)
+        return not confirms.retry
+
+    def _send_progress(self, channel: Any) -> None:
+        ending = self.outbox.terminal is not None
+        while self.confirms.room():
+            progress = self.newest.take(ignore_rate=ending)
+            if progress is None:
+                return
+            self._publish(channel, progress)
+            if self.outbox.max_rate and not ending:
+                return
+
+    def _send_terminal(self, channel: Any) -> None:
+        terminal = self.outbox.terminal
+        if (
+            terminal is not None
+            # written ahead first: a kill -9 cannot lose it
+            and self.write_ahead.state is not SpoolState.NOT_WRITTEN
+            and not self._terminal_sent
+            and not self.confirms.in_flight
+            and not self.outbox.has_pending()
+        ):
+            self._terminal_sent = True
+            self._publish(channel, terminal)

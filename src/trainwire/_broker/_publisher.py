@@ -1,0 +1,88 @@
+"""What the publisher knows whatever connection it is on: the run's reporting phase, the
+sequence of messages, what the broker confirmed, and the write-ahead."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .._spec._config import Config
+from ._confirms import Confirms, Slot, Verdict
+from ._newest import NewestProgress
+from ._notices import Trouble
+from ._order import WireOrder
+from ._phase import Reporting
+from ._transport import Envelope, Outbox
+from ._writeahead import WriteAhead
+
+__all__ = ["NACK_PAUSE", "Publisher"]
+
+#: Pause before sending again what the broker nacked.
+NACK_PAUSE = 0.5
+
+
+class Publisher(Reporting):
+    """The run's messages in one sequence, across connections (and nodes)."""
+
+    def __init__(self, outbox: Outbox, config: Config) -> None:
+        super().__init__()
+        self.outbox = outbox
+        self.config = config
+        self.confirms = Confirms()
+        self.newest = NewestProgress(outbox)
+        self.write_ahead = WriteAhead(config)
+        self.order = WireOrder(outbox, config, self.confirms, self.newest, self.write_ahead)
+        self.delivered = 0
+        self.pause_until = 0.0
+
+    def keep_final(self) -> None:
+        """Write the terminal message (and the newest progress) ahead to the spool."""
+
+        def final() -> list[Envelope] | None:
+            terminal = self.outbox.terminal
+            if self.confirmed.is_set() or terminal is None:
+                return None
+            return [e for e in (self.newest.unconfirmed_final(), terminal) if e is not None]
+
+        self.write_ahead.write(final)
+
+    def on_confirm(self, method: Any) -> int:
+        """A ``basic.ack``/``basic.nack``: returns how many messages it confirmed."""
+        acked = 0
+        for slot, verdict in self.confirms.settle(method):
+            if verdict is not Verdict.ACK:
+                self._refused(slot, verdict)
+                continue
+            acked += 1
+            self.delivered += 1
+            if slot.envelope.terminal:
+                self.terminal_confirmed()
+                self.write_ahead.settle()
+            else:
+                self.newest.confirmed(slot.envelope)
+        return acked
+
+    def _refused(self, slot: Slot, verdict: Verdict) -> None:
+        """The broker nacked or returned a message: send it again where that is right."""
+        envelope = slot.envelope
+        if verdict is Verdict.RETURNED:
+            return  # no such queue: said once; the terminal stays in the spool
+        if not envelope.terminal and self.newest.is_stale(envelope):
+            return  # a newer step exists: sending this one again would put it after it
+        self.confirms.again(slot)
+        self.pause_until = max(self.pause_until, time.monotonic() + NACK_PAUSE)
+
+    def on_return(self, message_id: str, reply_text: str) -> None:
+        """A message came back unroutable: there is no queue of that name."""
+        self.confirms.returned(message_id)
+        terminal = self.outbox.terminal
+        if terminal is not None and message_id == terminal.message_id:
+            self.settled.set()  # no queue: waiting cannot help; the spool keeps it
+        self.notices.say(
+            Trouble.UNROUTABLE,
+            logging.ERROR,
+            f"the broker has no queue named {self.config.queue_name!r} (message returned: "
+            f"{reply_text}): check 'queue_name' in {self.config.path}; the platform "
+            "creates that queue, trainwire does not declare it",
+        )
