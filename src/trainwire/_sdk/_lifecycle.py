@@ -55,22 +55,23 @@ if TYPE_CHECKING:
     from .._spec._protocol import Status
 
     class Run(Protocol):
-        """What the hooks need of a run (``_run.Run``), so that this module needs no ``Run``.
+        """What the hooks need of a run, so that this module needs no ``Run``.
 
-        The methods are the run's private side of ending: only the hooks call them.
+        ``_run.Run`` hands the hooks a small view of itself with these methods (its side
+        of ending); users never see them.
         """
 
-        flush_timeout: float
-
-        def _claim(self, body: dict[str, Any], status: Status) -> bool: ...
-        def _begin_end(self) -> None: ...
-        def _complete_end(self, timeout: float) -> None: ...
-        def _wait_ended(self) -> None: ...
-        def _hurry(self) -> None: ...
-        def _exception_ending(self, exc: BaseException) -> Ending | None: ...
-        def _signal_ending(self, signum: int) -> Ending | None: ...
-        def _exit_ending(self, code: Any) -> Ending | None: ...
-        def _detach_after_fork(self) -> None: ...
+        @property
+        def flush_timeout(self) -> float: ...
+        def claim(self, body: dict[str, Any], status: Status) -> bool: ...
+        def begin_end(self) -> None: ...
+        def complete_end(self, timeout: float) -> None: ...
+        def wait_ended(self) -> None: ...
+        def hurry(self) -> None: ...
+        def exception_ending(self, exc: BaseException) -> Ending | None: ...
+        def signal_ending(self, signum: int) -> Ending | None: ...
+        def exit_ending(self, code: Any) -> Ending | None: ...
+        def detach_after_fork(self) -> None: ...
 
 
 __all__ = ["UNKNOWN_EXIT", "Ending", "end", "forget", "register"]
@@ -196,22 +197,22 @@ def end(endings: list[Ending]) -> list[bool]:
         batch.done.wait(max(e.run.flush_timeout for e in endings) + _WAIT_SLACK)
     except BaseException:  # e.g. a second Ctrl+C: stop waiting; the spool keeps the end
         for ending in endings:
-            ending.run._hurry()
+            ending.run.hurry()
         raise
     return batch.won or [False] * len(endings)
 
 
 def _end_now(endings: list[Ending]) -> list[bool]:
-    won = [e.run._claim(e.body, e.status) for e in endings]
+    won = [e.run.claim(e.body, e.status) for e in endings]
     started = time.monotonic()
     mine = [e.run for e, w in zip(endings, won) if w]
     for run in mine:
-        run._begin_end()
+        run.begin_end()
     for run in mine:
-        run._complete_end(max(0.0, started + run.flush_timeout - time.monotonic()))
+        run.complete_end(max(0.0, started + run.flush_timeout - time.monotonic()))
     for e, w in zip(endings, won):
         if not w:
-            e.run._wait_ended()
+            e.run.wait_ended()
     return won
 
 
@@ -228,7 +229,7 @@ def _end_for_signal(signum: int) -> None:
                 if not runs:
                     _signal_flushed = dying  # from here on register() refuses new runs
                     break
-            _end_now([e for e in (run._signal_ending(signum) for run in runs) if e])
+            _end_now([e for e in (run.signal_ending(signum) for run in runs) if e])
     finally:
         if dying:
             _signal_flushed = True
@@ -305,10 +306,10 @@ def _excepthook(
     if isinstance(exc, KeyboardInterrupt):  # Ctrl+C while an end flushes: stop waiting
         _interrupted = True
         for run in runs:
-            run._hurry()
+            run.hurry()
     # A second Ctrl+C while flushing stops the wait only: the spool has the end.
     with contextlib.suppress(BaseException):
-        end([e for e in (run._exception_ending(exc) for run in runs) if e])
+        end([e for e in (run.exception_ending(exc) for run in runs) if e])
     hook = _previous_excepthook or sys.__excepthook__
     hook(exc_type, exc, tb)
 
@@ -319,7 +320,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     global _signal_pending, _signal_done
     if _signal_pending is not None and not _signal_flushed:
         for run in list(_runs):  # again while the end flushes: stop waiting for the broker
-            run._hurry()
+            run.hurry()
         return
     if not _runs or _signal_flushed or _ender is None:
         _pass_on(signum, frame)
@@ -349,7 +350,7 @@ def _after_fork_in_child() -> None:
     _ender, _signal_pending, _signal_flushed = None, None, False
     _signal_done = threading.Event()
     for run in runs:
-        run._detach_after_fork()
+        run.detach_after_fork()
 
 
 def _at_exit() -> None:
@@ -378,7 +379,7 @@ def _end_at_exit() -> None:
     if not runs:
         return
     code = _exit_verdict()
-    end([e for e in (run._exit_ending(code) for run in runs) if e])
+    end([e for e in (run.exit_ending(code) for run in runs) if e])
 
 
 def _exit_verdict() -> Any:

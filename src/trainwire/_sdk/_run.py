@@ -31,7 +31,7 @@ from ._rank import global_rank
 if TYPE_CHECKING:
     from ._metrics import MetricsWriter
 
-__all__ = ["MODE_ENV", "Run", "init"]
+__all__ = ["MODE_ENV", "Run", "init", "release"]
 
 log = logging.getLogger("trainwire")
 
@@ -39,6 +39,60 @@ MODE_ENV = "TRAINWIRE_MODE"
 #: Set by ``trainwire run`` for its child: where the child records that it sent its own end.
 STATE_FILE_ENV = "TRAINWIRE_STATE_FILE"
 _MODES = ("online", "offline", "disabled")
+
+
+class _HookSide:
+    """A run's side of ending as the lifecycle hooks call it (``_lifecycle.Run``).
+
+    The hooks end runs on the ending thread; these are ``Run``'s own steps of that,
+    kept off the public class so that users see only ``progress``/``done``/``fail``.
+    """
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+
+    @property
+    def flush_timeout(self) -> float:
+        return self._run.flush_timeout
+
+    def claim(self, body: dict[str, Any], status: Status) -> bool:
+        return self._run._claim(body, status)
+
+    def begin_end(self) -> None:
+        self._run._begin_end()
+
+    def complete_end(self, timeout: float) -> None:
+        self._run._complete_end(timeout)
+
+    def wait_ended(self) -> None:
+        self._run._wait_ended()
+
+    def hurry(self) -> None:
+        self._run._hurry()
+
+    def exception_ending(self, exc: BaseException) -> Ending | None:
+        return self._run._exception_ending(exc)
+
+    def signal_ending(self, signum: int) -> Ending | None:
+        return self._run._signal_ending(signum)
+
+    def exit_ending(self, code: Any) -> Ending | None:
+        return self._run._exit_ending(code)
+
+    def detach_after_fork(self) -> None:
+        self._run._detach_after_fork()
+
+
+def release(run: Run) -> None:
+    """End ``run`` without a terminal message of its own: another process sent it.
+
+    ``trainwire run`` calls this when its child reported by itself; the exit hooks then
+    send nothing for ``run`` either. The same path a forked child's copy of a run takes.
+    """
+    _lifecycle.forget(run._hooks)
+    run._detach_after_fork()
 
 
 class Run:
@@ -87,7 +141,8 @@ class Run:
         self._confirmed: bool | None = None
         self._metrics: MetricsWriter | None = None
         self._metrics_lock = threading.Lock()
-        if (reporting or self._records_failure) and not _lifecycle.register(self):
+        self._hooks = _HookSide(self)
+        if (reporting or self._records_failure) and not _lifecycle.register(self._hooks):
             # The process is ending by SIGTERM: a run started now would never be ended.
             log.warning("trainwire: init() after SIGTERM: this run reports nothing")
             self._reporting = self._records_failure = False
@@ -167,14 +222,14 @@ class Run:
     def _done_ending(self) -> Ending | None:
         if not self._reporting:
             return None
-        return Ending(self, done_message(self.config.identity), Status.DONE)
+        return Ending(self._hooks, done_message(self.config.identity), Status.DONE)
 
     def _error_ending(self, text_: str) -> Ending | None:
         if self._reporting:
             text_ = _distributed.root_cause(
                 self.config.save_dir, text_, self.language, launch=self._launch
             )
-            return Ending(self, error_message(self.config.identity, text_), Status.ERROR)
+            return Ending(self._hooks, error_message(self.config.identity, text_), Status.ERROR)
         if self._records_failure:
             self._records_failure = False
             _distributed.record_failure(self.config.save_dir, self.rank, text_, launch=self._launch)
@@ -208,7 +263,7 @@ class Run:
             self._confirmed = False
             log.warning("trainwire: the final status may not have been sent: %r", exc)
         finally:
-            _lifecycle.forget(self)
+            _lifecycle.forget(self._hooks)
             self._close_metrics()
             self._tell_supervisor()
             self._finished.set()
