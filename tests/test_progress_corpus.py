@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from trainwire._tools._progress_parse import LineParser, ProgressTracker
+from trainwire._tools._progress_parse import LineParser, ProgressTracker, parse_line
 
 DATA = Path(__file__).parent / "data" / "progress"
 CASES = sorted(p.name.removesuffix(".expected.json") for p in DATA.glob("*.expected.json"))
@@ -140,3 +140,145 @@ def test_feed_bytes_decodes_characters_split_across_reads():
     parser, tracker = LineParser(), ProgressTracker()
     readings = [r for byte in range(len(frame)) for r in parser.feed_bytes(frame[byte : byte + 1])]
     assert [tracker.update(r) for r in readings] == [(5, 50.0)]
+
+
+# -- the rules, on small hand-made streams ------------------------------------------------
+
+
+def _text(text: str, total_steps: int | None = None) -> list[tuple[int, float]]:
+    return track([("stderr", text.encode())], total_steps)
+
+
+def _frame(desc: str, n: int, total: int, position: int = 0) -> str:
+    pct = n * 100 // total
+    bar = f"{desc}{': ' if desc else ''}{pct:3d}%|#| {n}/{total} [00:01<00:01, 9.00it/s]"
+    return "\n" * position + "\r" + bar + "\x1b[A" * position
+
+
+def test_bars_named_as_evaluation_or_data_never_count_even_first():
+    frames = [
+        _frame("Map", 1000, 1000),
+        _frame("model.safetensors", 5, 10).replace("it/s", "MB/s"),
+        _frame("Sanity Checking DataLoader 0", 2, 2),
+        _frame("train", 3, 10),
+        _frame("Evaluating", 40, 40, position=1),
+        _frame("Validation DataLoader 0", 9, 10),
+        _frame("train", 10, 10),
+    ]
+    assert _text("".join(frames) + "\n") == [(3, 30.0), (10, 100.0)]
+
+
+def test_a_bar_appearing_once_the_training_bar_moved_is_not_training():
+    # Hugging Face: the evaluation bar has no description and counts past the step.
+    frames = [_frame("", n, 30) for n in range(0, 11, 5)]
+    frames += [_frame("", n, 40, position=1) for n in range(0, 41, 10)]
+    frames += [_frame("", 20, 30), _frame("", 0, 40), _frame("", 40, 40), _frame("", 30, 30)]
+    assert [s for s, _ in _text("".join(frames) + "\n")] == [0, 5, 10, 20, 30]
+
+
+def test_an_inner_bar_below_an_unmoved_outer_bar_counts_steps_of_its_epochs():
+    frames = []
+    for epoch in range(2):
+        frames.append(_frame("epochs", epoch, 2))
+        frames += [_frame(f"epoch {epoch}", n, 4, position=1) for n in (0, 2, 4)]
+    frames.append(_frame("epochs", 2, 2))
+    assert _text("".join(frames) + "\n") == [
+        (0, 0.0), (2, 25.0), (4, 50.0), (6, 75.0), (8, 100.0)
+    ]  # fmt: skip
+
+
+def test_an_outer_bar_moving_without_its_inner_loop_demotes_the_inner_bar():
+    frames = [_frame("outer", 0, 10), _frame("", 0, 3, position=1), _frame("", 3, 3, 1)]
+    frames += [_frame("outer", 1, 10), _frame("outer", 2, 10), _frame("outer", 9, 10)]
+    steps = [s for s, _ in _text("".join(frames) + "\n")]
+    assert steps == sorted(steps) and steps[:2] == [0, 3]
+
+
+def test_lightning_epochs_without_their_count_never_say_100_before_the_end():
+    frames = [f"\rEpoch {e}: 100%|#| 8/8 [00:00<00:00]\n" for e in range(3)]
+    assert _text("".join(frames)) == [(8, 0.0), (16, 0.0), (24, 0.0)]
+    assert _text("".join(frames), total_steps=24)[-1] == (24, 100.0)
+
+
+def test_counters_in_log_lines():
+    epochs = "Epoch 1/4 - loss 0.3\nEpoch 2/4 - loss 0.2\n"  # a count of epochs
+    assert _text(epochs) == [(1, 25.0), (2, 50.0)]
+    lines = [
+        "step 40/1000 loss 2.1",
+        "iter 80/1000 | lr 1e-3",
+        "Epoch 2/4 - loss 0.2",  # coarser than the steps seen: ignored
+        "trainwire step=120 total=1000",
+    ]
+    assert _text("\n".join(lines) + "\n") == [(40, 4.0), (80, 8.0), (120, 12.0)]
+
+
+def test_an_unfinished_line_gives_a_bar_state_but_never_a_cut_counter():
+    parser, tracker = LineParser(), ProgressTracker()
+    for reading in parser.feed("\rtrain:  10%|#| 10/100 [00:01<00:09, 9.00it/s]\rtrain:  1"):
+        tracker.update(reading)
+    assert parser.tail() is None  # "1" of "12/100" must not count
+    parser.feed("2%|#| 12/100 [00:01<00:09, 9.00it/s]")
+    pending = parser.tail()
+    assert pending is not None and tracker.update(pending) == (12, 12.0)
+    parser.feed("\rEval:  1%|#| 1/2")
+    assert parser.tail() is None
+
+
+def test_a_new_bar_is_not_judged_on_an_unfinished_line():
+    parser = LineParser()
+    parser.feed("\rtrain:  50%|#| 5/10 [00:01<00:01]\n")
+    parser.feed("\n\r  0%|          | 0/40 [00:00<?, ?it/s]")  # its "cursor up" still to come
+    assert parser.tail() is None
+
+
+# -- hostile output ----------------------------------------------------------------------
+
+HOSTILE = [
+    b"\x00\x00train:  50%|#| 5/10 [00:01]\x00\r\n",
+    b"\xff\xfe\xed\xa0\x80 bad utf-8 \xc3\r\n",
+    b"x" * 1_000_000,
+    b"\r 100%|#| " + str(10**30).encode() + b"/" + str(10**30).encode() + b" [00:01]\n",
+    b"\r 50%|#| -5/10 [00:01]\n\r 50%|#| 5/-10 [00:01]\n",
+    b"\r 200%|#| 20/10 [00:01]\nstep 20/10\nEpoch [5/3], Step [1/2]\n",
+    b"trainwire step=" + str(10**30).encode() + b" total=1\ntrainwire step=-1 total=5\n",
+    b"trainwire step=3 percentage=nan\ntrainwire step=3 percentage=1e400\n",
+    b"[" + b"9" * 40 + b"]\teval-logloss:0.1\n| end of epoch 99999999999999 |\n",
+    b"Epoch 999999999/1000000000 ",
+    b"\x1b[" + b"9" * 5000 + b"\x1b]" + b"\x07" * 3 + b"\x1b" * 1000 + b"\n",
+    b"\r 1.5e3/2.0M |##| \r 99%|#| 1.5k/2.0M [00:01]\n",
+    b"\r\r\r\n\n\n" * 1000,
+    b"\r train:  60%|#| 6/10 [00:01]\n",
+]
+
+
+def _assert_sane(sent: list[tuple[int, float]]) -> None:
+    steps = [s for s, _ in sent]
+    percentages = [p for _, p in sent]
+    assert steps == sorted(steps) and percentages == sorted(percentages)
+    assert all(0 <= s <= 2**53 and 0.0 <= p <= 100.0 for s, p in sent)
+
+
+@pytest.mark.parametrize("size", [1, 4096, 65536])
+def test_hostile_output_neither_crashes_nor_moves_progress_back_or_past_100(size):
+    data = b"".join(HOSTILE)
+    if size == 1:
+        data = data.replace(b"x" * 1_000_000, b"x" * 20_000)  # bytewise: keep it quick
+    sent = track([("stderr", data[i : i + size]) for i in range(0, len(data), size)])
+    _assert_sane(sent)
+    assert sent[-1] == (6, 60.0), sent  # the bogus lines gave nothing; the last bar counts
+
+
+def test_a_long_line_without_newline_keeps_only_its_end():
+    parser = LineParser()
+    for _ in range(16):
+        assert parser.feed("y" * 65536) == []
+    assert len(parser._pending) <= 8192
+    assert parser.feed("\r train:  10%|#| 1/10 [00:01]\n") != []
+
+
+def test_parse_line_alone_knows_progress_lines():
+    assert parse_line("train:  45%|####5     | 90/200 [00:01<00:02, 45.00it/s]") is not None
+    assert parse_line("[3]\tvalid_0's auc: 0.9") is not None
+    assert (
+        parse_line("RuntimeError: mat1 and mat2 shapes cannot be multiplied (4x3 and 5x1)") is None
+    )

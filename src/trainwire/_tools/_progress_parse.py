@@ -44,6 +44,7 @@ MAX_STEP = 2**53
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _SEGMENT = re.compile(r"[\r\n]")
+_CONTROLS = dict.fromkeys([*range(0x09), *range(0x0B, 0x20), 0x7F])
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,11 @@ class Reading:
 
 
 def clean(text: str) -> str:
-    """``text`` without ANSI escape sequences and backspaces."""
+    """``text`` without ANSI escape sequences, backspaces and other control characters
+    (``\t`` kept)."""
     if "\x1b" in text:
         text = _ANSI.sub("", text)
-    return text.replace("\b", "")
+    return text.translate(_CONTROLS)
 
 
 def parse_line(line: str, *, epoch: int | None = None, epochs: int | None = None) -> Reading | None:

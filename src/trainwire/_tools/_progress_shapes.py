@@ -44,10 +44,12 @@ _STEP = re.compile(
 )
 #: pytorch/examples' ``| end of epoch   1 | time: ...``.
 _EPOCH_END = re.compile(r"^\|?\s*end of epoch\s+(?P<e>\d{1,9})\b", re.I)
-#: Bars that are not training steps (evaluation loops and the like), by description.
-_EVALUATION = re.compile(
+#: Bars that are not training steps, by description: evaluation loops, and the data and
+#: download bars of Hugging Face datasets/hub that come before training.
+_NOT_TRAINING = re.compile(
     r"^(Validation|Validating|Valid\b|Val\b|Sanity Checking|Testing|Test\b|Predicting|"
-    r"Predict|Prediction|Eval|Inference)",
+    r"Predict|Prediction|Eval|Inference|Map\b|Filter\b|Generating|Download|Fetching|"
+    r"Resolving|Extracting|Loading|Tokeniz|Running tokenizer|Casting|Saving|Uploading)",
     re.I,
 )
 _SCALE = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21, "Y": 1e24}
@@ -89,8 +91,9 @@ class Shape:
 
 
 def is_evaluation(desc: str) -> bool:
-    """A bar description of an evaluation, validation, test or prediction loop."""
-    return _EVALUATION.match(desc) is not None
+    """A bar description that is not training: an evaluation, validation, test or
+    prediction loop, or a data, download or loading bar."""
+    return _NOT_TRAINING.match(desc) is not None
 
 
 def may_hold_progress(text: str) -> bool:
@@ -143,6 +146,8 @@ def _bar(raw: str, line: str, match: re.Match[str]) -> Shape | None:
     epoch = _LIGHTNING_EPOCH.match(desc)
     if epoch:  # Lightning's training bar: "Epoch 3" (from 0), reset every epoch
         return Shape(Form.EPOCH_COUNTER, *pair, epoch=int(epoch.group("epoch")), desc="Epoch")
+    if "B/s" in line[match.end() :]:  # bytes per second: a download, not training
+        return None
     # tqdm draws a bar at position k as "\n" * k, the bar, then k times "cursor up".
     position = len(raw) - len(raw.rstrip().rstrip(_CURSOR_UP))
     return Shape(Form.BAR, *pair, desc=desc, position=position // len(_CURSOR_UP))
