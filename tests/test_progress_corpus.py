@@ -240,6 +240,7 @@ HOSTILE = [
     b"\r 100%|#| " + str(10**30).encode() + b"/" + str(10**30).encode() + b" [00:01]\n",
     b"\r 50%|#| -5/10 [00:01]\n\r 50%|#| 5/-10 [00:01]\n",
     b"\r 200%|#| 20/10 [00:01]\nstep 20/10\nEpoch [5/3], Step [1/2]\n",
+    b"step -5/10\nx -5/10 batches\nEpoch -1/3, step 2/4\n",
     b"trainwire step=" + str(10**30).encode() + b" total=1\ntrainwire step=-1 total=5\n",
     b"trainwire step=3 percentage=nan\ntrainwire step=3 percentage=1e400\n",
     b"[" + b"9" * 40 + b"]\teval-logloss:0.1\n| end of epoch 99999999999999 |\n",

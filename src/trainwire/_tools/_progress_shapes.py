@@ -36,10 +36,10 @@ _XGBOOST = re.compile(r"^\[(?P<n>\d{1,12})\]\t[\w.]+-[\w@.:-]+?:\s*[-+\w.]+")
 #: ``[12]\tvalid_0's binary_logloss: 0.2`` (LightGBM, rounds from 1).
 _LIGHTGBM = re.compile(r"^\[(?P<n>\d{1,12})\]\t\w[\w.-]*'s \w")
 #: ``Epoch [1/3], Step [10/40]``, ``epoch 2/5 step 40/100``, ``| epoch 1 | 20/111 batches |``.
-_EPOCH = re.compile(r"\bepoch\W{0,3}(?P<e>\d{1,9})(?:\s*(?:/|of)\s*(?P<es>\d{1,9}))?", re.I)
+_EPOCH = re.compile(r"\bepoch[\s:=\[#|]{0,4}(?P<e>\d{1,9})(?:\s*(?:/|of)\s*(?P<es>\d{1,9}))?", re.I)
 _STEP = re.compile(
-    r"\b(?:step|iter(?:ation)?|batch)s?\W{0,3}(?P<n>\d{1,15})\s*(?:/|of)\s*(?P<t>\d{1,15})\b"
-    r"|\b(?P<bn>\d{1,15})\s*/\s*(?P<bt>\d{1,15})\s+(?:batch|step|iter)",
+    r"\b(?:step|iter(?:ation)?|batch)s?[\s:=\[#|]{0,4}(?P<n>\d{1,15})\s*(?:/|of)\s*(?P<t>\d{1,15})\b"
+    r"|(?<!-)\b(?P<bn>\d{1,15})\s*/\s*(?P<bt>\d{1,15})\s+(?:batch|step|iter)",
     re.I,
 )
 #: pytorch/examples' ``| end of epoch   1 | time: ...``.
