@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import warnings
+from pathlib import Path
 
 import pytest
 
@@ -31,10 +34,11 @@ from trainwire.integrations.lightning import TrainwireCallback, TrainwireLogger 
 
 
 class TinyModule(L.LightningModule):
-    def __init__(self, fail_at_batch=None):
+    def __init__(self, fail_at_batch=None, pairs=False):
         super().__init__()
         self.linear = nn.Linear(4, 1)
         self.fail_at_batch = fail_at_batch
+        self.pairs = pairs  # also log metrics once an epoch, for train/val graphs
         self.batches = 0
 
     def training_step(self, batch, batch_idx):
@@ -42,13 +46,21 @@ class TinyModule(L.LightningModule):
         if self.batches == self.fail_at_batch:
             raise RuntimeError("the loss became NaN at batch 5")
         x, y = batch
-        loss = ((self.linear(x).squeeze(-1) - y) ** 2).mean()
-        self.log("train_loss", loss)
+        error = self.linear(x).squeeze(-1) - y
+        loss = (error**2).mean()
+        self.log("train_loss", loss)  # every step: a graph of its own
+        if self.pairs:
+            self.log("train_mae", error.abs().mean(), on_step=True, on_epoch=True)
+            self.log("err/train", error.mean(), on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        self.log("val_loss", ((self.linear(x).squeeze(-1) - y) ** 2).mean())
+        error = self.linear(x).squeeze(-1) - y
+        self.log("val_loss", (error**2).mean())
+        if self.pairs:
+            self.log("val_mae", error.abs().mean())
+            self.log("err/val", error.mean())
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.01)
@@ -174,3 +186,95 @@ def test_lightning_integration_subclasses_pytorch_lightning_when_the_program_use
     assert_run(seq, DONE)
     assert [b["step"] for b in progress(seq)] == [1, 2, 3]
     assert "loss" in graph_names(model_dir_of(config))
+
+
+# -- train and validation in one graph ---------------------------------------------------
+
+
+def test_lightning_train_and_val_values_logged_at_one_step_share_a_graph(
+    broker, queue, make_config, tmp_path
+):
+    config = make_config()
+    callback = TrainwireCallback(config, max_rate=None)
+    trainer = trainer_for(tmp_path, [callback], TrainwireLogger(config), num_sanity_val_steps=0)
+    # 8 samples / batch 2: 4 steps an epoch, 2 epochs; Lightning logs an epoch's values
+    # (validation, then the training ones with on_epoch) at its last step: 3, then 7.
+    trainer.fit(TinyModule(pairs=True), loader(8, 1), loader(4, 2))
+    assert_run(messages(broker, queue), DONE)
+
+    model_dir = model_dir_of(config)
+    assert graph_names(model_dir) == ["err", "mae", "train_loss", "train_mae_step", "val_loss"]
+    final = trainer.callback_metrics
+    for graph, train, val in (
+        ("err", "err/train", "err/val"),
+        ("mae", "train_mae_epoch", "val_mae"),
+    ):
+        header, rows = read_graph(model_dir, graph)
+        assert header == ["step", "train", "val"], graph
+        assert [row[0] for row in rows] == [3, 7]
+        assert rows[-1][1:] == pytest.approx([float(final[train]), float(final[val])], rel=1e-6)
+    # Values logged every step have no partner at most steps: graphs of their own.
+    header, rows = read_graph(model_dir, "train_mae_step")
+    assert (header, [row[0] for row in rows]) == (["step", "train_mae_step"], list(range(8)))
+    assert read_graph(model_dir, "val_loss")[0] == ["step", "val_loss"]
+
+
+# -- checkpoints stay where Lightning puts them -------------------------------------------
+
+
+def checkpoints(root: Path):
+    """The checkpoint files under ``root``, as paths relative to it."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.ckpt"))
+
+
+def fit_twice(tmp_path, loggers_for):
+    """Two fits one after the other, each with the loggers ``loggers_for()`` gives and
+    Lightning's default ``ModelCheckpoint``; the warnings they gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            trainer = trainer_for(
+                tmp_path, [], loggers_for(), max_epochs=1, enable_checkpointing=True
+            )
+            trainer.fit(TinyModule(), loader(8, 1), loader(4, 2))
+    return [str(w.message) for w in caught]
+
+
+RUNS = ["version_0/checkpoints/epoch=0-step=4.ckpt", "version_1/checkpoints/epoch=0-step=4.ckpt"]
+
+
+@pytest.mark.parametrize("layout", ["alone", "trainwire first", "trainwire second"])
+def test_lightning_logger_leaves_checkpoints_where_lightning_puts_them(
+    broker, queue, make_config, tmp_path, layout
+):
+    config = make_config()
+    csv_dir = tmp_path / "csv"
+
+    def loggers():
+        trainwire = TrainwireLogger(config, max_rate=None)
+        if layout == "alone":
+            return trainwire
+        csv = L.loggers.CSVLogger(str(csv_dir))
+        return [trainwire, csv] if layout == "trainwire first" else [csv, trainwire]
+
+    said = fit_twice(tmp_path, loggers)
+    if layout == "alone":  # where Lightning alone, with its default logger, puts them
+        fit_twice(tmp_path / "plain", lambda: True)
+        expected = checkpoints(tmp_path / "plain" / "pl")
+        assert expected == [f"lightning_logs/{run}" for run in RUNS]
+        assert checkpoints(tmp_path / "pl") == expected
+    else:  # where the CSV logger alone puts them: each run its own version
+        assert checkpoints(csv_dir) == [f"lightning_logs/{run}" for run in RUNS]
+        assert not (tmp_path / "pl").exists()
+        # the CSV logger's own files are beside the run's checkpoints
+        assert sorted(os.listdir(csv_dir / "lightning_logs" / "version_1")) == [
+            "checkpoints",
+            "metrics.csv",
+        ]
+    assert not [text for text in said if "exists and is not empty" in text], said
+    seq = [
+        m["body"]
+        for m in broker.wait_for(queue, lambda ms: len(terminals([m["body"] for m in ms])) == 2, 30)
+    ]
+    assert [b["status"] for b in terminals(seq)] == [DONE, DONE]
+    assert "train_loss" in graph_names(model_dir_of(config))

@@ -25,6 +25,7 @@ from typing import Any
 from .._sdk._metrics import MetricsError, validate_graph_name, validate_series_name
 from .._sdk._run import Run, init
 from .._spec._config import PathLike, load_config
+from ._series import SeriesPlan
 
 __all__ = ["Reporter", "graph_name", "number"]
 
@@ -101,6 +102,10 @@ class Reporter:
         self._scale = 0.0
         self.last_step = -1
         self._skipped: set[str] = set()
+        self._said: set[str] = set()
+        self._plan = SeriesPlan(graph_name)
+        self._held: dict[str, Any] = {}
+        self._held_at: tuple[float, str] | None = None
         self._lock = threading.Lock()
 
     # -- the run -----------------------------------------------------------------------
@@ -168,8 +173,53 @@ class Reporter:
                 continue
             self.log_graph(graph, x, {graph: val}, x_axis=x_axis)
 
+    def log_paired(
+        self,
+        metrics: Mapping[str, Any],
+        x: float,
+        *,
+        x_axis: str = "step",
+        skip: Iterable[str] = (),
+        hold: bool = False,
+    ) -> None:
+        """Like :meth:`log`, but a metric's training and validation values logged at the
+        same ``x`` share one graph with the series ``train`` and ``val`` (the rule is in
+        :mod:`._series`).
+
+        ``hold``: the framework logs one x in several calls (Lightning: the training
+        values, then the validation values of the same step), so the values wait until a
+        call with another x, :meth:`flush`, or the end.
+        """
+        if not self.run.is_reporting:
+            return
+        skipped = set(skip)
+        # The values as they came: the writer prints a 32-bit float in its own shortest
+        # form (0.31, not the 0.3100000023841858 of float()).
+        values = {k: v for k, v in metrics.items() if k not in skipped and number(v) is not None}
+        if not hold:
+            self._write_paired(values, x, x_axis)
+            return
+        if self._held_at != (x, x_axis):
+            self.flush()
+            self._held_at = (x, x_axis)
+        self._held.update(values)
+
+    def flush(self) -> None:
+        """Write the values :meth:`log_paired` holds, if any."""
+        held, at = self._held, self._held_at
+        self._held, self._held_at = {}, None
+        if held and at is not None and self.started and self.run.is_reporting:
+            self._write_paired(held, *at)
+
+    def _write_paired(self, values: dict[str, Any], x: float, x_axis: str) -> None:
+        rows, left_out = self._plan.rows(values)
+        for key, sentence in left_out:
+            self._warn_once(key, sentence)
+        for graph, series in rows:
+            self.log_graph(graph, x, series, x_axis=x_axis)
+
     def log_graph(
-        self, graph: str, x: float, series: Mapping[str, float], *, x_axis: str = "step"
+        self, graph: str, x: float, series: Mapping[str, Any], *, x_axis: str = "step"
     ) -> None:
         """One row of ``graph``; a :class:`MetricsError` is warned about once, not raised."""
         if graph in self._skipped:
@@ -184,16 +234,23 @@ class Reporter:
             self._skipped.add(graph)
             log.warning("trainwire: the graph %r is not written: %s", graph, why)
 
+    def _warn_once(self, key: str, sentence: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            log.warning("trainwire: %s", sentence)
+
     # -- the end -----------------------------------------------------------------------
 
     def done(self) -> None:
         """Training finished: ``training_done``, when this reporter owns a running run."""
+        self.flush()
         run = self._run
         if self.owns_run and run is not None and run.status == "running":
             run.done()
 
     def fail(self, error: str | BaseException) -> None:
         """Training failed: ``training_error`` (made even before training started)."""
+        self.flush()
         if not self.owns_run:
             return
         run = self.run

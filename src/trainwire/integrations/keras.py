@@ -34,6 +34,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 __all__ = ["TrainwireCallback"]
 
 _KerasCallback: Any = keras.callbacks.Callback
+_LR = "learning_rate"
 
 
 class TrainwireCallback(ReporterOwner, _KerasCallback):  # type: ignore[misc, unused-ignore]
@@ -71,9 +72,23 @@ class TrainwireCallback(ReporterOwner, _KerasCallback):  # type: ignore[misc, un
             self._reporter.progress(self._count)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        """The epoch's numbers, one graph each, at x = epoch number (from 1)."""
-        if logs:
-            self._reporter.log(logs, epoch + 1, x_axis="epoch")
+        """The epoch's numbers at x = epoch number (from 1): ``loss`` and ``val_loss`` in
+        one graph ``loss`` (``train``, ``val``), likewise each compiled metric; the
+        learning rate in ``learning_rate``."""
+        values = dict(logs or {})
+        if _LR not in values:  # Keras puts it there only with a scheduler callback
+            rate = self._learning_rate()
+            if rate is not None:
+                values[_LR] = rate
+        if values:
+            self._reporter.log_paired(values, epoch + 1, x_axis="epoch")
+
+    def _learning_rate(self) -> Any:
+        """The optimizer's learning rate now (a schedule's value at this step), or None."""
+        try:
+            return keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        except Exception:  # an optimizer without a readable rate: no graph, no harm
+            return None
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """``fit`` finished (or stopped early): ``training_done``."""

@@ -27,10 +27,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 from argparse import Namespace
-from typing import Any
+from types import FrameType
+from typing import Any, cast
 
 from .._sdk._explain import explain_signal
 from ._reporter import Reporter, ReporterOwner
@@ -61,6 +63,27 @@ FRAMEWORK: str = _pl.__name__
 
 _Callback: Any = _pl.Callback
 _Logger: Any = _pl.loggers.Logger
+_SLURM: Any = importlib.import_module(f"{FRAMEWORK}.plugins.environments").SLURMEnvironment
+_FRAMES = 8  # how far up the callers a trainer asking for a logger's place is looked for
+
+
+def _asking_trainer(logger: Any) -> Any:
+    """The ``Trainer`` (among the callers' locals) whose ``loggers`` hold ``logger``, or None.
+
+    Lightning gives a logger no link to its trainer, but asks for the logger's place with
+    the trainer in hand (``ModelCheckpoint``'s ``trainer`` argument, ``Trainer.log_dir``'s
+    ``self``), and only the trainer knows ``default_root_dir`` and the other loggers.
+    """
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_FRAMES):
+        if frame is None:
+            break
+        for name in ("trainer", "self"):
+            value = frame.f_locals.get(name)
+            if isinstance(value, _pl.Trainer) and any(lg is logger for lg in value.loggers):
+                return value
+        frame = frame.f_back
+    return None
 
 
 def _error(exception: BaseException, reporter: Reporter) -> str | BaseException:
@@ -118,20 +141,52 @@ class TrainwireCallback(ReporterOwner, _Callback):  # type: ignore[misc, unused-
 class TrainwireLogger(ReporterOwner, _Logger):  # type: ignore[misc, unused-ignore]
     """A Lightning ``Logger`` that writes every logged number as a training graph.
 
+    It leaves the checkpoints where they would be without it: Lightning puts them under
+    the first logger's ``save_dir/name/version``, and this logger answers with the next
+    logger's place when there is one (``[TrainwireLogger(), TensorBoardLogger(...)]``),
+    else with the place of the logger Lightning would have made itself
+    (``<default_root_dir>/lightning_logs/version_<N>``, a new ``N`` each run).
+
     :param config: the training config file; default ``$TRAINWIRE_CONFIG``. Checked here.
     :param run: report into this open :class:`trainwire.Run` instead; it is yours to end.
     :param kind, max_rate, flush_timeout, language: as for :func:`trainwire.init`.
     """
 
+    _stand_in: Any = None  # Lightning's own default logger, for its place only
+
+    @property
+    def save_dir(self) -> str | None:
+        """The ``save_dir`` of the logger whose place this one takes (see the class)."""
+        return cast("str | None", self._place().save_dir)
+
     @property
     def name(self) -> str:
-        """The logger's name: ``"trainwire"``."""
-        return "trainwire"
+        """The ``name`` of the logger whose place this one takes: ``"lightning_logs"``
+        when alone."""
+        return cast(str, self._place().name)
 
     @property
     def version(self) -> int | str | None:
-        """No versions: the job's id is in its config."""
-        return None
+        """The ``version`` of the logger whose place this one takes: the next free
+        ``version_<N>`` when alone (a SLURM job's id under SLURM, as Lightning does)."""
+        return cast("int | str | None", self._place().version)
+
+    def _place(self) -> Any:
+        """The logger whose ``save_dir``, ``name`` and ``version`` are this one's."""
+        if self._stand_in is not None:
+            return self._stand_in
+        trainer = _asking_trainer(self)
+        if trainer is not None:
+            for logger in trainer.loggers:
+                if not isinstance(logger, TrainwireLogger):
+                    return logger
+        stand_in = _pl.loggers.CSVLogger(
+            trainer.default_root_dir if trainer is not None else os.getcwd(),
+            version=_SLURM.job_id(),
+        )
+        if trainer is not None:  # the version is fixed from now on, as Lightning's is
+            self._stand_in = stand_in
+        return stand_in
 
     def log_hyperparams(
         self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any
@@ -139,9 +194,15 @@ class TrainwireLogger(ReporterOwner, _Logger):  # type: ignore[misc, unused-igno
         """Hyperparameters are not part of the platform's protocol: ignored."""
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Each metric to its graph ``<name>.log`` at x = ``step`` (``epoch`` left out)."""
+        """The metrics at x = ``step`` (``epoch`` left out): each a graph ``<name>.log``,
+        but a training and a validation value of one metric logged at the same step share
+        the graph ``<metric>.log`` (``train``, ``val``).
+
+        Lightning logs one step in several calls (training values, then validation
+        values), so a step's rows are written when a later step is logged, or at the end.
+        """
         x = step if step is not None else max(self._reporter.last_step, 0)
-        self._reporter.log(metrics, x, skip=("epoch",))
+        self._reporter.log_paired(metrics, x, skip=("epoch",), hold=True)
 
     def finalize(self, status: str) -> None:
         """``"success"``: ``training_done``; ``"failed"``: ``training_error`` with the cause."""
