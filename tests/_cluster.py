@@ -33,11 +33,13 @@ import contextlib
 import json
 import secrets
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import pika
@@ -53,7 +55,10 @@ __all__ = [
     "ClusterNode",
     "Counted",
     "QueueCounter",
+    "Training",
     "cluster_fixture",
+    "report",
+    "write_config",
 ]
 
 T = TypeVar("T")
@@ -414,6 +419,8 @@ class Counted:
     message_id: str | None
     redelivered: bool
     node: str
+    #: ``time.monotonic()`` when it arrived.
+    at: float
 
 
 class QueueCounter:
@@ -508,8 +515,10 @@ class QueueCounter:
                     decoded: Any = json.loads(body)
                 except ValueError:
                     decoded = body
-                self.seen.append(Counted(decoded, props.message_id, method.redelivered, node.node))
                 self._last = time.monotonic()
+                self.seen.append(
+                    Counted(decoded, props.message_id, method.redelivered, node.node, self._last)
+                )
                 ch.basic_ack(method.delivery_tag)
 
             channel.basic_consume(self.queue, on_message)
@@ -518,6 +527,121 @@ class QueueCounter:
         finally:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+# -- a training process and what it reports ------------------------------------------------
+
+#: The training: waits for ``go``, reports every step until ``end``, then ``done()``.
+TRAINING = r"""
+import json, os, sys, time
+from pathlib import Path
+import trainwire
+
+config, ctl, pause = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + 300
+run = trainwire.init(config, max_rate=None, total_steps=10**7, flush_timeout=60)
+while not (ctl / "go").exists():
+    if time.monotonic() > deadline:
+        sys.exit("no go")
+    time.sleep(0.01)
+clock, worst, step, calls = time.perf_counter, 0.0, 0, []
+while not (ctl / "end").exists() and time.monotonic() < deadline:
+    for _ in range(20):
+        step += 1
+        t = clock()
+        run.progress(step)
+        took = clock() - t
+        worst = max(worst, took)
+        time.sleep(pause)
+    (ctl / "step.tmp").write_text(str(step))
+    os.replace(ctl / "step.tmp", ctl / "step")
+t = clock()
+run.done()
+done_s = clock() - t
+(ctl / "result.json").write_text(json.dumps(
+    {"last_step": step, "worst_progress_s": worst, "done_s": done_s}))
+"""
+
+#: The training may take this long to end once told to (done() waits for the confirm).
+END_TIMEOUT = 90.0
+#: Time allowed for a stage of a run (a loaded 2-core CI machine is slow).
+STAGE_TIMEOUT = 90.0
+
+
+class Training:
+    """A training subprocess (:data:`TRAINING`) and its control folder."""
+
+    def __init__(self, config: Path, folder: Path, *, pause: float = 0.004) -> None:
+        """Start ``python -c TRAINING``; ``pause`` seconds between steps."""
+        self.folder = folder
+        self.ctl = folder / "ctl"
+        self.ctl.mkdir()
+        self.log = folder / "training.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", TRAINING, str(config), str(self.ctl), str(pause)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def go(self) -> None:
+        (self.ctl / "go").write_text("")
+
+    def step(self) -> int:
+        """The newest step the training reported (0 before the first)."""
+        try:
+            return int((self.ctl / "step").read_text() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def end(self) -> dict[str, Any]:
+        """Tell it to call done(); wait for it to exit 0; its result."""
+        (self.ctl / "end").write_text("")
+        try:
+            rc = self.proc.wait(END_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(
+                f"the training did not end in {END_TIMEOUT:g} s\n{self.output()}"
+            ) from None
+        assert rc == 0, f"the training exited {rc}\n{self.output()}"
+        return json.loads((self.ctl / "result.json").read_text())  # type: ignore[no-any-return]
+
+    def output(self) -> str:
+        return "--- training output ---\n" + self.log.read_text(errors="replace")[-4000:]
+
+    def close(self) -> None:
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def write_config(folder: Path, endpoints: list[str], queue: str) -> Path:
+    """A training config listing every node (a JSON array in ``message_host``)."""
+    (folder / "models").mkdir(exist_ok=True)
+    path = folder / "train_config.json"
+    path.write_text(json.dumps({
+        "message_host": endpoints, "message_id": "guest", "message_pw": "guest",
+        "queue_name": queue, "project_key": "pk-cluster", "model_id": "model-cluster",
+        "model_write_path": str(folder / "models"),
+    }))  # fmt: skip
+    return path
+
+
+def report(request: pytest.FixtureRequest, text: str) -> None:
+    """One line in the test run's output (figures are reported, never asserted)."""
+    request.node.user_properties.append(("cluster", text))  # --junitxml keeps it too
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"[cluster] {request.node.name}: {text}")
 
 
 # -- the fixture ---------------------------------------------------------------------------------
