@@ -44,7 +44,9 @@ MAX_STEP = 2**53
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _SEGMENT = re.compile(r"[\r\n]")
-_CONTROLS = dict.fromkeys([*range(0x09), *range(0x0B, 0x20), 0x7F])
+_DIGITS = re.compile(r"\d+")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CURSOR_UP = "\x1b[A"
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def clean(text: str) -> str:
     (``\t`` kept)."""
     if "\x1b" in text:
         text = _ANSI.sub("", text)
-    return text.translate(_CONTROLS)
+    return _CONTROLS.sub("", text)
 
 
 def parse_line(line: str, *, epoch: int | None = None, epochs: int | None = None) -> Reading | None:
@@ -92,7 +94,7 @@ def parse_line(line: str, *, epoch: int | None = None, epochs: int | None = None
 
 def _bar_key(desc: str) -> str:
     # Numbers in a description ("epoch 3") would split one bar into many: key without them.
-    return re.sub(r"\d+", "#", desc)
+    return _DIGITS.sub("#", desc) if desc else desc
 
 
 def _simple(shape: Shape, per_epoch: int | None) -> Reading | None:
@@ -196,11 +198,15 @@ class LineParser:
         parts = _SEGMENT.split(data)
         self._pending = parts.pop()[-MAX_LINE:]
         readings = []
-        for part in parts:
-            if part and may_hold_progress(part):
-                reading = self._line(part, complete=True)
-                if reading is not None:
-                    readings.append(reading)
+        last = len(parts) - 1
+        for index, part in enumerate(parts):
+            if not part or not may_hold_progress(part):
+                continue
+            if index < last and _same_bar(part, parts[index + 1]):
+                continue  # a frame drawn over by the next one: only the newest counts
+            reading = self._line(part, complete=True)
+            if reading is not None:
+                readings.append(reading)
         return readings
 
     def tail(self) -> Reading | None:
@@ -228,6 +234,21 @@ class LineParser:
         if form is Form.EPOCH_COUNTER and shape.desc == "":
             self._per_epoch = shape.total
         return _simple(shape, self._per_epoch)
+
+
+def _same_bar(frame: str, following: str) -> bool:
+    """Are two raw lines frames of the same tqdm bar (description, total and position)?
+    A cheap test on the text, so that a fast bar costs one parse per read, not per frame."""
+    cut = frame.find("%|")
+    if cut < 3 or following.find("%|") != cut or frame[: cut - 3] != following[: cut - 3]:
+        return False
+    slash, other = frame.find("/", cut), following.find("/", cut)
+    if slash < 0 or other < 0:
+        return False
+    end, other_end = frame.find(" ", slash), following.find(" ", other)
+    return frame[slash:end] == following[other:other_end] and frame.endswith(
+        _CURSOR_UP
+    ) == following.endswith(_CURSOR_UP)
 
 
 def _redrawn(shape: Shape, line: str) -> bool:
@@ -316,8 +337,8 @@ class ProgressTracker:
         bar = self._passes.get(key)
         if bar is None:
             bar = self._passes[key] = _Pass(reading.n)
-        elif reading.n < bar.n:  # the bar started again: count on from where the last ended
-            bar.offset += bar.n
+        elif reading.n < bar.n:  # the bar started again: its last pass went to its total
+            bar.offset += total
         bar.n = reading.n
         step = bar.offset + reading.n
         if self.total_steps:

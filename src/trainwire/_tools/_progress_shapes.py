@@ -52,6 +52,9 @@ _NOT_TRAINING = re.compile(
     r"Resolving|Extracting|Loading|Tokeniz|Running tokenizer|Casting|Saving|Uploading)",
     re.I,
 )
+#: Besides a "/", what every other recognised line contains one of: a bar, a counter's word.
+_HINTS = ("%|", "━", "[", "poch", "tep", "ter", "atch", "POCH", "TEP", "TER", "ATCH")
+_COUNTER_WORD = re.compile(r"poch|step|iter|batch", re.I)
 _SCALE = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21, "Y": 1e24}
 _CURSOR_UP = "\x1b[A"
 
@@ -99,7 +102,9 @@ def is_evaluation(desc: str) -> bool:
 def may_hold_progress(text: str) -> bool:
     """A cheap test: can ``text`` contain a line :func:`shape_of` recognises? (Most log
     lines cannot, and a chatty program should not pay for regular expressions.)"""
-    return "/" in text or "trainwire" in text or "]\t" in text or "poch" in text
+    if "trainwire" in text or "]\t" in text or "poch" in text:
+        return True
+    return "/" in text and any(hint in text for hint in _HINTS)
 
 
 def _count(text: str) -> int | None:
@@ -218,6 +223,6 @@ def shape_of(line: str, raw: str = "") -> Shape | None:
         if bar:
             return _bar(raw or line, line, bar)
     found = _fixed(line.lstrip(" |") if "end of" in line else line)
-    if found is not None or "/" not in line:
+    if found is not None or "/" not in line or _COUNTER_WORD.search(line) is None:
         return found
     return _counter(line)
