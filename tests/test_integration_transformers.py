@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from _doc_examples import example
 from _frameworks import (
     DONE,
     ERROR,
@@ -174,3 +175,66 @@ def test_trainer_that_raises_without_with_block_still_sends_training_error_at_ex
     seq = messages(broker, queue)
     assert_run(seq, ERROR, complete=False)
     assert "ValueError: bad batch 3" in terminals(seq)[0]["message"]
+
+
+def test_trainer_resumed_from_a_real_checkpoint_goes_on_from_its_step(
+    broker, queue, make_config, tmp_path
+):
+    # 16 samples, batch 4, 2 epochs: 8 optimizer steps. The first training checkpoints
+    # at step 4 and dies in step 5; the second resumes from checkpoint-4.
+    config = make_config()
+    resumable = dict(gradient_accumulation_steps=1, save_strategy="steps", save_steps=4)
+    first = TrainwireCallback(config, max_rate=None)
+    trainer = trainer_for(tmp_path, TinyRegressor(fail_at_call=5), first, **resumable)
+    with pytest.raises(RuntimeError, match="NaN"), first:
+        trainer.train()
+    first_seq = messages(broker, queue)
+    assert_run(first_seq, ERROR, complete=False)
+    assert [b["step"] for b in progress(first_seq)] == [1, 2, 3, 4]
+    checkpoint = tmp_path / "hf" / "checkpoint-4"
+    assert checkpoint.is_dir()
+
+    second = TrainwireCallback(config, max_rate=None)
+    trainer = trainer_for(tmp_path, TinyRegressor(), second, **resumable)
+    with second:
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    # The first message is the checkpoint's step; percentages are of all 8 steps.
+    assert [(b["step"], b["percentage"]) for b in progress(seq)] == [
+        (s, s * 12.5) for s in range(4, 9)
+    ]
+    model_dir = model_dir_of(config)
+    for graph, xs in (("loss", list(range(1, 9))), ("eval_loss", [4, 8])):
+        text = (model_dir / "save" / "metrics" / f"{graph}.log").read_text()
+        assert text.count("step") == 1, text  # one header: appended under the first one's
+        header, rows = read_graph(model_dir, graph)
+        assert header == ["step", graph]
+        assert [row[0] for row in rows] == xs
+
+
+def test_the_docs_example_writes_the_graphs_the_docs_picture(
+    broker, queue, make_config, tmp_path, monkeypatch
+):
+    config = make_config()
+    monkeypatch.setenv("TRAINWIRE_CONFIG", str(config))
+    probe = trainer_for(tmp_path, TinyRegressor(), TrainwireCallback(config))
+    names = {
+        "Trainer": Trainer,
+        "model": TinyRegressor(),
+        "args": probe.args,  # eval_strategy="epoch", logging_steps=1, 2 epochs of 2 steps
+        "train": RandomData(16, seed=1),
+        "valid": RandomData(8, seed=2),
+    }
+    exec(example("## Hugging Face `Trainer`"), names)
+
+    assert_run(messages(broker, queue), DONE)
+    model_dir = model_dir_of(config)
+    picture = {"loss": [1, 2, 3, 4], "grad_norm": [1, 2, 3, 4],
+               "learning_rate": [1, 2, 3, 4], "eval_loss": [2, 4]}  # fmt: skip
+    assert graph_names(model_dir) == sorted(picture)
+    for graph, xs in picture.items():
+        header, rows = read_graph(model_dir, graph)
+        assert header == ["step", graph]
+        assert [row[0] for row in rows] == xs
