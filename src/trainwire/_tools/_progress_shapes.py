@@ -28,6 +28,8 @@ _RICH = re.compile(
 )
 _KERAS3 = re.compile(r"^\s*(?P<n>\d{1,15})/(?P<total>\d{1,15})\s+[━╸╺]")
 _KERAS2 = re.compile(r"^\s*(?P<n>\d{1,15})/(?P<total>\d{1,15})\s+\[[=>.]*\]")
+#: Keras's ``verbose=2``: one line per epoch, ``8/8 - 0s -6ms/step - loss: ...``.
+_KERAS_LINE = re.compile(r"^\s*(?P<n>\d{1,15})/(?P<total>\d{1,15}) - \d+s\b")
 _EPOCH_HEADER = re.compile(r"^\s*Epoch\s+(?P<epoch>\d{1,9})/(?P<epochs>\d{1,9})\s*$")
 _LIGHTNING_EPOCH = re.compile(r"^Epoch\s+(?P<epoch>\d{1,9})\b")
 _PLAIN = re.compile(r"^\s*trainwire\s+(?P<pairs>\w+=\S+(?:\s+\w+=\S+)*)\s*$")
@@ -198,7 +200,7 @@ def _fixed(line: str) -> Shape | None:
         if pair is None or epoch > last:
             return None
         return Shape(Form.EPOCH_COUNTER, *pair, epoch=epoch, epochs=last + 1, desc="Epoch")
-    keras = _KERAS3.match(line) or _KERAS2.match(line)
+    keras = _KERAS3.match(line) or _KERAS2.match(line) or _KERAS_LINE.match(line)
     if keras:
         pair = _pair(keras.group("n"), keras.group("total"))
         return Shape(Form.KERAS, *pair) if pair else None

@@ -32,6 +32,7 @@ CASES: dict[str, tuple[list[str], dict[str, str], bool]] = {
     "lightning_rich_color": (["lightning_bar.py", "rich"], {"FORCE_COLOR": "1"}, False),
     "lightning_rich_pty": (["lightning_bar.py", "rich"], {}, True),
     "keras": (["keras_fit.py"], {"KERAS_BACKEND": "torch"}, False),
+    "keras_verbose2": (["keras_fit.py", "2"], {"KERAS_BACKEND": "torch"}, False),
     "xgboost": (["xgboost_train.py"], {}, False),
     "lightgbm": (["lightgbm_train.py"], {}, False),
     "torch_word_lm": (["torch_word_lm.py"], {}, False),
