@@ -164,3 +164,35 @@ def test_serve_starts_while_the_broker_is_unreachable_and_catches_up(
     publish_raw(broker, queue, b"{}", message_id="after-drop")
     server.wait_until("the message after the drop", lambda: server.rejected(), timeout=30)
     assert [m["message_id"] for m in server.rejected()] == ["after-drop"]
+
+
+def test_serve_takes_a_clusters_urls_from_the_environment_and_fails_over(
+    serve_factory, proxy, broker, queue
+):
+    # Two nodes (two proxies to the one broker) in $TRAINWIRE_AMQP_URL, separated by a comma
+    # and a space; the first refuses connections, so the second one serves.
+    first, second = proxy(), proxy()
+    first.refuse(True)
+    urls = [f"amqp://guest:guest@127.0.0.1:{p.port}/%2F" for p in (first, second)]
+    server = serve_factory("--queue", queue, env={"TRAINWIRE_AMQP_URL": ", ".join(urls)})
+    server.wait_until("consuming", lambda: server.get("/api/health")["receiver"] == "consuming")
+    shown = f"127.0.0.1:{first.port}/%2F,amqp://guest:***@127.0.0.1:{second.port}/%2F"
+    assert shown in server.output()
+    publish_raw(broker, queue, b"{}", message_id="via-second")
+    server.wait_until("the message via the second node", lambda: server.rejected())
+    # The second node goes away while the first is back: the next connect takes the first.
+    first.refuse(False)
+    second.refuse(True)
+    second.drop()
+    publish_raw(broker, queue, b"{}", message_id="via-first")
+    server.wait_count("messages", server.rejected, 2, timeout=30)
+    assert first.connections >= 1
+
+
+def test_a_bad_url_among_several_is_named_without_its_password(broker, queue, tmp_path):
+    result = cli(
+        "serve", "--amqp-url", broker.amqp_url, "--amqp-url", "ftp://u:url-secret@x",
+        "--queue", queue, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "is not an AMQP URL" in result.stderr and "url-secret" not in result.stderr

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-import threading
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -113,52 +111,29 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
-def _source(config_path: Path | None, amqp_url: str | None, queue_name: str | None) -> Any:
+def _source(config_path: Path | None, amqp_urls: list[str], queue_name: str | None) -> Any:
     from .._errors import ConfigError
-    from .._serve._receiver import BrokerSource
+    from .._serve._source import SourceError, config_source, url_source
     from .._spec._config import CONFIG_ENV, load_config
 
-    if config_path is not None and amqp_url is not None:
+    if config_path is not None and amqp_urls:
         raise click.UsageError(f"give --config or --amqp-url (or ${AMQP_URL_ENV}), not both")
-    if amqp_url is not None:
-        from .._broker._consumer import url_parameters
-
+    if amqp_urls:
         if not queue_name:
             raise click.UsageError("--amqp-url needs --queue: the queue to consume")
-        shown = describe_url(amqp_url)
         try:
-            params = url_parameters(amqp_url, "trainwire serve")
-        except Exception as exc:
-            raise click.BadParameter(
-                f"{shown} is not an AMQP URL ({type(exc).__name__}); expected "
-                "amqp://USER:PASSWORD@HOST:PORT/VHOST (vhost '/' is %2F)",
-                param_hint="--amqp-url",
-            ) from None
-        return BrokerSource(params, queue_name, f"{shown} queue={queue_name!r}")
+            return url_source(amqp_urls, queue_name)
+        except SourceError as exc:
+            raise click.BadParameter(str(exc), param_hint="--amqp-url") from None
     if config_path is None and not os.environ.get(CONFIG_ENV):
         raise click.UsageError(
             f"say where the messages come from: --config TRAINING_CONFIG (or ${CONFIG_ENV}), "
             "or --amqp-url URL --queue QUEUE"
         )
     try:
-        config = load_config(config_path)
-    except ConfigError as exc:
+        return config_source(load_config(config_path), queue_name)
+    except (ConfigError, SourceError) as exc:
         raise _Failure(str(exc)) from None
-    if not config.has_broker:
-        raise _Failure(
-            f"{config.path}: names no 'message_host', so there is no queue to receive from: "
-            "add the broker keys (message_host, message_port, message_id, message_pw, "
-            "queue_name) or use --amqp-url URL --queue QUEUE"
-        )
-    from .._broker._amqp import connection_parameters
-
-    queue = queue_name or config.queue_name
-    params = connection_parameters(config, heartbeat=30)
-    params.client_properties = {"connection_name": "trainwire serve"}
-    description = config.describe_broker()
-    if queue != config.queue_name:
-        description = description.rsplit(" queue=", 1)[0] + f" queue={queue!r}"
-    return BrokerSource(params, queue, description, config=config)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -171,11 +146,15 @@ def _source(config_path: Path | None, amqp_url: str | None, queue_name: str | No
 )
 @click.option(
     "--amqp-url",
+    "amqp_urls",
     metavar="URL",
+    multiple=True,
     envvar=AMQP_URL_ENV,
     show_envvar=True,
     help="Broker URL instead of a config: amqp://USER:PASSWORD@HOST:PORT/VHOST (with --queue). "
-    "The environment variable keeps the password out of the process list.",
+    "Repeat it for the nodes of a cluster (tried in order); the environment variable may "
+    "hold several, separated by commas or spaces, and keeps the password out of the "
+    "process list.",
 )
 @click.option(
     "--amqp-password-file",
@@ -232,7 +211,7 @@ def _source(config_path: Path | None, amqp_url: str | None, queue_name: str | No
 )
 def serve(
     config_path: Path | None,
-    amqp_url: str | None,
+    amqp_urls: tuple[str, ...],
     amqp_password_file: Path | None,
     queue_name: str | None,
     jobs_dir: Path | None,
@@ -261,85 +240,32 @@ def serve(
     Stop with Ctrl-C. Exit status: 0 after a stop, 1 when the web port cannot be used,
     2 for bad usage, a bad config, an unusable database or a broker login that fails.
     """
-    from .._serve._receiver import Receiver, StaleWatcher
-    from .._serve._registry import JobsFolder, register_config
-    from .._serve._web import Hub, WebApp, loopback_host, make_server
+    from .._serve._app import BrokerRefused, ListenError, Settings, run
+    from .._serve._source import split_urls
 
-    if amqp_url is not None:
-        amqp_url = _with_amqp_password(amqp_url, amqp_password_file)
-    elif amqp_password_file is not None:
-        raise click.UsageError("--amqp-password-file goes with --amqp-url")
-    source = _source(config_path, amqp_url, queue_name)
+    urls = split_urls(amqp_urls)
+    if amqp_password_file is not None:
+        if not urls:
+            raise click.UsageError("--amqp-password-file goes with --amqp-url")
+        urls = [_with_amqp_password(url, amqp_password_file) for url in urls]
+    source = _source(config_path, urls, queue_name)
     store, database = _open_store(db_url, db_password_file)
-    stoppers: list[Any] = []
-    try:
-        if source.config is not None:
-            register_config(store, source.config.path)
-        hub = Hub(store)
-        receiver = Receiver(
-            store,
-            source,
-            project_keys=frozenset(project_keys),
-            prefetch=prefetch,
-            on_change=hub.poke,
-        )
-        watcher = StaleWatcher(store, stale_after, on_change=hub.poke)
-
-        def health() -> dict[str, Any]:
-            return {
-                "receiver": receiver.state,
-                "broker": source.description,
-                "last_error": receiver.last_error,
-                "received": receiver.stats.received,
-                "outcomes": dict(receiver.stats.outcomes),
-                "superseded": receiver.stats.superseded,
-                "stale_after": stale_after,
-            }
-
-        app = WebApp(
-            store, hub, health=health, loopback_only=loopback_host(host), database=database
-        )
+    settings = Settings(
+        host=host, port=port, stale_after=stale_after, project_keys=frozenset(project_keys),
+        prefetch=prefetch, jobs_dir=jobs_dir, database=database,
+    )  # fmt: skip
+    with contextlib.closing(store):
         try:
-            server = make_server(app, host, port)
-        except OSError as exc:
-            raise click.ClickException(
-                f"cannot listen on {host}:{port} ({exc.strerror or exc}): another program uses "
-                "the port, or the address is not this machine's; choose another with --port/--host"
-            ) from None
-        stoppers.append(server.server_close)
-        receiver.start()
-        stoppers.append(receiver.stop)
-        fatal = receiver.wait_started(30)
-        if fatal is not None:
-            raise _Failure(fatal)
-        hub.start()
-        stoppers.append(hub.stop)
-        watcher.start()
-        stoppers.append(watcher.stop)
-        if jobs_dir is not None:
-            folder = JobsFolder(store, jobs_dir, on_change=hub.poke)
-            folder.start()
-            stoppers.append(folder.stop)
-        bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
-        shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-        state = "consuming" if receiver.consuming else f"not connected yet ({receiver.last_error})"
-        click.echo(f"trainwire serve: database {database}", err=True)
-        click.echo(f"trainwire serve: broker {source.description}: {state}", err=True)
-        click.echo(f"trainwire serve: web page at http://{shown_host}:{bound_port}/", err=True)
-        sys.stderr.flush()
+            run(store, source, settings, say=_say)
+        except ListenError as exc:
+            raise click.ClickException(str(exc)) from None
+        except BrokerRefused as exc:
+            raise _Failure(str(exc)) from None
 
-        def stop(signum: int, frame: Any) -> None:
-            threading.Thread(target=server.shutdown, daemon=True).start()
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        server.serve_forever(poll_interval=0.5)
-        click.echo("trainwire serve: stopped", err=True)
-    finally:
-        for stopper in reversed(stoppers):
-            with contextlib.suppress(Exception):
-                stopper()
-        store.close()
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+    sys.stderr.flush()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -382,7 +308,7 @@ def add(
                 failed.append(path)
                 continue
             click.echo(
-                f"registered {job.kind} job {job.job_id!r} ({job.state}); graphs from "
+                f"registered {job.kind.value} job {job.job_id!r} ({job.state.value}); graphs from "
                 f"{job.metrics_dir}; in {database}"
             )
     finally:
@@ -414,7 +340,7 @@ def list_jobs(db_url: str | None, db_password_file: Path | None) -> None:
         step = "" if job.step is None else f"step {job.step}"
         last = iso_time(job.last_seen) or "-"
         job_id = printable(job.job_id)
-        line = f"{job.kind:<10} {job_id:<24} {job.state:<9} {pct:>6} {step:<12} {last}"
+        line = f"{job.kind.value:<10} {job_id:<24} {job.state.value:<9} {pct:>6} {step:<12} {last}"
         if job.message:
             line += f"  {printable(job.message)}"
         click.echo(line.rstrip())

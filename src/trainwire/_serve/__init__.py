@@ -1,5 +1,7 @@
 """``trainwire serve``: a faithful local platform that receives, tracks and shows jobs.
 
+- :mod:`._app`: the server wired together (the command line only parses and calls it);
+- :mod:`._source`: where to consume from (broker URLs, several for a cluster, or a config);
 - :mod:`._store`: jobs and the message log in SQLite or PostgreSQL, one interface;
 - :mod:`._receiver`: the AMQP consumer (manual acks after the store commits) and the
   stale-job watcher;

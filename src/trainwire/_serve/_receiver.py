@@ -60,6 +60,13 @@ class BrokerSource:
     description: str
     #: The training config the parameters came from, if any (for error sentences).
     config: Config | None = None
+    #: Parameters of further nodes of a cluster, tried in turn after ``params``.
+    others: tuple[Any, ...] = ()
+
+    @property
+    def nodes(self) -> list[Any]:
+        """Every node's parameters, in the order they are tried."""
+        return [self.params, *self.others]
 
     def explain(self, exc: BaseException) -> Diagnosis:
         """A failed connect classified and worded, never echoing a password."""
@@ -206,7 +213,7 @@ class Receiver:
         while not self._stop.is_set():
             self.state = "connecting"
             try:
-                conn = _consumer.connect(self.source.params)
+                conn = _consumer.connect(self.source.nodes)
             except Exception as exc:
                 _kind, sentence, retry = self.source.explain(exc)
                 self.state, self.last_error = "down", sentence

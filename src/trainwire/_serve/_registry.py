@@ -84,7 +84,9 @@ class JobsFolder:
             except ConfigError as exc:
                 log.warning("trainwire serve: skipped %s: %s", path, exc)
                 continue
-            log.info("trainwire serve: registered %s job %r from %s", job.kind, job.job_id, path)
+            log.info(
+                "trainwire serve: registered %s job %r from %s", job.kind.value, job.job_id, path
+            )
             registered.append(job)
         if registered and self.on_change is not None:
             self.on_change()

@@ -31,7 +31,7 @@ from typing import Any
 
 from .._spec._protocol import JobState, Kind
 from ._graphs import GraphFollower, folder_note, graph_files, read_graphs
-from ._store import OUTCOMES, JobRecord, Store
+from ._store import OUTCOMES, JobRecord, Store, job_json, message_json
 
 __all__ = ["Event", "Hub", "Subscriber", "WebApp", "make_server"]
 
@@ -194,7 +194,7 @@ class Hub:
                 sub.offer(event, data)
 
     def _refresh(self) -> None:
-        jobs = {(j.kind, j.job_id): j.to_json() for j in self.store.jobs()}
+        jobs = {(j.kind.value, j.job_id): job_json(j) for j in self.store.jobs()}
         counts = self.store.counts()
         with self._lock:
             old_jobs, old_counts = self._jobs, self._counts
@@ -396,14 +396,14 @@ class _Handler(BaseHTTPRequestHandler):
         limit = _int_param(query, "limit", 100) or 100
         before = _int_param(query, "before", None)
         if parts == ["jobs"]:
-            jobs = [j.to_json() for j in store.jobs()]
+            jobs = [job_json(j) for j in store.jobs()]
             for key in ("state", "kind"):
                 if key in query:
                     jobs = [j for j in jobs if j[key] in query[key]]
             self._json(jobs)
         elif len(parts) == 3 and parts[0] == "jobs":
             job = self._existing_job(parts[1], parts[2])
-            data = job.to_json()
+            data = job_json(job)
             folder = job.metrics_dir
             data["graphs"] = graph_files(folder) if folder else []
             self._json(data)
@@ -412,14 +412,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(self._metrics(job))
         elif len(parts) == 4 and parts[0] == "jobs" and parts[3] == "messages":
             job = self._existing_job(parts[1], parts[2])
-            records = store.messages(kind=job.kind, job_id=job.job_id, limit=limit, before=before)
-            self._json([m.to_json() for m in records])
+            records = store.messages(
+                kind=job.kind.value, job_id=job.job_id, limit=limit, before=before
+            )
+            self._json([message_json(m) for m in records])
         elif parts == ["rejected"]:
             reason = query.get("reason", [None])[-1]
             if reason is not None and reason not in OUTCOMES[1:]:
                 raise _BadRequest(f"reason must be one of {list(OUTCOMES[1:])}")
             records = store.messages(rejected_only=True, outcome=reason, limit=limit, before=before)
-            self._json({"counts": store.counts(), "messages": [m.to_json() for m in records]})
+            self._json({"counts": store.counts(), "messages": [message_json(m) for m in records]})
         elif parts == ["health"]:
             self._json({"database": self.app.database, **self.app.health()})
         elif parts == ["events"]:
@@ -438,7 +440,7 @@ class _Handler(BaseHTTPRequestHandler):
     @staticmethod
     def _metrics(job: JobRecord) -> dict[str, Any]:
         folder = job.metrics_dir
-        data: dict[str, Any] = {"kind": job.kind, "id": job.job_id, "graphs": []}
+        data: dict[str, Any] = {"kind": job.kind.value, "id": job.job_id, "graphs": []}
         if folder is None:
             data["note"] = (
                 "the job is not registered, so its model_write_path is unknown: register its "
@@ -480,11 +482,11 @@ class _Handler(BaseHTTPRequestHandler):
             # Read after subscribing: a change from now on also arrives as an event.
             store = self.app.store
             if kind is None:
-                jobs = [j.to_json() for j in store.jobs()]
+                jobs = [job_json(j) for j in store.jobs()]
                 self._event(Event.SNAPSHOT, {"jobs": jobs, "rejected": store.counts()})
             else:
                 job = store.job(kind, job_id or "")
-                self._event(Event.SNAPSHOT, {"job": job.to_json() if job else None})
+                self._event(Event.SNAPSHOT, {"job": job_json(job) if job else None})
             self.wfile.flush()
             self._stream(sub, kind, job_id, follower)
         except (ConnectionError, socket.timeout):  # gone, or stopped reading for IO_TIMEOUT

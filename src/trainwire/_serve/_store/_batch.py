@@ -1,0 +1,160 @@
+"""Settling a list of deliveries inside one transaction.
+
+1. their AMQP ``message_id`` values go into ``tw_seen`` (primary key): a second copy of
+   a message, in this process or another one on the same database, finds the row and
+   is recorded as a ``duplicate``, never applied again;
+2. a rejected message (malformed, missing field, unknown project key, ...) is written to
+   the log with its reason;
+3. otherwise its job's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+   takes the database's write lock with ``BEGIN IMMEDIATE``), the message is settled
+   against it by :func:`~._rule.settle`, and the row and the log are written.
+
+Locks are taken in one global order so that two consumers never deadlock: first the
+``tw_seen`` rows (sorted by message id, in one statement), then the job rows sorted by
+(kind, job id). A job's messages keep their delivery order; the log rows are written in
+delivery order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..._spec._protocol import InvalidMessage, Rejection, StatusMessage
+from ._dialect import Dialect
+from ._intake import Parsed, Refusal, guess_job
+from ._jobs import Locked, lock_job, write_job
+from ._keys import key_problem
+from ._log import LogRow, insert_log
+from ._records import APPLIED, Delivery, Outcome
+from ._rule import settle, superseded_detail
+from ._text import DETAIL_LIMIT, body_text, cut, storable
+from ._tx import Tx
+
+__all__ = ["Batch"]
+
+
+class Batch:
+    """The deliveries of one transaction, settled by :meth:`settle`."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        tx: Tx,
+        deliveries: Sequence[Delivery],
+        parsed: Sequence[Parsed],
+        now: float,
+        project_keys: frozenset[str],
+    ) -> None:
+        self.dialect = dialect
+        self.tx = tx
+        self.deliveries = deliveries
+        self.parsed = parsed
+        self.now = now
+        self.project_keys = project_keys
+        self.jobs: dict[tuple[str, str], Locked] = {}
+        self.keys: dict[tuple[str, str, str], Refusal | None] = {}
+        self.log_rows: dict[int, LogRow] = {}
+
+    def settle(self) -> list[Outcome]:
+        """Settle every delivery; one outcome each, in delivery order."""
+        duplicate = self._duplicates()
+        outcomes: dict[int, Outcome] = {}
+
+        def job_order(i: int) -> tuple[str, str]:
+            msg = self.parsed[i][0]
+            return (msg.kind.value, msg.job_id) if msg is not None else ("", "")
+
+        for i in sorted(range(len(self.deliveries)), key=job_order):
+            outcomes[i] = self._one(i, duplicate[i])
+        for locked in self.jobs.values():
+            if locked.dirty:
+                write_job(self.tx, locked, self.now)
+        insert_log(self.tx, [self.log_rows[i] for i in sorted(self.log_rows)])
+        return [outcomes[i] for i in range(len(self.deliveries))]
+
+    def _duplicates(self) -> list[bool]:
+        ids = sorted({d.message_id for d in self.deliveries if d.message_id is not None})
+        inserted = self.dialect.insert_seen(self.tx, ids, self.now)
+        first: set[str] = set()
+        duplicate = []
+        for d in self.deliveries:
+            mid = d.message_id
+            new = mid is None or (mid in inserted and mid not in first)
+            if mid is not None and new:
+                first.add(mid)
+            duplicate.append(not new)
+        return duplicate
+
+    def _refusal(self, i: int, duplicate: bool) -> Refusal | None:
+        msg, refusal = self.parsed[i]
+        if duplicate:
+            return Refusal(
+                Rejection.DUPLICATE,
+                f"message_id {self.deliveries[i].message_id!r} was received before; "
+                "applied once, this copy is ignored",
+            )
+        if refusal is not None or msg is None:
+            return refusal
+        key = (msg.kind.value, msg.job_id, msg.project_key)
+        if key not in self.keys:
+            wrong = key_problem(self.tx, msg, self.project_keys)
+            self.keys[key] = None if wrong is None else Refusal.of(wrong)
+        return self.keys[key]
+
+    def _one(self, i: int, duplicate: bool) -> Outcome:
+        delivery = self.deliveries[i]
+        msg = self.parsed[i][0]
+        refusal = self._refusal(i, duplicate)
+        if refusal is not None or msg is None:
+            assert refusal is not None
+            return self._reject(i, refusal, msg)
+        locked = self._lock(msg)
+        try:
+            moved = settle(locked.job, locked.ts, msg, delivery.timestamp, self.now)
+        except InvalidMessage as exc:
+            return self._reject(i, Refusal.of(exc), msg)
+        locked.dirty = True
+        if moved and delivery.timestamp is not None:
+            locked.ts = delivery.timestamp
+        detail = "" if moved else superseded_detail(locked.job.state)
+        self._log(i, msg.kind.value, msg.job_id, msg.status.value, msg, APPLIED, detail, not moved)
+        return Outcome(APPLIED, msg.kind.value, msg.job_id, detail, superseded=not moved)
+
+    def _reject(self, i: int, refusal: Refusal, msg: StatusMessage | None) -> Outcome:
+        if msg is not None:
+            kind: str | None = msg.kind.value
+            job_id: str | None = msg.job_id
+            status: str | None = msg.status.value
+        else:
+            kind, job_id, status = guess_job(self.deliveries[i].body)
+        reason = refusal.reason.value
+        detail = storable(cut(refusal.detail, DETAIL_LIMIT))
+        self._log(i, kind, job_id, status, msg, reason, detail, False)
+        return Outcome(reason, kind, job_id, detail)
+
+    def _log(
+        self,
+        i: int,
+        kind: str | None,
+        job_id: str | None,
+        status: str | None,
+        msg: StatusMessage | None,
+        outcome: str,
+        detail: str,
+        superseded: bool,
+    ) -> None:
+        delivery = self.deliveries[i]
+        rejected = outcome != APPLIED
+        self.log_rows[i] = LogRow(
+            self.now, delivery.message_id, delivery.timestamp, kind, job_id, status,
+            msg.step if msg else None, msg.percentage if msg else None, outcome, rejected,
+            superseded, detail or None, body_text(delivery.body) if rejected else None,
+        )  # fmt: skip
+
+    def _lock(self, msg: StatusMessage) -> Locked:
+        key = (msg.kind.value, msg.job_id)
+        locked = self.jobs.get(key)
+        if locked is None:
+            locked = lock_job(self.tx, msg.kind, msg.job_id, self.now, self.dialect.for_update)
+            self.jobs[key] = locked
+        return locked

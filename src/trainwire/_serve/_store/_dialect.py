@@ -1,0 +1,58 @@
+"""What differs between the databases, behind one small interface (see ``_sqlite`` and
+``_postgres``); everything else is the shared SQL of ``_sql``."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from ._records import StoreError
+from ._tx import Tx
+
+__all__ = ["Dialect"]
+
+
+class Dialect(abc.ABC):
+    """How to connect to one database and the few SQL words it spells its own way."""
+
+    #: The DB-API parameter marker (queries are written with ``?``).
+    placeholder = "?"
+    #: Appended to a SELECT that locks the rows it reads.
+    for_update = ""
+    #: The column type of an auto-incremented key.
+    serial = "INTEGER"
+
+    @abc.abstractmethod
+    def connect(self) -> Any:
+        """A new DB-API connection in autocommit mode; raises :class:`StoreError`."""
+
+    @abc.abstractmethod
+    def begin(self, conn: Any) -> None:
+        """Start a write transaction (taking what lock the database needs up front)."""
+
+    def lock_schema(self, tx: Tx) -> None:
+        """Serialise schema creation between processes (PostgreSQL only)."""
+        del tx  # SQLite's BEGIN IMMEDIATE already holds the whole file's write lock
+
+    def transient(self, exc: BaseException) -> bool:
+        """True for errors that a new attempt of the same transaction may not meet."""
+        return False
+
+    def outage(self, exc: BaseException) -> bool:
+        """True when ``exc`` says the database cannot be used now, not that it refused a
+        row."""
+        return isinstance(exc, StoreError)
+
+    def insert_seen(self, tx: Tx, ids: list[str], now: float) -> set[str]:
+        """Insert message ids (sorted: one lock order); the ones that were new."""
+        inserted: set[str] = set()
+        for start in range(0, len(ids), 400):
+            chunk = ids[start : start + 400]
+            rows = tx.all(
+                "INSERT INTO tw_seen (message_id, received_at) VALUES "
+                + ", ".join(["(?, ?)"] * len(chunk))
+                + " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+                [v for mid in chunk for v in (mid, now)],
+            )
+            inserted.update(str(r[0]) for r in rows)
+        return inserted

@@ -1,0 +1,48 @@
+"""The tables of ``trainwire serve`` and their version, created on first use."""
+
+from __future__ import annotations
+
+from ._records import StoreError
+from ._tx import Tx
+
+__all__ = ["SCHEMA_VERSION", "create_schema"]
+
+SCHEMA_VERSION = "1"
+
+
+def _statements(serial: str) -> list[str]:
+    return [
+        "CREATE TABLE IF NOT EXISTS tw_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS tw_jobs ("
+        " kind TEXT NOT NULL, job_id TEXT NOT NULL, state TEXT NOT NULL,"
+        " step BIGINT, percentage DOUBLE PRECISION, message TEXT,"
+        " last_seen DOUBLE PRECISION, ts BIGINT, applied BIGINT NOT NULL DEFAULT 0,"
+        " created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,"
+        " registered INTEGER NOT NULL DEFAULT 0, project_key TEXT,"
+        " model_write_path TEXT, config_path TEXT, PRIMARY KEY (kind, job_id))",
+        "CREATE INDEX IF NOT EXISTS tw_jobs_keys ON tw_jobs (registered, project_key)",
+        "CREATE INDEX IF NOT EXISTS tw_jobs_state ON tw_jobs (state, last_seen)",
+        "CREATE TABLE IF NOT EXISTS tw_seen ("
+        " message_id TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS tw_messages (id {serial} PRIMARY KEY,"
+        " received_at DOUBLE PRECISION NOT NULL, message_id TEXT, published_ts BIGINT,"
+        " kind TEXT, job_id TEXT, status TEXT, step BIGINT, percentage DOUBLE PRECISION,"
+        " outcome TEXT NOT NULL, rejected INTEGER NOT NULL,"
+        " superseded INTEGER NOT NULL DEFAULT 0, detail TEXT, body TEXT)",
+        "CREATE INDEX IF NOT EXISTS tw_messages_job ON tw_messages (kind, job_id, id)",
+        "CREATE INDEX IF NOT EXISTS tw_messages_rejected ON tw_messages (rejected, id)",
+    ]
+
+
+def create_schema(tx: Tx, serial: str, url: str) -> None:
+    """Create what is missing; :class:`StoreError` for a database of another version."""
+    for sql in _statements(serial):
+        tx.run(sql)
+    row = tx.one("SELECT value FROM tw_meta WHERE key = ?", ("schema",))
+    if row is None:
+        tx.run("INSERT INTO tw_meta (key, value) VALUES (?, ?)", ("schema", SCHEMA_VERSION))
+    elif row[0] != SCHEMA_VERSION:
+        raise StoreError(
+            f"{url}: the database has trainwire serve schema {row[0]}, this version "
+            f"uses {SCHEMA_VERSION}: use another --db, or the trainwire that made it"
+        )

@@ -1,0 +1,175 @@
+"""The store on a SQL database: the shared SQL, with a :class:`~._dialect.Dialect` for
+what differs between SQLite and PostgreSQL.
+
+The receiver acknowledges the deliveries only after the commit, so a crash at any point
+either loses nothing (the broker redelivers) or finds the ``message_id`` already seen.
+What the database still refuses is found by :meth:`SqlStore.settle_alone` and kept as
+``quarantined`` instead of blocking the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from ..._spec._protocol import Kind
+from .._urls import describe_url
+from ._base import Store
+from ._batch import Batch
+from ._dialect import Dialect
+from ._intake import guess_job, parse
+from ._jobs import JOB_COLUMNS, Registration, job_record, mark_stale, register
+from ._log import LogRow, MessageQuery, count_rejections, insert_log, select_messages
+from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreRejection
+from ._schema import create_schema
+from ._text import DETAIL_LIMIT, body_text, cut, error_text
+from ._tx import Pool, Tx
+
+__all__ = ["SqlStore"]
+
+#: Attempts of a batch that met a deadlock or a busy database.
+RETRIES = 4
+
+log = logging.getLogger("trainwire.serve")
+
+
+class SqlStore(Store):
+    """Jobs and the message log in one SQL database."""
+
+    def __init__(self, url: str, dialect: Dialect, pool_size: int = 4) -> None:
+        self.url = describe_url(url)
+        self._raw_url = url
+        self.dialect = dialect
+        self.pool = Pool(dialect.connect, dialect.begin, dialect.placeholder, pool_size)
+        with self.pool.write() as tx:
+            dialect.lock_schema(tx)
+            create_schema(tx, dialect.serial, self.url)
+
+    # -- writing
+    def receive_many(
+        self,
+        deliveries: Sequence[Delivery],
+        now: float,
+        project_keys: frozenset[str] = frozenset(),
+    ) -> list[Outcome]:
+        deliveries = [d.received(now) for d in deliveries]
+        parsed = [parse(d.body) for d in deliveries]
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self.pool.write() as tx:
+                    return Batch(self.dialect, tx, deliveries, parsed, now, project_keys).settle()
+            except Exception as exc:
+                if attempt == RETRIES or not self.dialect.transient(exc):
+                    raise
+                log.info("trainwire serve: retrying a batch after %s", type(exc).__name__)
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    def settle_alone(
+        self, delivery: Delivery, now: float, project_keys: frozenset[str] = frozenset()
+    ) -> Outcome:
+        delivery = delivery.received(now)
+        with self.pool.write() as tx:
+            # A savepoint, not a second transaction: if the database is down, the
+            # quarantine fails too, and nothing is set aside that could have been applied.
+            tx.run("SAVEPOINT tw_alone")
+            try:
+                batch = Batch(
+                    self.dialect, tx, [delivery], [parse(delivery.body)], now, project_keys
+                )
+                return batch.settle()[0]
+            except Exception as exc:
+                if self.outage(exc):
+                    raise
+                refused = exc
+            tx.run("ROLLBACK TO SAVEPOINT tw_alone")
+            try:
+                return self._quarantine(tx, delivery, now, refused, whole=True)
+            except Exception as exc:
+                if self.outage(exc):
+                    raise
+            tx.run("ROLLBACK TO SAVEPOINT tw_alone")  # even its text was refused: bare row
+            return self._quarantine(tx, delivery, now, refused, whole=False)
+
+    def _quarantine(
+        self, tx: Tx, delivery: Delivery, now: float, exc: Exception, *, whole: bool
+    ) -> Outcome:
+        """Log ``delivery`` as quarantined (with its id, guessed job and body if ``whole``)."""
+        reason = StoreRejection.QUARANTINED.value
+        kind = job_id = status = message_id = body = None
+        error = type(exc).__name__
+        if whole:
+            kind, job_id, status = guess_job(delivery.body)
+            message_id, body = delivery.message_id, body_text(delivery.body)
+            error = error_text(exc)
+            if message_id is not None:  # a redelivered copy is then a duplicate
+                self.dialect.insert_seen(tx, [message_id], now)
+        detail = cut(
+            f"the database refused this message even on its own ({error}); it is kept here "
+            "so that the messages after it go through",
+            DETAIL_LIMIT,
+        )
+        ts = delivery.timestamp if whole else None
+        row = LogRow(now, message_id, ts, kind, job_id, status, None, None, reason, True, False,
+                     detail, body)  # fmt: skip
+        insert_log(tx, [row])
+        return Outcome(reason, kind, job_id, detail)
+
+    def outage(self, exc: BaseException) -> bool:
+        return self.dialect.outage(exc)
+
+    def mark_stale(self, now: float, stale_after: float) -> list[tuple[str, str]]:
+        with self.pool.write() as tx:
+            return mark_stale(tx, now, stale_after, self.dialect.for_update)
+
+    def register(
+        self,
+        kind: Kind,
+        job_id: str,
+        project_key: str,
+        model_write_path: str,
+        config_path: str,
+        *,
+        reset: bool = False,
+        now: float | None = None,
+    ) -> JobRecord:
+        reg = Registration(kind, job_id, project_key, model_write_path, config_path)
+        with self.pool.write() as tx:
+            return register(tx, reg, time.time() if now is None else now, reset=reset)
+
+    # -- reading
+    def jobs(self) -> list[JobRecord]:
+        with self.pool.read() as tx:
+            rows = tx.all(
+                f"SELECT {JOB_COLUMNS} FROM tw_jobs ORDER BY created_at DESC, kind, job_id"
+            )
+        return [job_record(r) for r in rows]
+
+    def job(self, kind: str, job_id: str) -> JobRecord | None:
+        with self.pool.read() as tx:
+            row = tx.one(
+                f"SELECT {JOB_COLUMNS} FROM tw_jobs WHERE kind = ? AND job_id = ?", (kind, job_id)
+            )
+        return job_record(row) if row else None
+
+    def messages(
+        self,
+        *,
+        kind: str | None = None,
+        job_id: str | None = None,
+        rejected_only: bool = False,
+        outcome: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[MessageRecord]:
+        query = MessageQuery(kind, job_id, rejected_only, outcome, limit, before)
+        with self.pool.read() as tx:
+            return select_messages(tx, query)
+
+    def counts(self) -> dict[str, int]:
+        with self.pool.read() as tx:
+            return count_rejections(tx)
+
+    def close(self) -> None:
+        self.pool.close()
