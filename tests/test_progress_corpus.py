@@ -303,3 +303,39 @@ def test_parse_line_alone_knows_progress_lines():
     assert (
         parse_line("RuntimeError: mat1 and mat2 shapes cannot be multiplied (4x3 and 5x1)") is None
     )
+
+
+_PIECES = [
+    b"\r",
+    b"\n",
+    b"\x1b[A",
+    b"\xe2\x96",
+    b"\x88",
+    b"\x00",
+    b"\xff",
+    b"train:  50%|#| 5/10 [00:01]",
+    b" 10%|#| 1/10 [00:01]",
+    b"Epoch 1:  20%|#| 2/10 [00:01]",
+    b"Validation: 100%|#| 10/10 [00:01]",
+    b"Epoch 2/3",
+    b"3/8 \xe2\x94\x81\xe2\x94\x81 0s",
+    b"[7]\teval-logloss:0.1",
+    b"| epoch   2 |    20/   60 batches |",
+    b"| end of epoch   2 |",
+    b"step 7/9",
+    b"trainwire step=4 total=8",
+    b"99999999999999999999/1",
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_mix_of_progress_and_garbage_stays_monotone_and_bounded(seed):
+    rng = random.Random(seed)
+    pieces = [
+        rng.choice(_PIECES) if rng.random() < 0.7 else rng.randbytes(rng.randint(0, 12))
+        for _ in range(rng.randint(0, 80))
+    ]
+    data, cut = b"".join(pieces), rng.randint(1, 9)
+    chunks = [("stdout", data[i : i + cut]) for i in range(0, len(data), cut)]
+    _assert_sane(track(chunks))
+    _assert_sane(track(chunks, total_steps=5))
