@@ -15,27 +15,37 @@ checks that depend on it:
 8. ``send``: only with ``send_test``: one ``training_ing`` (step 0, 0 %) is published and
    confirmed.
 
+A config that lists several broker nodes (a cluster) gets checks 2-6 on every node, at the
+same time, as one ``node`` line per node: ``pass`` when the node is ready, ``warn`` when it
+cannot be reached (the SDK fails over to the others), ``fail`` when it answers but refuses
+(login, virtual host, queue: a problem of the config, not of the node). Then ``nodes``
+passes when at least one node is ready and fails when none is.
+
 Nothing is sent unless ``send_test`` is true, and the password is never shown.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import socket
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from .._errors import ConfigError
-from .._spec._config import CONFIG_ENV, Config, PathLike, load_config
+from .._spec._config import CONFIG_ENV, Config, Endpoint, PathLike, load_config
 from .._spec._protocol import clean_text, new_message_id, progress_message
 from .._spec._spool import OFFLINE_FILE
 
 __all__ = ["CHECKS", "CheckResult", "Preflight", "run_checks"]
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+#: A cluster node that cannot be reached while another one is ready: not a failure.
+WARN = "warn"
 #: The checks in order: name -> what it verifies.
 CHECKS = {
     "config": "config file is valid",
@@ -46,7 +56,11 @@ CHECKS = {
     "queue": "queue exists",
     "folder": "model_write_path is writable",
     "send": "test message confirmed",
+    "node": "broker node",  # one per node of a cluster, titled with the node
+    "nodes": "a broker node is ready",
 }
+#: Nodes checked at the same time (each check may wait CONNECT_TIMEOUT).
+MAX_PARALLEL_NODES = 8
 CONNECT_TIMEOUT = 5.0
 
 
@@ -58,10 +72,14 @@ class CheckResult:
     verdict: str
     detail: str
     fix: str | None = None
+    #: The broker node (``host:port``) a ``node`` line is about.
+    node: str | None = None
 
     @property
     def title(self) -> str:
         """What the check verifies, in words."""
+        if self.node is not None:
+            return f"node {self.node}"
         return CHECKS.get(self.name, self.name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +114,7 @@ class Preflight:
             "config": self.path,
             "broker": self.config.describe_broker() if self.config and self.config.has_broker
             else None,
+            "brokers": [str(node) for node in self.config.brokers] if self.config else [],
             "checks": [result.to_dict() for result in self.results],
         }  # fmt: skip
 
@@ -179,8 +198,9 @@ def _check_port(config: Config) -> CheckResult:
     return CheckResult("port", PASS, f"{where} accepts TCP connections")
 
 
-def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -> None:
-    """login, vhost, queue (and send): one AMQP connection."""
+def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -> bool:
+    """login, vhost, queue (and send): one AMQP connection. False when the broker could
+    not be reached in a way that retrying can mend (refused, timed out, lost mid-handshake)."""
     from .._broker._amqp import describe_connect_error
     from .._broker._diagnosis import FailureKind
     from .._broker._probe import probe_queue
@@ -188,7 +208,7 @@ def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -
     who = f"user {config.message_id!r}"
     probe = probe_queue(config, CONNECT_TIMEOUT)
     if probe.connect_error is not None:
-        kind, sentence, _ = describe_connect_error(config, probe.connect_error)
+        kind, sentence, retry = describe_connect_error(config, probe.connect_error)
         if kind is FailureKind.VHOST:
             results.append(CheckResult("login", PASS, f"{who} logged in"))
             results.append(CheckResult(
@@ -206,7 +226,7 @@ def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -
         results.append(CheckResult("queue", SKIP, "not checked: no connection"))
         if send_test:
             results.append(CheckResult("send", SKIP, "not sent: no connection"))
-        return
+        return not retry
     results.append(CheckResult("login", PASS, f"{who} logged in"))
     results.append(CheckResult("vhost", PASS, f"virtual host {config.message_vhost!r}"))
     if probe.missing is not None:
@@ -219,7 +239,7 @@ def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -
         ))  # fmt: skip
         if send_test:
             results.append(CheckResult("send", SKIP, "not sent: the queue is missing"))
-        return
+        return True
     results.append(CheckResult(
         "queue", PASS,
         f"{config.queue_name!r} exists ({probe.messages} message(s) waiting, "
@@ -227,6 +247,47 @@ def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -
     ))  # fmt: skip
     if send_test:
         results.append(_send_test(config))
+    return True
+
+
+def _check_node(config: Config, endpoint: Endpoint) -> CheckResult:
+    """Checks 2-6 on one node of a cluster, told as one ``node`` line."""
+    one = dataclasses.replace(
+        config, message_host=endpoint.host, message_port=endpoint.port, brokers=(endpoint,)
+    )
+    where = str(endpoint)
+    for step in (_check_host, _check_port):
+        result = step(one)
+        if result.verdict == FAIL:
+            return CheckResult("node", WARN, f"unreachable: {result.detail}", result.fix, where)
+    results: list[CheckResult] = []
+    reached = _check_broker(one, results, send_test=False)
+    failed = next((r for r in results if r.verdict == FAIL), None)
+    if failed is None:
+        return CheckResult("node", PASS, f"ready: {results[-1].detail}", None, where)
+    if not reached:
+        return CheckResult("node", WARN, f"unreachable: {failed.detail}", failed.fix, where)
+    return CheckResult("node", FAIL, f"{failed.title}: {failed.detail}", failed.fix, where)
+
+
+def _check_nodes(config: Config) -> list[CheckResult]:
+    """Every node of a cluster at the same time, then whether at least one is ready."""
+    workers = min(MAX_PARALLEL_NODES, len(config.brokers))
+    with ThreadPoolExecutor(workers, thread_name_prefix="trainwire-check") as pool:
+        lines = list(pool.map(lambda node: _check_node(config, node), config.brokers))
+    ready = sum(line.verdict == PASS for line in lines)
+    unreachable = sum(line.verdict == WARN for line in lines)
+    total = len(lines)
+    if ready:
+        detail = f"{ready} of {total} nodes ready"
+        if unreachable:
+            detail += f", {unreachable} unreachable: the SDK fails over to the ready ones"
+        return [*lines, CheckResult("nodes", PASS, detail)]
+    return [*lines, CheckResult(
+        "nodes", FAIL, f"none of the {total} nodes is ready",
+        "start the broker nodes, or fix 'message_host' in "
+        f"{config.path} (see the node lines above)",
+    )]  # fmt: skip
 
 
 def _send_test(config: Config) -> CheckResult:
@@ -271,6 +332,14 @@ def run_checks(path: PathLike | None = None, *, send_test: bool = False,
             f"{config.save_dir / OFFLINE_FILE} (offline mode) instead of sending",
         ))  # fmt: skip
         results.append(_check_folder(config))
+        return preflight
+    if len(config.brokers) > 1:
+        nodes = _check_nodes(config)
+        results.extend([*nodes, _check_folder(config)])
+        if send_test:
+            ready = nodes[-1].verdict == PASS
+            results.append(_send_test(config) if ready else
+                           CheckResult("send", SKIP, "not sent: no node is ready"))  # fmt: skip
         return preflight
     steps: list[Callable[[Config], CheckResult]] = [_check_host, _check_port]
     for step in steps:
