@@ -220,6 +220,16 @@ def test_frames_drawn_over_within_one_read_count_by_the_newest_even_across_a_res
     ]  # fmt: skip
 
 
+def test_epoch_bars_count_from_what_the_first_one_shows():
+    def bars(descs):
+        return "".join(f"\r{d}: 100%|#| 4/4 [00:00<00:00]\n" for d in descs)
+
+    assert _text(bars(["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]))[-1] == (12, 100.0)
+    assert _text(bars(["Epoch 0/2", "Epoch 1/2", "Epoch 2/2"]))[-1] == (12, 100.0)
+    assert _text(bars(["Epoch 1", "Epoch 2"]), total_steps=8)[-1] == (8, 100.0)
+    assert _text(bars(["Epoch 0", "Epoch 1"]), total_steps=8)[-1] == (8, 100.0)
+
+
 def test_counters_in_log_lines():
     epochs = "Epoch 1/4 - loss 0.3\nEpoch 2/4 - loss 0.2\n"  # a count of epochs
     assert _text(epochs) == [(1, 25.0), (2, 50.0)]

@@ -89,6 +89,8 @@ def parse_line(line: str, *, epoch: int | None = None, epochs: int | None = None
         return Reading(shape.n, shape.total, bar=_bar_key(shape.desc))
     if shape.form is Form.KERAS:
         return Reading(shape.n, shape.total, epoch=epoch, epochs=epochs, bar="keras")
+    if shape.form is Form.EPOCH_BAR:
+        return Reading(shape.n, shape.total, shape.epoch, bar="Epoch")
     return _simple(shape, None)
 
 
@@ -182,6 +184,8 @@ class LineParser:
         self._epoch: int | None = None
         self._epochs: int | None = None
         self._per_epoch: int | None = None
+        #: 0 or 1: what the first "Epoch N" bar of the stream counted from
+        self._epoch_base: int | None = None
         self._bars = _Bars()
 
     def feed_bytes(self, data: bytes) -> list[Reading]:
@@ -229,11 +233,27 @@ class LineParser:
             return self._bars.reading(shape, complete=complete)
         if form is Form.KERAS:
             return Reading(shape.n, shape.total, self._epoch, self._epochs, bar="keras")
+        if form is Form.EPOCH_BAR:
+            return self._epoch_bar(shape, complete=complete)
         if complete and form is Form.EPOCH_HEADER:
             self._epoch, self._epochs = shape.n - 1, shape.total
         if form is Form.EPOCH_COUNTER and shape.desc == "":
             self._per_epoch = shape.total
         return _simple(shape, self._per_epoch)
+
+    def _epoch_bar(self, shape: Shape, *, complete: bool) -> Reading | None:
+        """A bar described ``Epoch N`` or ``Epoch N/E``: Lightning counts from 0 (``Epoch 0``
+        first), a user's loop often from 1 (``Epoch 1/10`` first)."""
+        if self._epoch_base is None:
+            if not complete or shape.epoch is None:
+                return None
+            self._epoch_base = 1 if shape.epoch == 1 else 0
+        base = self._epoch_base
+        epoch = (shape.epoch or 0) - base
+        if epoch < 0:
+            return None
+        epochs = shape.epochs + 1 - base if shape.epochs is not None else None
+        return Reading(shape.n, shape.total, epoch, epochs, bar="Epoch")
 
 
 def _same_bar(frame: str, following: str) -> bool:
@@ -257,7 +277,9 @@ def _redrawn(shape: Shape, line: str) -> bool:
     "12/120" must not count)."""
     if shape.form is Form.KERAS:  # its counter starts the line, its bar follows it
         return True
-    drawn = shape.form is Form.BAR or (shape.form is Form.EPOCH_COUNTER and shape.desc == "Epoch")
+    drawn = shape.form in (Form.BAR, Form.EPOCH_BAR) or (
+        shape.form is Form.EPOCH_COUNTER and shape.desc == "Epoch"
+    )
     return drawn and not line.rstrip()[-1:].isdigit()
 
 

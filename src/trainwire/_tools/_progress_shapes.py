@@ -31,7 +31,8 @@ _KERAS2 = re.compile(r"^\s*(?P<n>\d{1,15})/(?P<total>\d{1,15})\s+\[[=>.]*\]")
 #: Keras's ``verbose=2``: one line per epoch, ``8/8 - 0s -6ms/step - loss: ...``.
 _KERAS_LINE = re.compile(r"^\s*(?P<n>\d{1,15})/(?P<total>\d{1,15}) - \d+s\b")
 _EPOCH_HEADER = re.compile(r"^\s*Epoch\s+(?P<epoch>\d{1,9})/(?P<epochs>\d{1,9})\s*$")
-_LIGHTNING_EPOCH = re.compile(r"^Epoch\s+(?P<epoch>\d{1,9})\b")
+#: A bar described "Epoch 3" (Lightning, from 0) or "Epoch 3/10" (a user's loop).
+_EPOCH_BAR = re.compile(r"^Epoch\s+(?P<epoch>\d{1,9})(?:\s*/\s*(?P<epochs>\d{1,9}))?$")
 _PLAIN = re.compile(r"^\s*trainwire\s+(?P<pairs>\w+=\S+(?:\s+\w+=\S+)*)\s*$")
 #: ``[12]\ttrain-logloss:0.1\teval-logloss:0.2`` (XGBoost, rounds from 0).
 _XGBOOST = re.compile(r"^\[(?P<n>\d{1,12})\]\t[\w.]+-[\w@.:-]+?:\s*[-+\w.]+")
@@ -68,6 +69,9 @@ class Form(enum.Enum):
     BAR = "bar"
     #: a counter within an epoch: ``epoch`` (from 0), ``epochs`` when printed
     EPOCH_COUNTER = "epoch-counter"
+    #: a tqdm bar described ``Epoch 3`` (Lightning's, from 0) or ``Epoch 3/10``: the
+    #: ``epoch`` and ``epochs`` as printed (from 0 or from 1: the stream's first one tells)
+    EPOCH_BAR = "epoch-bar"
     #: a bare ``Epoch 2/10`` header (Keras prints it before the epoch's steps): the epoch
     #: of the step lines that follow, not progress itself
     EPOCH_HEADER = "epoch-header"
@@ -150,9 +154,10 @@ def _bar(raw: str, line: str, match: re.Match[str]) -> Shape | None:
     if pair is None:
         return None
     desc = line[: match.start()].strip().rstrip(":").strip()
-    epoch = _LIGHTNING_EPOCH.match(desc)
-    if epoch:  # Lightning's training bar: "Epoch 3" (from 0), reset every epoch
-        return Shape(Form.EPOCH_COUNTER, *pair, epoch=int(epoch.group("epoch")), desc="Epoch")
+    epoch = _EPOCH_BAR.match(desc)
+    if epoch:  # a bar started again every epoch, its epoch as printed
+        epochs = int(epoch.group("epochs")) if epoch.group("epochs") else None
+        return Shape(Form.EPOCH_BAR, *pair, epoch=int(epoch.group("epoch")), epochs=epochs)
     if "B/s" in line[match.end() :]:  # bytes per second: a download, not training
         return None
     # tqdm draws a bar at position k as "\n" * k, the bar, then k times "cursor up".
