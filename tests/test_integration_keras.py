@@ -57,10 +57,20 @@ def test_keras_fit_reports_every_batch_epoch_graphs_and_one_done(broker, queue, 
     assert [b["step"] for b in progress(seq)] == list(range(1, 13))
     assert progress(seq)[5]["percentage"] == 50
     model_dir = model_dir_of(config)
-    assert {"loss", "val_loss", "mae", "val_mae"} <= set(graph_names(model_dir))
-    header, rows = read_graph(model_dir, "val_loss")
-    assert header == ["epoch", "val_loss"]
-    assert [row[0] for row in rows] == [1, 2, 3]
+    assert graph_names(model_dir) == ["learning_rate", "loss", "mae"]
+    history = callback.model.history.history
+    for graph in ("loss", "mae"):  # training and validation on one graph, as Keras plots them
+        header, rows = read_graph(model_dir, graph)
+        assert header == ["epoch", "train", "val"]
+        assert [row[0] for row in rows] == [1, 2, 3]
+        assert [row[1] for row in rows] == pytest.approx(history[graph], rel=1e-6)
+        assert [row[2] for row in rows] == pytest.approx(history[f"val_{graph}"], rel=1e-6)
+    # No scheduler: Keras leaves the learning rate out of its logs; it is the optimizer's.
+    assert "learning_rate" not in history
+    assert read_graph(model_dir, "learning_rate") == (
+        ["epoch", "learning_rate"],
+        [[1, 0.01], [2, 0.01], [3, 0.01]],
+    )
 
 
 def test_keras_fit_that_raises_inside_with_callback_sends_one_training_error(
@@ -87,3 +97,71 @@ def test_keras_fit_that_raises_inside_with_callback_sends_one_training_error(
     assert terminals(seq)[0]["message"] == (
         "Training failed with an error: FloatingPointError: the loss diverged in epoch 2"
     )
+
+
+def test_keras_learning_rate_graph_follows_a_scheduler_or_a_schedule(make_config, tmp_path):
+    x, y = random_data()
+    # A scheduler callback puts the rate of each epoch into Keras' logs.
+    config = make_config()
+    callback = TrainwireCallback(config)
+    halve = keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.1 * 0.5**epoch)
+    with callback:
+        tiny_model().fit(x, y, epochs=3, batch_size=10, callbacks=[callback, halve], verbose=0)
+    rates = [row[1] for row in read_graph(model_dir_of(config), "learning_rate")[1]]
+    assert rates == [0.1, 0.05, 0.025]
+    # A schedule given to the optimizer: its value after each epoch's last step.
+    config = make_config(model_write_path=str(tmp_path / "scheduled"))
+    callback = TrainwireCallback(config)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    decay = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5)
+    model.compile(optimizer=keras.optimizers.SGD(decay), loss="mse")
+    with callback:
+        model.fit(x, y, epochs=3, batch_size=10, callbacks=[callback], verbose=0)
+    rates = [row[1] for row in read_graph(model_dir_of(config), "learning_rate")[1]]
+    assert rates == [0.05, 0.025, 0.0125]  # 4 steps an epoch: halved each epoch
+
+
+def test_keras_fit_resumed_with_initial_epoch_goes_on_from_its_step(
+    broker, queue, make_config, tmp_path
+):
+    config = make_config()
+    x, y = random_data()
+    saved = tmp_path / "model.keras"
+    # 32 training samples / batch 8: 4 steps an epoch, 4 epochs: 16 steps in all.
+    first = TrainwireCallback(config, max_rate=None)
+    with first:
+        tiny_model().fit(
+            x,
+            y,
+            epochs=2,
+            batch_size=8,
+            validation_split=0.2,
+            verbose=0,
+            callbacks=[first, keras.callbacks.ModelCheckpoint(str(saved))],
+        )
+    assert [b["step"] for b in progress(messages(broker, queue))] == list(range(1, 9))
+
+    model = keras.models.load_model(str(saved))
+    callback = TrainwireCallback(config, max_rate=None)
+    with callback:
+        model.fit(
+            x,
+            y,
+            epochs=4,
+            initial_epoch=2,
+            batch_size=8,
+            validation_split=0.2,
+            verbose=0,
+            callbacks=[callback],
+        )
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    # Epoch 3 begins at step 9; the percentage is of the whole training.
+    assert [b["step"] for b in progress(seq)] == list(range(9, 17))
+    assert [b["percentage"] for b in progress(seq)] == [s * 100 / 16 for s in range(9, 17)]
+    model_dir = model_dir_of(config)
+    for graph in graph_names(model_dir):  # one header, epochs 1 to 4 once each
+        lines = (model_dir / "save" / "metrics" / f"{graph}.log").read_text().splitlines()
+        assert lines[0].startswith("epoch, ")
+        assert [line.split(", ")[0] for line in lines[1:]] == ["1", "2", "3", "4"], graph
+    assert read_graph(model_dir, "loss")[0] == ["epoch", "train", "val"]

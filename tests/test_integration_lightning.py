@@ -278,3 +278,53 @@ def test_lightning_logger_leaves_checkpoints_where_lightning_puts_them(
     ]
     assert [b["status"] for b in terminals(seq)] == [DONE, DONE]
     assert "train_loss" in graph_names(model_dir_of(config))
+
+
+# -- resuming from a checkpoint ------------------------------------------------------------
+
+
+def test_lightning_fit_resumed_from_a_checkpoint_goes_on_from_its_step(
+    broker, queue, make_config, tmp_path
+):
+    config = make_config()
+
+    def trainer():
+        callback = TrainwireCallback(config, max_rate=None, language="en")
+        return trainer_for(
+            tmp_path,
+            [callback],
+            TrainwireLogger(config),
+            max_epochs=4,
+            enable_checkpointing=True,
+            num_sanity_val_steps=0,
+        )
+
+    # 4 steps an epoch, 16 in all. The first fit saves a checkpoint at each epoch's end
+    # and dies in its 11th step, after the checkpoint at step 8.
+    with pytest.raises(RuntimeError, match="NaN"):
+        trainer().fit(TinyModule(fail_at_batch=11, pairs=True), loader(8, 1), loader(4, 2))
+    first = messages(broker, queue)
+    assert_run(first, ERROR, complete=False)
+    assert [b["step"] for b in progress(first)] == list(range(1, 11))
+    (checkpoint,) = (tmp_path / "pl").rglob("*.ckpt")
+    assert checkpoint.name == "epoch=1-step=8.ckpt"
+
+    trainer().fit(TinyModule(pairs=True), loader(8, 1), loader(4, 2), ckpt_path=checkpoint)
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    # From the checkpoint's step on, never back; the percentage is of the whole training.
+    assert [b["step"] for b in progress(seq)] == list(range(8, 17))
+    assert [b["percentage"] for b in progress(seq)] == [s * 100 / 16 for s in range(8, 17)]
+
+    # The graphs go on under their header. The first fit's rows after the checkpoint
+    # (steps 8 and 9) stay; the resumed fit's rows start after them: no step twice.
+    model_dir = model_dir_of(config)
+    header, rows = read_graph(model_dir, "train_loss")
+    assert [row[0] for row in rows] == list(range(16))
+    header, rows = read_graph(model_dir, "err")
+    assert header == ["step", "train", "val"]
+    assert [row[0] for row in rows] == [3, 7, 11, 15]
+    for name in graph_names(model_dir):  # one header each, every row numbers
+        lines = (model_dir / "save" / "metrics" / f"{name}.log").read_text().splitlines()
+        xs = [float(line.split(", ")[0]) for line in lines[1:]]
+        assert xs == sorted(set(xs)), (name, lines)

@@ -86,7 +86,8 @@ class TrainwireCallback(ReporterOwner, _KerasCallback):  # type: ignore[misc, un
     def _learning_rate(self) -> Any:
         """The optimizer's learning rate now (a schedule's value at this step), or None."""
         try:
-            return keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            rate = self.model.optimizer.learning_rate
+            return getattr(rate, "value", rate)  # a Keras variable's tensor, as it is
         except Exception:  # an optimizer without a readable rate: no graph, no harm
             return None
 
