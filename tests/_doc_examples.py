@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "integrations.md"
@@ -19,6 +20,6 @@ def example(heading: str, index: int = 0, *, language: str = "python") -> str:
         for hashes in ("#" * n for n in range(1, len(level) + 1))
     ]
     end = min([e for e in ends if e != -1], default=len(text))
-    blocks = re.findall(rf"```{language}\n(.*?)```", text[start:end], re.S)
+    blocks = re.findall(rf"^ *```{language}\n(.*?)^ *```", text[start:end], re.S | re.M)
     assert len(blocks) > index, f"{DOC}: {heading!r} has {len(blocks)} {language} blocks"
-    return blocks[index]
+    return textwrap.dedent(blocks[index])  # a block inside a list item is indented

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from _doc_examples import example
 from _frameworks import (
     DONE,
     ERROR,
@@ -156,3 +157,30 @@ def test_lightgbm_trained_further_from_a_saved_model_goes_on_from_its_rounds(
     header, rows = read_graph(model_dir, "l2")
     assert header == ["iteration", "train", "valid"]
     assert [row[0] for row in rows] == list(range(1, 11))
+
+
+def test_the_docs_example_runs_and_writes_the_graph_the_docs_name(
+    broker, queue, make_config, monkeypatch, capfd
+):
+    config = make_config()
+    monkeypatch.setenv("TRAINWIRE_CONFIG", str(config))
+    train_set, valid_set = datasets(noise_valid=True)  # stops early
+    names = {"lightgbm": lightgbm, "train_set": train_set, "valid_set": valid_set,
+             "params": {"objective": "regression", "num_threads": 1, "verbosity": -1}}  # fmt: skip
+    exec(example("## LightGBM"), names)
+
+    booster = names["booster"]
+    rounds = booster.best_iteration + 10  # early_stopping(10): the round that stopped
+    seq = messages(broker, queue)
+    assert_run(seq, DONE, complete=False)
+    assert progress(seq)[-1]["step"] == rounds
+    model_dir = model_dir_of(config)
+    assert graph_names(model_dir) == ["l2"]
+    header, rows = read_graph(model_dir, "l2")
+    assert header == ["iteration", "valid_0"]
+    assert [row[0] for row in rows] == list(range(1, rounds + 1))
+    # LightGBM names the best round as the graph's x: "[n]\tvalid_0's l2: ...".
+    (best,) = [row for row in rows if row[0] == booster.best_iteration]
+    assert best[1] == min(row[1] for row in rows)
+    captured = capfd.readouterr()
+    assert f"[{booster.best_iteration}]\tvalid_0's l2: " in captured.out + captured.err

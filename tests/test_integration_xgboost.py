@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from _doc_examples import example
 from _frameworks import (
     DONE,
     ERROR,
@@ -67,6 +68,10 @@ def test_xgboost_early_stopping_ends_with_done_below_the_total(broker, queue, ma
     )  # fmt: skip
 
     assert booster.num_boosted_rounds() < 200
+    # The graph's x is XGBoost's index: the best round is where the stopping metric
+    # (the last of eval_metric, mae) is lowest.
+    _, rows = read_graph(model_dir_of(config), "mae")
+    assert min(rows, key=lambda row: row[1])[0] == booster.best_iteration
     seq = messages(broker, queue)
     assert_run(seq, DONE, complete=False)
     assert progress(seq)[-1]["step"] == booster.num_boosted_rounds()
@@ -156,3 +161,44 @@ def test_xgboost_resumed_from_a_checkpoint_goes_on_from_its_rounds(
     header, rows = read_graph(model_dir, "rmse")
     assert header == ["iteration", "train", "valid"]
     assert [row[0] for row in rows] == list(range(10))
+
+
+def test_the_docs_examples_run_and_the_graph_is_at_xgboosts_printed_rounds(
+    broker, queue, make_config, tmp_path, monkeypatch, capfd
+):
+    # The example as written, then its resume from a booster of 100 rounds.
+    config = make_config()
+    monkeypatch.setenv("TRAINWIRE_CONFIG", str(config))
+    dtrain, dvalid = matrices()
+    names = {"xgboost": xgboost, "params": {"max_depth": 2, "nthread": 1},
+             "dtrain": dtrain, "dvalid": dvalid}  # fmt: skip
+    exec(example("## XGBoost"), names)
+
+    assert_run(messages(broker, queue), DONE)
+    model_dir = model_dir_of(config)
+    assert graph_names(model_dir) == ["rmse"]
+    header, rows = read_graph(model_dir, "rmse")
+    assert header == ["iteration", "train", "valid"]
+    assert [row[0] for row in rows] == list(range(200))
+    printed = capfd.readouterr().out.splitlines()
+    assert printed[0].startswith("[0]\t") and printed[-1].startswith("[199]\t")
+    for line, row in zip(printed, rows):  # "[i]\ttrain-rmse:0.78764\tvalid-rmse:0.84117"
+        cells = line.split("\t")
+        assert cells[0] == f"[{int(row[0])}]"
+        assert [float(c.split(":")[1]) for c in cells[1:]] == [round(v, 5) for v in row[1:]]
+
+    resumed = make_config(model_write_path=str(tmp_path / "resumed"))
+    monkeypatch.setenv("TRAINWIRE_CONFIG", str(resumed))
+    names["booster"][:100].save_model(tmp_path / "model_99.ubj")
+    names["checkpoint"] = tmp_path / "model_99.ubj"
+    exec(example("## XGBoost", 1), names)
+
+    assert names["booster"].num_boosted_rounds() == 200
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    # max_rate=10: the newest step wins, so which steps are sent depends on the speed.
+    assert all(100 <= b["step"] <= 200 for b in progress(seq))
+    assert all(b["percentage"] == b["step"] / 2 for b in progress(seq))
+    assert progress(seq)[-1]["step"] == 200
+    header, rows = read_graph(tmp_path / "resumed", "rmse")
+    assert [row[0] for row in rows] == list(range(100, 200))

@@ -13,7 +13,7 @@ one ``deque.append`` of ``(step, percentage)`` onto the run's outbox (the same h
 the run's ``max_rate``.
 
 Resumes never go back: in a new process, ``track(rest, initial=done)`` makes a run whose
-first message is step ``done``; a later ``track(..., run=run)`` on the same run goes on
+first step reported is ``done``; a later ``track(..., run=run)`` on the same run goes on
 from the step an earlier loop on it reached, and an ``initial`` below that is refused.
 """
 

@@ -11,9 +11,9 @@
             callbacks=[callback, lightgbm.early_stopping(10)],
         )
 
-- step = the booster's rounds so far, total = ``end_iteration`` (the rounds it has when
-  this call ends). A booster trained further (``init_model=``) goes on from its rounds:
-  the first message is where it resumes, the percentage is of the whole boosting;
+- step = the booster's rounds so far, total = ``end_iteration`` (its rounds before this
+  call + ``num_boost_round``). A booster trained further (``init_model=``) goes on from its rounds:
+  the round it resumes at is reported first, the percentage is of the whole boosting;
 - each evaluation metric is a graph (``l2``, ``binary_logloss``...) with one line per
   data set (``training``, ``valid_0``...), x axis ``iteration``: the round as LightGBM
   prints it (``[1]`` is the first);

@@ -12,9 +12,9 @@
 
 - XGBoost does not tell a callback how many rounds there are: give the same
   ``num_boost_round`` (``n_estimators`` for ``XGBRegressor``/``XGBClassifier``);
-- step = the booster's rounds so far, one ``training_ing`` per round; the total is the
-  rounds the booster has when this call ends. A booster trained further (``xgb_model=``)
-  goes on from its rounds: the first message is where it resumes, and the percentage is
+- step = the booster's rounds so far, one ``training_ing`` per round; total = its rounds
+  before this call + ``num_boost_round``. A booster trained further (``xgb_model=``) goes
+  on from its rounds (the round it resumes at is reported first), and the percentage is
   of the whole boosting, not of this call;
 - each evaluation metric is a graph (``rmse``, ``logloss``...) with one line per data set
   (``train``, ``valid``), x axis ``iteration`` = the round's index as XGBoost prints it
