@@ -9,17 +9,25 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parents[1] / "docs" / "integrations.md"
 
 
+def section(heading: str) -> str:
+    """The docs section titled ``heading`` (the whole line, e.g. ``"## XGBoost"``), up to
+    the next heading of its level or above; ``#`` lines inside code blocks are no heading."""
+    level = len(heading.split(" ", 1)[0])
+    lines = DOC.read_text("utf-8").splitlines(keepends=True)
+    start = [line.rstrip("\n") for line in lines].index(heading)
+    fenced = False
+    for end in range(start + 1, len(lines)):
+        line = lines[end]
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(rf"#{{1,{level}}} ", line):
+            return "".join(lines[start:end])
+    return "".join(lines[start:])
+
+
 def example(heading: str, index: int = 0, *, language: str = "python") -> str:
-    """The ``index``-th fenced ``language`` block of the docs section titled ``heading``
-    (the whole heading line, e.g. ``"## XGBoost"``), up to the next heading of its level."""
-    text = DOC.read_text("utf-8")
-    level = heading.split(" ", 1)[0]
-    start = text.index("\n" + heading + "\n")
-    ends = [
-        text.find(f"\n{hashes} ", start + 1)
-        for hashes in ("#" * n for n in range(1, len(level) + 1))
-    ]
-    end = min([e for e in ends if e != -1], default=len(text))
-    blocks = re.findall(rf"^ *```{language}\n(.*?)^ *```", text[start:end], re.S | re.M)
+    """The ``index``-th fenced ``language`` block of the section ``heading``, dedented
+    (a block inside a list item is indented)."""
+    blocks = re.findall(rf"^ *```{language}\n(.*?)^ *```", section(heading), re.S | re.M)
     assert len(blocks) > index, f"{DOC}: {heading!r} has {len(blocks)} {language} blocks"
-    return textwrap.dedent(blocks[index])  # a block inside a list item is indented
+    return textwrap.dedent(blocks[index])

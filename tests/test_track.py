@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 import trainwire
+from _doc_examples import example
 from _frameworks import (
     DONE,
     ERROR,
     assert_run,
     messages,
+    model_dir_of,
     progress,
     run_python,
     terminals,
@@ -159,3 +163,41 @@ def test_track_into_a_run_without_a_total_does_not_take_one_loop_for_the_whole(
     seq = messages(broker, queue)
     assert_run(seq, DONE, complete=False)
     assert [(b["step"], b["percentage"]) for b in progress(seq)] == [(s, 0) for s in range(1, 7)]
+
+
+def test_the_docs_examples_run_as_written(broker, queue, make_config, monkeypatch):
+    config = make_config()
+    monkeypatch.setenv("TRAINWIRE_CONFIG", str(config))
+    trained = []
+    names = {"loader": list(range(10)), "train_step": lambda b: trained.append(b) or 0.5}
+    exec(example("## A plain loop: `trainwire.track`"), names)
+    assert trained == list(range(10))
+    assert_run(messages(broker, queue), DONE)
+
+    trained.clear()
+    exec(example("## A plain loop: `trainwire.track`", 1), {**names, "epochs": 3})
+    assert trained == list(range(10)) * 3
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    assert progress(seq)[-1]["step"] == 30
+    assert all(b["percentage"] == round(b["step"] * 100 / 30, 4) for b in progress(seq))
+
+    # The first process logged steps 1..6 and died; the example resumes it.
+    first = trainwire.init(config)
+    for step in range(1, 7):
+        first.log("loss", step, train=1.0)
+    first.fail("killed")
+    messages(broker, queue)
+    trained.clear()
+    exec(
+        example("## A plain loop: `trainwire.track`", 2),
+        {**names, "itertools": itertools, "checkpoint": {"step": 6}},
+    )
+    assert trained == [6, 7, 8, 9]
+    seq = messages(broker, queue)
+    assert_run(seq, DONE)
+    assert all(6 <= b["step"] <= 10 and b["percentage"] == b["step"] * 10 for b in progress(seq))
+    text = (model_dir_of(config) / "save" / "metrics" / "loss.log").read_text()
+    assert text.splitlines() == ["step, train"] + [
+        f"{s}, {1.0 if s <= 6 else 0.5}" for s in range(1, 11)
+    ]
