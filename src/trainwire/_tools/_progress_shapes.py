@@ -85,9 +85,10 @@ class Form(enum.Enum):
     GLOBAL = "global"
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: a frozen dataclass takes 7 times as long to make, per frame
 class Shape:
-    """One line's progress as printed; see :class:`Form` for which fields are set."""
+    """One line's progress as printed; see :class:`Form` for which fields are set.
+    Read-only by convention."""
 
     form: Form
     n: int = 0
@@ -114,6 +115,9 @@ def may_hold_progress(text: str) -> bool:
 
 
 def _count(text: str) -> int | None:
+    if text.isdecimal():  # the common case, without a float
+        whole = int(text)
+        return whole if whole <= MAX_COUNT else None
     scale = _SCALE.get(text[-1:], 1.0)
     if scale != 1.0:
         text = text[:-1]
@@ -154,7 +158,7 @@ def _bar(raw: str, line: str, match: re.Match[str]) -> Shape | None:
     if pair is None:
         return None
     desc = line[: match.start()].strip().rstrip(":").strip()
-    epoch = _EPOCH_BAR.match(desc)
+    epoch = _EPOCH_BAR.match(desc) if desc.startswith("Epoch") else None
     if epoch:  # a bar started again every epoch, its epoch as printed
         epochs = int(epoch.group("epochs")) if epoch.group("epochs") else None
         return Shape(Form.EPOCH_BAR, *pair, epoch=int(epoch.group("epoch")), epochs=epochs)
