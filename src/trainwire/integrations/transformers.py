@@ -14,7 +14,11 @@
 - every number of ``on_log`` is a graph of its own at x = step (``loss``,
   ``learning_rate``, ``grad_norm``, ``eval_loss``, ``eval_<metric>``...); bookkeeping keys
   (``epoch``, ``*_runtime``, ``*_per_second``, ``total_flos``, the final ``train_loss``)
-  are left out;
+  are left out. ``loss`` and ``eval_loss`` are not paired into one graph (as Keras's and
+  Lightning's are): the Trainer evaluates on a schedule of its own, so their steps often
+  differ, and a row must hold every column;
+- ``train(resume_from_checkpoint=...)`` goes on from the checkpoint's step (reported
+  first), with the percentage of ``state.max_steps``, the whole training;
 - ``training_done`` at ``on_train_end``;
 - the ``Trainer`` has no exception hook (``on_train_end`` is skipped when ``train()``
   raises): ``with callback:`` sends ``training_error``. Without it, an exception that ends
