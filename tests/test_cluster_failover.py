@@ -183,3 +183,26 @@ def test_a_training_goes_on_through_a_node_fault_and_loses_nothing(
     request: pytest.FixtureRequest,
 ) -> None:  # fmt: skip
     run_through_fault(cluster, tmp_path, kind, fault, request)
+
+
+def _counted(*items: tuple[str, dict[str, object]]) -> list[Counted]:
+    return [Counted(body, mid, False, "n", float(i)) for i, (mid, body) in enumerate(items)]
+
+
+def test_the_delivery_check_catches_a_lost_step_a_step_back_and_a_second_terminal() -> None:
+    def ing(step: int) -> dict[str, object]:
+        return {"status": "training_ing", "step": step}
+
+    done, error = {"status": "training_done"}, {"status": "training_error", "message": "x"}
+    good = [("a", ing(1)), ("b", ing(2)), ("a", ing(1)), ("c", ing(3)), ("d", done)]
+    assert check_delivery(_counted(*good), 3).copies == 1
+    bad = [  # (what the counter saw, the training's last step, the complaint)
+        ([("a", ing(1)), ("c", ing(3)), ("d", done)], 3, "1 of 3 steps lost"),
+        ([("a", ing(2)), ("b", ing(1)), ("d", done)], 2, "steps went back"),
+        ([("a", ing(1)), ("d", done), ("e", error)], 1, "training_done"),
+        ([("a", ing(1)), ("d", done), ("b", ing(2))], 2, "after the terminal"),
+        ([("a", ing(1)), ("a", ing(2)), ("d", done)], 1, "two bodies"),
+    ]
+    for items, last_step, words in bad:
+        with pytest.raises(AssertionError, match=words):
+            check_delivery(_counted(*items), last_step)
