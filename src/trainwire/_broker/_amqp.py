@@ -25,6 +25,12 @@ What it guarantees, whatever the broker or the network does:
 - **Never blocked.** The training thread only appends to the outbox; reconnecting (with
   backoff and jitter, at least every second once the terminal message waits), a memory
   alarm (``connection.blocked``) and nacks are handled in the I/O thread.
+- **Another node at once.** With several nodes in the config (a cluster), each process
+  tries them in an order shuffled once. A node that goes away, refuses a message (nack or
+  return) or confirms nothing for ``CONFIRM_PATIENCE`` is left for the next node at once;
+  backoff comes only after every node failed in turn. What was not confirmed goes out
+  again there first, in order and with the same ``message_id``: a consumer that drops
+  copies by ``message_id`` sees every step once, in order.
 - **Bounded exit.** ``finish`` waits at most its timeout; the I/O thread is a daemon.
 
 The parts, one job each: :class:`~._publisher.Publisher` (the sequence, confirms, the
@@ -41,7 +47,7 @@ from typing import Any
 
 from .._spec._config import Config, Endpoint
 from ._nodes import BACKOFF_MAX, Backoff, NodeRing
-from ._params import connection_parameters, message_properties
+from ._params import connection_parameters, message_properties, node_parameters, nodes_of
 from ._phase import Phase
 from ._pikaio import IO_THREAD_PREFIX, quiet_pika_in_io_threads
 from ._publisher import Publisher
@@ -62,13 +68,6 @@ __all__ = [
 ]
 
 
-def nodes_of(config: Config) -> tuple[Endpoint, ...]:
-    """Every broker node of ``config``, in file order (one for a single ``message_host``)."""
-    if config.brokers:
-        return config.brokers
-    return (Endpoint(config.message_host or "", config.message_port),)
-
-
 class AmqpTransport(Transport):
     """Publishes a run's messages to ``queue_name`` through the default exchange."""
 
@@ -77,7 +76,7 @@ class AmqpTransport(Transport):
     def __init__(self, outbox: Outbox, config: Config) -> None:
         super().__init__(outbox)
         self.config = config
-        self.publisher = Publisher(outbox, config)
+        self.publisher = Publisher(outbox, config, len(nodes_of(config)))
         self.spool = self.publisher.write_ahead.spool
         self._wakeup = threading.Event()  # cuts a backoff short
         self._session: Session | None = None
@@ -137,10 +136,8 @@ class AmqpTransport(Transport):
 
     def _parameters(self) -> list[tuple[Endpoint, Any]] | None:
         try:
-            return [
-                (node, connection_parameters(self.config, host=node.host, port=node.port))
-                for node in nodes_of(self.config)
-            ]
+            nodes = nodes_of(self.config)
+            return list(zip(nodes, node_parameters(self.config)))
         except Exception as exc:
             kind, text, _ = describe_connect_error(self.config, exc)
             self.publisher.switch_off(kind.value, text)

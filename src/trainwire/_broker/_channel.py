@@ -37,7 +37,7 @@ class ConfirmChannel:
 
     def _on_confirm_ok(self, frame: Any) -> None:
         self.confirming = True
-        self.publisher.notices.forget(Trouble.LOST)
+        self.publisher.notices.forget(Trouble.LOST, Trouble.MOVED)
         self.pump.soon(0)
 
     def _on_close(self, channel: Any, exc: BaseException) -> None:

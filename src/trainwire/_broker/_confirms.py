@@ -7,6 +7,8 @@ the original order.
 
 from __future__ import annotations
 
+import collections
+import time
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -42,6 +44,9 @@ class Confirms:
         self.in_flight: dict[int, Slot] = {}
         self.retry: list[Slot] = []
         self._returned: set[str] = set()
+        #: How many times each message came back unroutable (a cluster: once per node).
+        self.returns: collections.Counter[str] = collections.Counter()
+        self._sent_at: dict[int, float] = {}
 
     def new_channel(self) -> None:
         """A channel in confirm mode numbers its deliveries from 1."""
@@ -54,10 +59,12 @@ class Confirms:
             seq = self._seq
         self._tag += 1
         self.in_flight[self._tag] = Slot(seq, envelope)
+        self._sent_at[self._tag] = time.monotonic()
 
     def returned(self, message_id: str) -> None:
         """The broker returned this message (its ack follows)."""
         self._returned.add(message_id)
+        self.returns[message_id] += 1
 
     def settle(self, method: Any) -> list[tuple[Slot, Verdict]]:
         """The messages a ``basic.ack``/``basic.nack`` settles, with the verdict of each."""
@@ -69,6 +76,7 @@ class Confirms:
         settled = []
         for t in tags:
             slot = self.in_flight.pop(t, None)
+            self._sent_at.pop(t, None)
             if slot is None:
                 continue
             message_id = slot.envelope.message_id
@@ -89,6 +97,12 @@ class Confirms:
         if self.in_flight:
             self.again(*self.in_flight.values())
             self.in_flight.clear()
+        self._sent_at.clear()
+
+    def waited(self) -> float:
+        """Seconds the oldest unconfirmed message has waited for its confirm (0: none)."""
+        oldest = next(iter(self._sent_at.values()), None)
+        return 0.0 if oldest is None else time.monotonic() - oldest
 
     def room(self) -> bool:
         """True while another message may go on the wire."""

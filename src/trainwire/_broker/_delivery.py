@@ -20,7 +20,8 @@ from typing import Any
 from .._spec._config import Config
 from .._spec._protocol import encode
 from .._spec._spool import SPOOL_FILE, Spool, SpoolRecord
-from ._params import connection_parameters, message_properties
+from ._nodes import NodeRing
+from ._params import message_properties, node_parameters
 from ._sentences import describe_connect_error
 
 __all__ = [
@@ -67,15 +68,18 @@ def _unroutable(config: Config) -> str:
     )
 
 
-def _publish_all(config: Config, messages: Sequence[Outgoing], result: DeliveryResult,
-                 timeout: float) -> None:  # fmt: skip
+def _publish_all(
+    config: Config, messages: Sequence[Outgoing], result: DeliveryResult, timeout: float
+) -> None:
     import pika  # type: ignore[import-untyped,unused-ignore]
     import pika.exceptions as pe  # type: ignore[import-untyped,unused-ignore]
 
     try:
-        params = connection_parameters(config)
-        params.blocked_connection_timeout = max(1.0, timeout)
-        connection = pika.BlockingConnection(params)
+        # Every node of a cluster in this process's order: pika tries them in turn.
+        nodes = node_parameters(config)
+        for params in nodes:
+            params.blocked_connection_timeout = max(1.0, timeout)
+        connection = pika.BlockingConnection(NodeRing(nodes).rotated())
     except Exception as exc:
         diagnosis = describe_connect_error(config, exc)
         result.problem, result.reason = diagnosis.kind.value, diagnosis.sentence
@@ -136,9 +140,11 @@ def deliver(
     if not messages:
         return result
     worker = threading.Thread(
-        target=_publish_all, args=(config, messages, result, timeout),
-        name="trainwire-deliver", daemon=True,
-    )  # fmt: skip
+        target=_publish_all,
+        args=(config, messages, result, timeout),
+        name="trainwire-deliver",
+        daemon=True,
+    )
     worker.start()
     worker.join(timeout)
     if worker.is_alive():

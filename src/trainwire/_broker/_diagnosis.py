@@ -201,8 +201,10 @@ def diagnose(
         return _lost_after_handshake(text, tls, verdict)
     if "SSL" in upper or "CERTIFICATE" in upper:
         return ConnectFailure(FailureKind.TLS, False, Stage.DURING_TLS, text)
-    if any(isinstance(c, (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError))
-           for c in causes):  # fmt: skip
+    if any(
+        isinstance(c, (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError))
+        for c in causes
+    ):
         return ConnectFailure(FailureKind.HANDSHAKE, True, Stage.LOGIN)
     if incompatible:
         return ConnectFailure(FailureKind.PROTOCOL, True)

@@ -43,6 +43,10 @@ class NodeRing(Generic[T]):
         """Every node, the current one first (for a client that tries a list in order)."""
         return self.nodes[self._index :] + self.nodes[: self._index]
 
+    def move_past(self, node: T) -> None:
+        """``node`` took a connection: the next call of :meth:`rotated` starts after it."""
+        self._index = (self.nodes.index(node) + 1) % len(self.nodes)
+
     def worked(self) -> None:
         """The current node took a connection: a new round starts with it."""
         self._failed = 0

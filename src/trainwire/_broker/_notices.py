@@ -21,6 +21,7 @@ class Trouble(str, Enum):
     PUBLISH = "publish"  # basic.publish raised
     PERMISSION = "permission"  # the user may not write to the queue
     LOOP = "loop"  # the I/O loop itself raised
+    MOVED = "moved"  # a cluster node refused or stalled: another node is tried
 
 
 class Notices:

@@ -19,9 +19,13 @@ class WireOrder:
     """Publishes what waits, in the run's one sequence, on the channel it is given."""
 
     def __init__(
-        self, outbox: Outbox, config: Config, confirms: Confirms, newest: NewestProgress,
+        self,
+        outbox: Outbox,
+        config: Config,
+        confirms: Confirms,
+        newest: NewestProgress,
         write_ahead: WriteAhead,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.outbox = outbox
         self.queue = config.queue_name
         self.confirms = confirms

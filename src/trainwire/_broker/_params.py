@@ -9,11 +9,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .._spec._config import Config
+from .._spec._config import Config, Endpoint
 from .._spec._protocol import CONTENT_TYPE
 from ._diagnosis import TlsFileError
 
-__all__ = ["HEARTBEAT", "connection_parameters", "message_properties"]
+__all__ = [
+    "HEARTBEAT",
+    "connection_parameters",
+    "message_properties",
+    "node_parameters",
+    "nodes_of",
+]
 
 HEARTBEAT = 20
 
@@ -79,3 +85,21 @@ def connection_parameters(
         ssl_options=_tls_options(config, host) if config.message_tls else None,
         client_properties={"connection_name": "trainwire", "product": "trainwire"},
     )
+
+
+def node_parameters(config: Config, *, heartbeat: int = HEARTBEAT) -> list[Any]:
+    """One parameter set per broker node of ``config`` (``brokers``), in file order.
+
+    Raises :class:`TlsFileError` when a TLS file of the config cannot be loaded.
+    """
+    return [
+        connection_parameters(config, heartbeat=heartbeat, host=node.host, port=node.port)
+        for node in nodes_of(config)
+    ]
+
+
+def nodes_of(config: Config) -> tuple[Endpoint, ...]:
+    """Every broker node of ``config``, in file order (one for a single ``message_host``)."""
+    if config.brokers:
+        return config.brokers
+    return (Endpoint(config.message_host or "", config.message_port),)

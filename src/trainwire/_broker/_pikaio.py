@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["IO_THREAD_PREFIX", "inline_resolver_ioloop", "quiet_pika_in_io_threads"]
+__all__ = [
+    "IO_THREAD_PREFIX",
+    "abort_connection",
+    "inline_resolver_ioloop",
+    "quiet_pika_in_io_threads",
+]
 
 #: The name of the I/O thread (records of pika logged from it are trainwire's business).
 IO_THREAD_PREFIX = "trainwire-io"
@@ -28,9 +33,15 @@ def inline_resolver_ioloop() -> Any:
 
     class InlineResolverServices(SelectorIOServicesAdapter):  # type: ignore[misc]
         def getaddrinfo(
-            self, host: str, port: int, on_done: Any, family: int = 0, socktype: int = 0,
-            proto: int = 0, flags: int = 0,
-        ) -> Any:  # fmt: skip
+            self,
+            host: str,
+            port: int,
+            on_done: Any,
+            family: int = 0,
+            socktype: int = 0,
+            proto: int = 0,
+            flags: int = 0,
+        ) -> Any:
             import socket
 
             try:
@@ -69,3 +80,22 @@ class _Quieter:
 
 
 quiet_pika_in_io_threads = _Quieter()
+
+
+def abort_connection(connection: Any, reason: str) -> None:
+    """Drop an open connection at once; its close callback then runs with ``reason``.
+
+    ``connection.close()`` waits for the node's ``close-ok``, which a node cut off by a
+    partition never sends: only pika's heartbeat check (tens of seconds) would end the
+    wait. pika's own heartbeat check ends a connection through ``_terminate_stream``, so
+    that is used here too; without it (another pika), close politely.
+    """
+    import pika.exceptions
+
+    if not connection.is_open:
+        return
+    terminate = getattr(connection, "_terminate_stream", None)
+    if terminate is None:
+        connection.close()
+    else:
+        terminate(pika.exceptions.AMQPConnectionError(reason))

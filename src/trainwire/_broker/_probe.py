@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from .._spec._config import Config
+from .._spec._config import Config, Endpoint
 from ._params import connection_parameters
 
 __all__ = ["QueueProbe", "probe_queue"]
@@ -24,13 +24,17 @@ class QueueProbe:
     consumers: int = 0
 
 
-def probe_queue(config: Config, timeout: float) -> QueueProbe:
-    """Log in, enter the virtual host and look for ``config.queue_name`` (never declaring it)."""
+def probe_queue(config: Config, timeout: float, node: Endpoint | None = None) -> QueueProbe:
+    """Log in, enter the virtual host and look for ``config.queue_name`` (never declaring it).
+
+    ``node``: one node of the config's cluster (``Config.brokers``); default the first.
+    """
     import pika  # type: ignore[import-untyped,unused-ignore]
     import pika.exceptions as pe  # type: ignore[import-untyped,unused-ignore]
 
     try:
-        params = connection_parameters(config)
+        host, port = node if node is not None else (None, 0)
+        params = connection_parameters(config, host=host, port=port)
         params.socket_timeout = timeout
         params.blocked_connection_timeout = 10
         connection = pika.BlockingConnection(params)

@@ -25,8 +25,12 @@ NACK_PAUSE = 0.5
 class Publisher(Reporting):
     """The run's messages in one sequence, across connections (and nodes)."""
 
-    def __init__(self, outbox: Outbox, config: Config) -> None:
+    def __init__(self, outbox: Outbox, config: Config, nodes: int = 1) -> None:
         super().__init__()
+        #: How many broker nodes the config names (more than one: a cluster to move in).
+        self.nodes = nodes
+        #: Why the current node should be left for another one at once, if it should.
+        self.leave: str | None = None
         self.outbox = outbox
         self.config = config
         self.confirms = Confirms()
@@ -64,18 +68,31 @@ class Publisher(Reporting):
         return acked
 
     def _refused(self, slot: Slot, verdict: Verdict) -> None:
-        """The broker nacked or returned a message: send it again where that is right."""
+        """The broker nacked or returned a message: send it again where that is right.
+
+        In a cluster the message goes to another node at once: a node that cannot reach
+        a quorum queue's leader (or does not see the queue yet) is no reason to lose it.
+        """
         envelope = slot.envelope
-        if verdict is Verdict.RETURNED:
-            return  # no such queue: said once; the terminal stays in the spool
+        if verdict is Verdict.RETURNED and self._unroutable(envelope.message_id):
+            return  # no such queue on any node: said once; the terminal stays in the spool
         if not envelope.terminal and self.newest.is_stale(envelope):
             return  # a newer step exists: sending this one again would put it after it
         self.confirms.again(slot)
-        self.pause_until = max(self.pause_until, time.monotonic() + NACK_PAUSE)
+        if self.nodes > 1:
+            self.leave = f"the broker refused a message ({verdict.value})"
+        else:
+            self.pause_until = max(self.pause_until, time.monotonic() + NACK_PAUSE)
+
+    def _unroutable(self, message_id: str) -> bool:
+        """True once every node returned the message (one node: the first time)."""
+        return self.confirms.returns[message_id] >= self.nodes
 
     def on_return(self, message_id: str, reply_text: str) -> None:
         """A message came back unroutable: there is no queue of that name."""
         self.confirms.returned(message_id)
+        if not self._unroutable(message_id):
+            return  # sent again to another node once its ack (or nack) has come
         terminal = self.outbox.terminal
         if terminal is not None and message_id == terminal.message_id:
             self.settled.set()  # no queue: waiting cannot help; the spool keeps it

@@ -7,13 +7,18 @@ import time
 from enum import Enum
 from typing import Any
 
+from .._spec._config import Endpoint
 from ._notices import Trouble
+from ._pikaio import abort_connection
 from ._publisher import Publisher
 
 __all__ = ["POLL_INTERVAL", "Flow", "Pump"]
 
 #: How often the I/O thread looks at the outbox when nothing woke it.
 POLL_INTERVAL = 0.02
+#: In a cluster, a node that confirms nothing for this long is left for another one (a
+#: partition shows no error: only pika's heartbeat check would notice, much later).
+CONFIRM_PATIENCE = 5.0
 
 
 class Flow(Enum):
@@ -26,9 +31,10 @@ class Flow(Enum):
 class Pump:
     """Runs every ``POLL_INTERVAL`` while connected, and at once after a confirm or a wake."""
 
-    def __init__(self, connection: Any, publisher: Publisher) -> None:
+    def __init__(self, connection: Any, publisher: Publisher, node: Endpoint) -> None:
         self.connection = connection
         self.publisher = publisher
+        self.node = node
         #: The channel in confirm mode, once it is ready.
         self.channel: Any = None
         self.flow = Flow.OPEN
@@ -48,6 +54,8 @@ class Pump:
         if not publisher.running:
             conn.close()  # confirmed, given up (the spool has it) or abandoned
             return
+        if self._should_leave():
+            return
         now = time.monotonic()
         if self.flow is Flow.BLOCKED or now < publisher.pause_until:
             self.soon(max(POLL_INTERVAL, publisher.pause_until - now))
@@ -62,3 +70,19 @@ class Pump:
                 conn.close()  # the session's on_close puts what was in flight back in line
             return
         self.soon(POLL_INTERVAL)
+
+    def _should_leave(self) -> bool:
+        """In a cluster: leave a node that refused a message or stopped confirming."""
+        publisher = self.publisher
+        if publisher.nodes < 2 or self.flow is Flow.BLOCKED:
+            return False  # one node: nowhere to go; an alarm blocks every node alike
+        waited = publisher.confirms.waited()
+        if publisher.leave is None and waited > CONFIRM_PATIENCE:
+            publisher.leave = f"no confirm for {waited:.1f} s"
+        reason, publisher.leave = publisher.leave, None
+        if reason is None:
+            return False
+        text = f"{reason} from {self.node}: moving to another node of the cluster"
+        publisher.notices.say(Trouble.MOVED, logging.WARNING, text)
+        abort_connection(self.connection, reason)
+        return True

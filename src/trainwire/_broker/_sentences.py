@@ -27,8 +27,13 @@ _CLIENT_CERT_ALERTS = (
     "ALERT_ACCESS_DENIED",
 )
 #: What OpenSSL says when the other end does not speak TLS at all.
-_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD LAYER FAILURE", "PACKET_LENGTH_TOO_LONG",
-            "UNKNOWN_PROTOCOL", "HTTP_REQUEST")  # fmt: skip
+_NOT_TLS = (
+    "WRONG_VERSION_NUMBER",
+    "RECORD LAYER FAILURE",
+    "PACKET_LENGTH_TOO_LONG",
+    "UNKNOWN_PROTOCOL",
+    "HTTP_REQUEST",
+)
 
 
 class _Where(NamedTuple):

@@ -28,8 +28,15 @@ __all__ = ["Link", "Session"]
 log = logging.getLogger("trainwire")
 
 #: Connect trouble that may pass by itself: said once, and "connected" said when it did.
-PASSING = (FailureKind.REFUSED, FailureKind.HOST, FailureKind.TIMEOUT, FailureKind.PROTOCOL,
-           FailureKind.HANDSHAKE, FailureKind.VHOST_DOWN, FailureKind.OTHER)  # fmt: skip
+PASSING = (
+    FailureKind.REFUSED,
+    FailureKind.HOST,
+    FailureKind.TIMEOUT,
+    FailureKind.PROTOCOL,
+    FailureKind.HANDSHAKE,
+    FailureKind.VHOST_DOWN,
+    FailureKind.OTHER,
+)
 
 
 class Link(Enum):
@@ -101,10 +108,13 @@ class Session:
         self.opened_at = time.monotonic()
         self.wakeup.clear()
         notices = self.publisher.notices
-        if notices.said(*PASSING, Trouble.LOST):
-            log.info("trainwire: connected to %s", self.publisher.config.describe_broker())
+        if notices.said(*PASSING, Trouble.LOST, Trouble.MOVED):
+            cluster = f" (node {self.node})" if self.publisher.nodes > 1 else ""
+            log.info(
+                "trainwire: connected to %s%s", self.publisher.config.describe_broker(), cluster
+            )
         notices.forget(*PASSING)
-        self.pump = Pump(connection, self.publisher)
+        self.pump = Pump(connection, self.publisher, self.node)
         connection.add_on_connection_blocked_callback(self._on_blocked)
         connection.add_on_connection_unblocked_callback(self._on_unblocked)
         self.channel = ConfirmChannel(self.pump, self.node)

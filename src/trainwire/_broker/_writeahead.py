@@ -56,9 +56,11 @@ class WriteAhead:
             "trainwire: %s held %d message(s) of an earlier run of this job (%s); they are not "
             "sent, because this run supersedes them (the platform would ignore this run after "
             "an earlier training_error); they are kept in %s",
-            self.spool.path, len(records), ", ".join(map(str, terminals)) or "progress only",
+            self.spool.path,
+            len(records),
+            ", ".join(map(str, terminals)) or "progress only",
             aside.path,
-        )  # fmt: skip
+        )
 
     def write(self, envelopes: Callable[[], Sequence[Envelope] | None]) -> None:
         """Keep what ``envelopes()`` returns (None: nothing to keep yet) in the spool, once."""
@@ -78,8 +80,10 @@ class WriteAhead:
                 log.error(
                     "trainwire: cannot keep the final status in %s (%s): it is lost if the "
                     "broker does not confirm it; check that 'model_write_path' in %s is writable",
-                    self.spool.path, exc, self.config.path,
-                )  # fmt: skip
+                    self.spool.path,
+                    exc,
+                    self.config.path,
+                )
                 return
             self._ids = [e.message_id for e in kept]
             self.state = SpoolState.HELD
@@ -103,5 +107,7 @@ class WriteAhead:
         log.warning(
             "trainwire: the broker did not confirm the final status%s; it is kept in %s. "
             "Send it with: trainwire replay --config %s",
-            reason, self.spool.path, self.config.path,
-        )  # fmt: skip
+            reason,
+            self.spool.path,
+            self.config.path,
+        )
