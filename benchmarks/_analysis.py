@@ -57,8 +57,14 @@ def _code_facts() -> dict[str, str]:
     """Bounds and intervals quoted in the prose, from the code that defines them."""
     from trainwire._broker._amqp import POLL_INTERVAL
     from trainwire._broker._transport import EVERY_STEP_BACKLOG
+    from trainwire._tools._flood import INTERVAL, SHARE
 
-    return {"poll_ms": f"{POLL_INTERVAL * 1000:g}", "backlog": f"{EVERY_STEP_BACKLOG:,}"}
+    return {
+        "poll_ms": f"{POLL_INTERVAL * 1000:g}",
+        "backlog": f"{EVERY_STEP_BACKLOG:,}",
+        "flood_share": f"{SHARE:.0%}",
+        "flood_interval_ms": f"{INTERVAL * 1000:g}",
+    }
 
 
 def analysis(figures: Mapping[str, Figure]) -> str:
@@ -246,6 +252,16 @@ that change and before the run-queue accounting existed, had one `progress()` ca
 4.2 ms; they cannot be attributed after the fact.
 """
 
+_SUPERVISOR = """
+`trainwire run` copies each read of the command's output (up to 1 MiB: it asks the kernel
+for 1 MiB pipes) to its own output before it looks at it. The progress reader of each
+stream has a budget of {flood_share} of the wall time (src/trainwire/_tools/_flood.py): a
+read whose predicted cost the budget cannot pay is a flood, and of a flood only the newest
+lines of one read every {flood_interval_ms} ms are read for progress, plus the bar's last
+state when the output ends. A training that prints a bar frame every 100 ms is read whole.
+The child's own wall time, with either reader behind its pipe, is in the details above.
+"""
+
 #: (heading, the figure keys of its "This run" line, the text after it)
 _SECTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
@@ -279,5 +295,10 @@ _SECTIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "Worst `progress()` call during a broker restart (goal: under 1 ms)",
         ("stall", "stall.own"),
         _STALL,
+    ),
+    (
+        "`trainwire run` passing a flood of output (goal: at least 20 MB/s)",
+        ("supervisor",),
+        _SUPERVISOR,
     ),
 )

@@ -69,12 +69,12 @@ class OutputTail:
         pieces = chunk.split("\n")
         pieces[0] = self._current + pieces[0]
         self._current = pieces.pop()[-8192:]
-        for piece in pieces:
-            self.lines.append(_displayed(piece))
+        # Kept as read: cleaned only when asked for (a chatty command's lines mostly go).
+        self.lines.extend(piece[-8192:] for piece in pieces[-self.max_lines :])
 
     def snapshot(self) -> list[str]:
-        """The kept lines, the unfinished last one included."""
-        lines = list(self.lines)
+        """The kept lines as a terminal shows them, the unfinished last one included."""
+        lines = [_displayed(line) for line in self.lines]
         if self._current.strip():
             lines.append(_displayed(self._current))
         return lines
@@ -94,8 +94,8 @@ class RankCause:
 class RankFailures:
     """Follows one stream for the ``[rankN]:`` lines of a launcher's ranks and its summary.
 
-    Only complete lines that mention "rank" (or start the summary) are looked at: other
-    output costs two substring searches per chunk.
+    Only the complete lines of reads that mention "rank" are looked at: other output
+    costs one substring search per read.
     """
 
     def __init__(self) -> None:
@@ -109,7 +109,8 @@ class RankFailures:
         data = self._pending + chunk
         cut = data.rfind("\n")
         self._pending = data[cut + 1 :][-_MAX_PENDING:]
-        if cut < 0 or not (self._in_root or "rank" in data or "Root Cause" in data):
+        # torchrun's summary comes in one write: its "Root Cause" line with "rank" fields.
+        if cut < 0 or not (self._in_root or "rank" in data):
             return
         for raw in data[:cut].split("\n"):
             if self._in_root or "rank" in raw or "Root Cause" in raw:

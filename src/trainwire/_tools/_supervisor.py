@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -48,11 +49,13 @@ from typing import IO, Any
 
 from .._broker._delivery import belongs_to, send_records, spool_for
 from .._sdk._explain import short_detail, signal_name, text
-from .._sdk._run import STATE_FILE_ENV, Run, init, release
+from .._sdk import _lifecycle
+from .._sdk._run import STATE_FILE_ENV, Run, init
 from .._spec._config import CONFIG_ENV, Config
 from .._spec._protocol import Status
 from .._spec._spool import SpoolRecord
 from ._failure_cause import OutputTail, RankFailures, describe_failure
+from ._flood import ReadingBudget
 from ._hint import HINT_AFTER_LINES, HINT_AFTER_SECONDS, ProgressHint
 from ._progress_parse import LineParser, ProgressTracker
 from ._pty import copy_size, open_like
@@ -69,7 +72,9 @@ STOPPING = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 _STOP_SIGNALS = frozenset(int(getattr(signal, name)) for name in STOPPING)
 #: After the child exits, how long the pipes may take to drain (a grandchild may hold them).
 DRAIN_TIMEOUT = 2.0
-_READ_SIZE = 65536
+#: At most this much per read, and the size asked for the child's pipes: a flood of output
+#: is read in few large pieces (a pipe holds 64 KiB by default).
+_READ_SIZE = 1 << 20
 
 
 def _terminal_status(value: object) -> Status | None:
@@ -142,6 +147,7 @@ class _Pump(threading.Thread):
         self.tail = OutputTail()
         self.ranks = RankFailures()
         self.parser = LineParser()
+        self.budget = ReadingBudget()
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._target_ok = True
 
@@ -174,17 +180,28 @@ class _Pump(threading.Thread):
                 self.tail.feed(chunk)
                 self.ranks.feed(chunk)
                 if self.supervisor.parse_progress:
-                    for reading in self.parser.feed(chunk):
-                        self.supervisor._on_reading(reading)
-                    pending = self.parser.tail()
-                    if pending is not None:
-                        self.supervisor._on_reading(pending)
+                    self._read_progress(chunk)
             except Exception as exc:  # reading progress must never stop the copying
                 log.debug("trainwire: progress parsing failed: %r", exc)
             # After the parsing: progress in these lines counts before their number does.
             self.supervisor.hint.output(data.count(b"\n"))
+        if self.supervisor.parse_progress:
+            with contextlib.suppress(Exception):
+                self._read_progress("", end=True)
         with contextlib.suppress(OSError):
             os.close(fd)
+
+    def _read_progress(self, chunk: str, *, end: bool = False) -> None:
+        """Progress in ``chunk`` (in a flood, in its newest lines: :mod:`._flood`); at the
+        ``end``, in what a flood left unread."""
+        part = self.budget.rest() if end else self.budget.part(chunk)
+        started = time.perf_counter()
+        for reading in self.parser.feed(part):
+            self.supervisor._on_reading(reading)
+        pending = self.parser.tail()
+        if pending is not None:
+            self.supervisor._on_reading(pending)
+        self.budget.spent(part, chunk, time.perf_counter() - started)
 
 
 class Supervisor:
@@ -337,7 +354,8 @@ class Supervisor:
     def _release(self, run: Run) -> None:
         # The child sent the terminal message: end ours without one (and without the
         # exit hooks sending one later). The same path a forked child's run takes.
-        release(run)
+        _lifecycle.forget(run)
+        run._detach_after_fork()
 
     # -- the whole thing ---------------------------------------------------------------
 
@@ -453,6 +471,8 @@ class Supervisor:
             return self._ptys[ours]
         fd = os.dup(pipe.fileno())
         pipe.close()
+        with contextlib.suppress(OSError, AttributeError):  # Linux only; a limit may refuse
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _READ_SIZE)
         return fd
 
     def _stopped_by(self, returncode: int) -> int | None:
