@@ -188,6 +188,13 @@ def test_a_bar_appearing_once_the_training_bar_moved_is_not_training():
     assert [s for s, _ in _text("".join(frames) + "\n")] == [0, 5, 10, 20, 30]
 
 
+def test_an_evaluation_before_the_first_step_is_not_an_inner_loop():
+    # Hugging Face with eval_on_start: the evaluation bar (10) below the unmoved bar (30).
+    frames = [_frame("", 0, 30)] + [_frame("", n, 10, position=1) for n in (0, 5, 10)]
+    frames += [_frame("", n, 30) for n in (1, 15, 30)]
+    assert _text("".join(frames) + "\n") == [(0, 0.0), (1, 100 / 30), (15, 50.0), (30, 100.0)]
+
+
 def test_an_inner_bar_below_an_unmoved_outer_bar_counts_steps_of_its_epochs():
     frames = []
     for epoch in range(2):
@@ -200,10 +207,10 @@ def test_an_inner_bar_below_an_unmoved_outer_bar_counts_steps_of_its_epochs():
 
 
 def test_an_outer_bar_moving_without_its_inner_loop_demotes_the_inner_bar():
-    frames = [_frame("outer", 0, 10), _frame("", 0, 3, position=1), _frame("", 3, 3, 1)]
-    frames += [_frame("outer", 1, 10), _frame("outer", 2, 10), _frame("outer", 9, 10)]
-    steps = [s for s, _ in _text("".join(frames) + "\n")]
-    assert steps == sorted(steps) and steps[:2] == [0, 3]
+    frames = [_frame("outer", 0, 3), _frame("", 0, 5, position=1), _frame("", 5, 5, 1)]
+    frames += [_frame("outer", 1, 3), _frame("outer", 2, 3), _frame("outer", 3, 3)]
+    frames += [_frame("", 0, 5, position=1), _frame("", 5, 5, 1)]  # no longer counted
+    assert [s for s, _ in _text("".join(frames) + "\n")] == [0, 5]
 
 
 def test_lightning_epochs_without_their_count_never_say_100_before_the_end():

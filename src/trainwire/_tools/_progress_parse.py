@@ -10,13 +10,12 @@ XGBoost/LightGBM evaluation lines, ``N/M`` counters in log lines, the plain
 ``\\r``-separated updates count as lines.
 
 Which tqdm bar counts (per stream): bars described as an evaluation (``Validation``,
-``Evaluating``, ``Testing``, ``Predicting``, ...) never do. Of the others, the first one
-seen is the training bar. A bar nested below it (tqdm draws it a line lower) that appears
-before the first one moved is its inner loop: the first bar then counts epochs and the
-inner one steps (``epoch x inner total + n``). A bar that appears once the first one has
-moved (Hugging Face's evaluation bar, which has no description) or another bar that is not
-the first is not training. The first bar starting again (a new epoch of a plain loop)
-continues the step count.
+``Evaluating``, ``Testing``, ``Predicting``, ...) or as data work never do. Of the others,
+the first one seen is the training bar. A bar nested below it (tqdm draws it a line lower)
+that appears before the first one moved, with a larger total, is its inner loop: the
+first bar then counts epochs and the inner one steps (``epoch x inner total + n``). Any
+other bar (Hugging Face's evaluation bar, which has no description) is not training. The
+first bar starting again (a new epoch of a plain loop) continues the step count.
 
 Interface for the supervisor: ``LineParser.feed(text)`` (or ``feed_bytes(data)``, which
 decodes UTF-8 split anywhere) returns the readings of complete lines; ``tail()`` the
@@ -165,7 +164,10 @@ class _Bars:
         if self.first is None:
             self.first, self.first_n, self.first_total = key, shape.n, key[1]
             return _Role.TRAINING
-        if self.inner is None and shape.position > 0 and self.first_n == 0:
+        # An inner loop of epochs has more steps than the outer bar has epochs; an
+        # evaluation at the start (Hugging Face's eval_on_start) has fewer than training.
+        nested = shape.position > 0 and self.first_n == 0 and key[1] > self.first_total
+        if self.inner is None and nested:
             self.inner = key
             return _Role.INNER
         return _Role.OTHER
