@@ -40,6 +40,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "throughput": ("throughput",),
     "latency": ("latency.p50", "latency.p99"),
     "stall": ("stall", "stall.own"),
+    "cluster": ("cluster.throughput", "cluster.terminal", "cluster.failover"),
     "supervisor": ("supervisor",),
     "instructions": ("instructions", "instructions.import"),  # last: valgrind, both cores
 }
