@@ -12,15 +12,30 @@ import enum
 import re
 from dataclasses import dataclass
 
-__all__ = ["MAX_COUNT", "Form", "Shape", "is_evaluation", "may_hold_progress", "shape_of"]
+__all__ = [
+    "MAX_COUNT",
+    "MAX_READ",
+    "Form",
+    "Shape",
+    "is_evaluation",
+    "may_hold_progress",
+    "shape_of",
+]
 
+#: Of a longer line only the start is read (progress is near the start of a line; bounds
+#: the regular expressions' work on hostile output).
+MAX_READ = 2048
 #: Counts above this are not progress (a hostile or garbled line): the tracker's steps
 #: stay far below the protocol's 2**63 - 1.
 MAX_COUNT = 10**12
 
 _NUMBER = r"\d{1,15}(?:\.\d{1,6})?[kMGTPEZY]?"
 _TQDM = re.compile(
-    r"(?P<pct>\d{1,3})%\|[^|]*\|\s*(?P<n>" + _NUMBER + r")/(?P<total>" + _NUMBER + r")(?![\w/])"
+    r"(?P<pct>\d{1,3})%\|[^|]{0,400}\|\s*(?P<n>"
+    + _NUMBER
+    + r")/(?P<total>"
+    + _NUMBER
+    + r")(?![\w/])"
 )
 _RICH = re.compile(
     r"^\s*Epoch\s+(?P<epoch>\d{1,9})/(?P<last>\d{1,9})\s+[━╸╺╾╼─\s]+?\s"
@@ -223,8 +238,9 @@ def shape_of(line: str, raw: str = "") -> Shape | None:
     """The progress shape of one cleaned ``line``, or None.
 
     ``raw`` is the line before cleaning, when known: tqdm's cursor movements in it tell
-    the position of a nested bar.
+    the position of a nested bar. Only the first :data:`MAX_READ` characters are read.
     """
+    line = line[:MAX_READ]
     if "trainwire" in line:
         plain = _PLAIN.match(line)
         if plain:
