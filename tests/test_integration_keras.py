@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from _doc_examples import example
 from _frameworks import (
     DONE,
     ERROR,
@@ -16,8 +17,10 @@ from _frameworks import (
     model_dir_of,
     progress,
     read_graph,
+    run_python,
     terminals,
 )
+from _graph_pictures import assert_files_as_pictured
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
 framework("torch")
@@ -165,3 +168,56 @@ def test_keras_fit_resumed_with_initial_epoch_goes_on_from_its_step(
         assert lines[0].startswith("epoch, ")
         assert [line.split(", ")[0] for line in lines[1:]] == ["1", "2", "3", "4"], graph
     assert read_graph(model_dir, "loss")[0] == ["epoch", "train", "val"]
+
+
+# -- the examples of docs/integrations.md, as written ---------------------------------------
+
+
+def test_keras_docs_examples_run_as_written(broker, queue, make_config, tmp_path):
+    config = make_config()
+    resumed_config = make_config(model_write_path=str(tmp_path / "resumed"))
+    section = "## Keras 3"
+    code = "\n".join([DOC_MODEL, example(section, 0), DOC_CHECKPOINT, example(section, 1)])
+    result = run_python(code, config, args=[str(resumed_config)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    seq = [
+        m["body"]
+        for m in broker.wait_for(queue, lambda ms: len(terminals([m["body"] for m in ms])) == 2, 30)
+    ]
+    cut = seq.index(terminals(seq)[0]) + 1
+    first, resumed = seq[:cut], seq[cut:]
+    # 36 training samples, batches of 32: 2 steps an epoch, 10 epochs.
+    assert_run(first, DONE)  # at most 10 messages a second: steps in between may merge
+    assert progress(first)[-1]["step"] == 20
+    assert_run(resumed, DONE)  # from epoch 6: step 11 of 20
+    steps = [b["step"] for b in progress(resumed)]
+    assert (steps[0], steps[-1], progress(resumed)[0]["percentage"]) == (11, 20, 55)
+    # The files are as docs/integrations.md draws them.
+    assert_files_as_pictured(model_dir_of(config), "## Training and validation in one graph", 0)
+    assert_files_as_pictured(
+        model_dir_of(resumed_config), "## Training and validation in one graph", 0
+    )
+    rows = read_graph(model_dir_of(resumed_config), "loss")[1]
+    assert [row[0] for row in rows] == [6, 7, 8, 9, 10]
+
+
+# What the examples leave to the reader: a compiled model (as the docs' picture says), data;
+# then a checkpoint saved after 5 epochs, and a second job for the resumed fit.
+DOC_MODEL = """
+import keras
+import numpy as np
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(40, 4)).astype("float32")
+y = rng.normal(size=(40, 1)).astype("float32")
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+"""
+DOC_CHECKPOINT = """
+import sys
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+model.fit(x, y, epochs=5, validation_split=0.1, verbose=0)
+model.save("checkpoint.keras")
+os.environ["TRAINWIRE_CONFIG"] = sys.argv[1]
+"""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from _doc_examples import example
 from _frameworks import (
     DONE,
     ERROR,
@@ -22,6 +23,7 @@ from _frameworks import (
     run_python,
     terminals,
 )
+from _graph_pictures import assert_files_as_pictured
 
 torch = framework("torch")
 L = framework("lightning.pytorch")
@@ -328,3 +330,77 @@ def test_lightning_fit_resumed_from_a_checkpoint_goes_on_from_its_step(
         lines = (model_dir / "save" / "metrics" / f"{name}.log").read_text().splitlines()
         xs = [float(line.split(", ")[0]) for line in lines[1:]]
         assert xs == sorted(set(xs)), (name, lines)
+
+
+# -- the examples of docs/integrations.md, as written ---------------------------------------
+
+
+def test_lightning_docs_examples_run_as_written(broker, queue, make_config, tmp_path):
+    config = make_config()
+    section = "## PyTorch Lightning"
+    code = "\n".join(
+        [
+            DOC_MODEL,
+            example(section, 0),
+            "import shutil, glob",  # the first fit's checkpoint, as "last.ckpt"
+            "shutil.copy(glob.glob('lightning_logs/version_0/checkpoints/*.ckpt')[0], 'last.ckpt')",
+            example(section, 1),
+        ]
+    )
+    result = run_python(code, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seq = [
+        m["body"]
+        for m in broker.wait_for(queue, lambda ms: len(terminals([m["body"] for m in ms])) == 2, 30)
+    ]
+    cut = seq.index(terminals(seq)[0]) + 1
+    first, resumed = seq[:cut], seq[cut:]
+    assert_run(first, DONE)  # at most 10 messages a second: steps in between may merge
+    assert progress(first)[-1]["step"] == 8
+    assert_run(resumed, DONE)  # max_epochs=4 from the checkpoint after 2: 8 of 16 steps
+    steps = [b["step"] for b in progress(resumed)]
+    assert (steps[0], steps[-1], progress(resumed)[0]["percentage"]) == (8, 16, 50)
+    # The files are as docs/integrations.md draws them; the checkpoints where Lightning
+    # alone puts them, one version per fit.
+    assert_files_as_pictured(model_dir_of(config), "## Training and validation in one graph", 1)
+    rows = read_graph(model_dir_of(config), "loss")[1]
+    assert [row[0] for row in rows] == [3, 7, 11, 15]
+    assert checkpoints(tmp_path / "lightning_logs") == [
+        "version_0/checkpoints/epoch=1-step=8.ckpt",
+        "version_1/checkpoints/epoch=3-step=16.ckpt",
+    ]
+
+
+# What the examples leave to the reader: a model logging as the docs' picture says, data,
+# and a Trainer made small and quiet (the examples' own arguments still win).
+DOC_MODEL = """
+import functools
+import lightning.pytorch as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+class Model(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 1)
+    def loss(self, batch):
+        x, y = batch
+        return ((self.linear(x).squeeze(-1) - y) ** 2).mean()
+    def training_step(self, batch, batch_idx):
+        loss = self.loss(batch)
+        self.log("train_loss", loss, on_step=True, on_epoch=True)
+        return loss
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.loss(batch))
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+def data(n):
+    return DataLoader(TensorDataset(torch.randn(n, 4), torch.randn(n)), batch_size=2)
+
+model, train_loader, val_loader = Model(), data(8), data(4)
+Trainer = functools.partial(
+    L.Trainer, max_epochs=2, accelerator="cpu", log_every_n_steps=1,
+    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+)
+"""

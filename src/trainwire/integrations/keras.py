@@ -11,8 +11,10 @@
 - total = ``epochs * steps`` (``self.params``), step = ``epoch * steps + batch + 1``, so a
   fit resumed with ``initial_epoch`` goes on from where it was; with data of unknown size
   (``steps`` is None) the steps are counted and the percentage is 0 until the end;
-- at each epoch end every number of ``logs`` (``loss``, ``val_loss``, compiled metrics,
-  ``learning_rate``) is a graph of its own with x axis ``epoch`` (1, 2, ...);
+- at each epoch end the numbers of ``logs`` are written with x axis ``epoch`` (1, 2, ...):
+  ``loss`` and ``val_loss`` as the graph ``loss`` (``train``, ``val``), likewise each
+  compiled metric (the rule is in ``_series``); ``learning_rate`` from the logs (a
+  scheduler callback puts it there), else read from the optimizer;
 - ``training_done`` at ``on_train_end`` (also after ``EarlyStopping``);
 - Keras has no exception hook: ``with callback:`` sends ``training_error`` when ``fit``
   raises; without it an exception that ends the program still does (process hook).

@@ -13,9 +13,12 @@
   ``training_done`` at ``on_fit_end``, ``training_error`` from ``on_exception`` (also
   Lightning's SIGTERM and Ctrl+C). The sanity-check validation sends nothing;
 - ``TrainwireLogger``: every number Lightning logs (``self.log(...)``, every
-  ``log_every_n_steps``) is a graph of its own at x = step; ``finalize("success")`` ends
-  the run with ``training_done`` (so the logger alone also reports the end of ``validate``
-  or ``test``), ``finalize("failed")`` with ``training_error`` naming the exception;
+  ``log_every_n_steps``) is written at x = step: a metric's training and validation
+  values logged at one step share a graph (``train``, ``val``; the rule is in
+  ``_series``), every other name is a graph of its own. It leaves the checkpoints where
+  Lightning puts them without it. ``finalize("success")`` ends the run with
+  ``training_done`` (so the logger alone also reports the end of ``validate`` or
+  ``test``), ``finalize("failed")`` with ``training_error`` naming the exception;
 - used together they share one run; each alone works too;
 - works with ``lightning.pytorch`` and with ``pytorch_lightning``: the classes subclass
   the namespace your program imported (``pytorch_lightning`` when only it was imported
@@ -27,6 +30,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import signal
 import sys
@@ -64,6 +68,9 @@ FRAMEWORK: str = _pl.__name__
 _Callback: Any = _pl.Callback
 _Logger: Any = _pl.loggers.Logger
 _SLURM: Any = importlib.import_module(f"{FRAMEWORK}.plugins.environments").SLURMEnvironment
+# Lightning's default logger: TensorBoard's (versioned by a SLURM job's id) when installed,
+# else a CSVLogger (always versioned by the next free number).
+_TENSORBOARD = any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX"))
 _FRAMES = 8  # how far up the callers a trainer asking for a logger's place is looked for
 
 
@@ -168,7 +175,8 @@ class TrainwireLogger(ReporterOwner, _Logger):  # type: ignore[misc, unused-igno
     @property
     def version(self) -> int | str | None:
         """The ``version`` of the logger whose place this one takes: the next free
-        ``version_<N>`` when alone (a SLURM job's id under SLURM, as Lightning does)."""
+        ``version_<N>`` when alone (under SLURM with TensorBoard installed, the job's id,
+        as Lightning does)."""
         return cast("int | str | None", self._place().version)
 
     def _place(self) -> Any:
@@ -180,9 +188,9 @@ class TrainwireLogger(ReporterOwner, _Logger):  # type: ignore[misc, unused-igno
             for logger in trainer.loggers:
                 if not isinstance(logger, TrainwireLogger):
                     return logger
-        stand_in = _pl.loggers.CSVLogger(
+        stand_in = _pl.loggers.CSVLogger(  # same place as its TensorBoardLogger
             trainer.default_root_dir if trainer is not None else os.getcwd(),
-            version=_SLURM.job_id(),
+            version=_SLURM.job_id() if _TENSORBOARD else None,
         )
         if trainer is not None:  # the version is fixed from now on, as Lightning's is
             self._stand_in = stand_in
