@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from .._serve._urls import POSTGRES_SCHEMES, describe_url, postgres_params, scrubbed
+from ._alert_options import alert_options, alerts_from
 
 __all__ = ["jobs", "printable", "serve"]
 
@@ -209,6 +210,7 @@ def _source(config_path: Path | None, amqp_urls: list[str], queue_name: str | No
     type=click.IntRange(1, 10_000),
     help="Unacknowledged messages the broker may hand this process at once.",
 )
+@alert_options
 def serve(
     config_path: Path | None,
     amqp_urls: tuple[str, ...],
@@ -222,6 +224,7 @@ def serve(
     stale_after: float,
     project_keys: tuple[str, ...],
     prefetch: int,
+    **alerting: Any,
 ) -> None:
     """Receive status messages, track every job, and show them in a web page.
 
@@ -248,11 +251,12 @@ def serve(
         if not urls:
             raise click.UsageError("--amqp-password-file goes with --amqp-url")
         urls = [_with_amqp_password(url, amqp_password_file) for url in urls]
+    alerts = alerts_from(alerting)
     source = _source(config_path, urls, queue_name)
     store, database = _open_store(db_url, db_password_file)
     settings = Settings(
         host=host, port=port, stale_after=stale_after, project_keys=frozenset(project_keys),
-        prefetch=prefetch, jobs_dir=jobs_dir, database=database,
+        prefetch=prefetch, jobs_dir=jobs_dir, database=database, alerts=alerts,
     )  # fmt: skip
     with contextlib.closing(store):
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import TrainwireError
+from ._alerts import AlertSender, AlertSettings
 from ._receiver import BrokerSource, Receiver, StaleWatcher
 from ._registry import JobsFolder, register_config
 from ._store import Store
@@ -44,6 +45,8 @@ class Settings:
     jobs_dir: Path | None = None
     #: The database as it may be shown (no password).
     database: str = ""
+    #: The webhooks told about state changes (``--webhook``), or None.
+    alerts: AlertSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,17 @@ def started(store: Store, source: BrokerSource, settings: Settings) -> Iterator[
             store, source, project_keys=settings.project_keys, prefetch=settings.prefetch,
             on_change=hub.poke,
         )  # fmt: skip
+        alerts = AlertSender(store, settings.alerts) if settings.alerts else None
         app = WebApp(
             store, hub, health=lambda: _health(receiver, source, settings),
+            alerts=alerts.report if alerts else None,
             loopback_only=loopback_host(settings.host), database=settings.database,
         )  # fmt: skip
         server = _listen(app, settings.host, settings.port)
         stack.callback(server.server_close)
+        if alerts is not None:  # before the receiver: its changes need their outbox rows
+            alerts.start(Running(server, receiver, source).url)
+            stack.callback(alerts.stop)
         receiver.start()
         stack.callback(receiver.stop)
         fatal = receiver.wait_started(30)
@@ -125,6 +133,9 @@ def run(store: Store, source: BrokerSource, settings: Settings, say: Callable[[s
         say(f"trainwire serve: database {settings.database}")
         say(f"trainwire serve: broker {source.description}: {state}")
         say(f"trainwire serve: web page at {running.url}")
+        for hook in settings.alerts.webhooks if settings.alerts else ():
+            states = ", ".join(sorted(s.value for s in hook.states))
+            say(f"trainwire serve: alerts ({states}) to {hook.shown}")
         server = running.server
 
         def stop(signum: int, frame: Any) -> None:

@@ -227,12 +227,15 @@ class WebApp:
         hub: Hub,
         *,
         health: Callable[[], dict[str, Any]] | None = None,
+        alerts: Callable[[], dict[str, Any]] | None = None,
         loopback_only: bool = True,
         database: str | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
         self.health = health or (lambda: {})
+        #: ``/api/alerts``: the webhooks and their failures (none without ``--webhook``).
+        self.alerts = alerts or (lambda: {"webhooks": []})
         self.loopback_only = loopback_only
         #: The database as ``/api/health`` shows it (no password).
         self.database = store.url if database is None else database
@@ -424,6 +427,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"counts": store.counts(), "messages": [message_json(m) for m in records]})
         elif parts == ["health"]:
             self._json({"database": self.app.database, **self.app.health()})
+        elif parts == ["alerts"]:
+            self._json(self.app.alerts())
         elif parts == ["events"]:
             self._events(query)
         elif parts == ["vocabulary"]:

@@ -1,0 +1,137 @@
+"""``--webhook URL[#STATE,...,slack]``, ``--webhook-secret-file`` and ``--public-url``,
+checked before the server starts: a mistake is a clear error, not a silent alert loss."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..._errors import TrainwireError
+from ..._spec._protocol import JobState
+from .._store._changes import ALERT_STATES
+from .._store._outbox import Route
+
+__all__ = ["DEFAULT_STATES", "AlertConfigError", "AlertSettings", "Webhook", "alert_settings"]
+
+#: The states a webhook is told about when its URL does not say.
+DEFAULT_STATES = frozenset({JobState.ERROR, JobState.ABNORMAL})
+#: The fragment word asking for a Slack body.
+SLACK = "slack"
+
+
+class AlertConfigError(TrainwireError):
+    """A ``--webhook``, ``--webhook-secret-file`` or ``--public-url`` that cannot work."""
+
+
+def shown_url(url: str) -> str:
+    """``scheme://host:port/…``: a webhook's path often is its secret (Slack's are)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port else ""
+    rest = "…" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{host}{port}/{rest}"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One ``--webhook``: where to post, which states, and in which shape."""
+
+    url: str
+    states: frozenset[JobState]
+    slack: bool = False
+
+    @property
+    def target(self) -> str:
+        """The key of its rows in the outbox (the URL itself may hold a secret)."""
+        kind = SLACK if self.slack else "json"
+        return hashlib.sha256(f"{kind} {self.url}".encode()).hexdigest()[:24]
+
+    @property
+    def shown(self) -> str:
+        """The URL as messages and the API show it."""
+        return shown_url(self.url)
+
+    @property
+    def route(self) -> Route:
+        """What the store needs to know of it."""
+        return Route(self.target, self.states)
+
+
+def _http_url(option: str, value: str) -> urllib.parse.SplitResult:
+    parts = urllib.parse.urlsplit(value.strip())
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname or value != value.strip():
+        raise AlertConfigError(
+            f"{option} {shown_url(value)!r}: expected an http:// or https:// URL with a host, "
+            "such as https://hooks.example.com/trainwire"
+        )
+    return parts
+
+
+def parse_webhook(spec: str) -> Webhook:
+    """A ``--webhook`` value: ``URL``, or ``URL#STATE,...`` and/or ``slack`` after ``#``."""
+    url, _, fragment = spec.partition("#")
+    _http_url("--webhook", url)
+    words = [w.strip().lower() for w in fragment.split(",") if w.strip()]
+    known = {s.value: s for s in ALERT_STATES}
+    wrong = [w for w in words if w not in known and w != SLACK]
+    if wrong:
+        raise AlertConfigError(
+            f"--webhook {shown_url(url)!r}: unknown word {wrong[0]!r} after '#'; expected "
+            f"states among {', '.join(sorted(known))} and/or {SLACK!r} "
+            "(e.g. https://host/hook#error,abnormal,slack)"
+        )
+    states = frozenset(known[w] for w in words if w in known) or DEFAULT_STATES
+    return Webhook(url, states, SLACK in words)
+
+
+def read_secret(path: Path) -> bytes:
+    """The signing secret: the first line of ``path`` (UTF-8, not empty)."""
+    try:
+        if not path.is_file():
+            raise AlertConfigError(
+                f"--webhook-secret-file {path}: not a regular file; give a file holding the secret"
+            )
+        with open(path, encoding="utf-8") as fh:
+            secret = fh.readline(4096).rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AlertConfigError(f"--webhook-secret-file {path}: cannot read it ({exc})") from None
+    if not secret:
+        raise AlertConfigError(
+            f"--webhook-secret-file {path}: the file is empty; its first line is the secret"
+        )
+    return secret.encode("utf-8")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Every webhook, the signing secret, and the base of the job links."""
+
+    webhooks: tuple[Webhook, ...]
+    secret: bytes | None = None
+    #: ``https://status.example.com/``; None: the server's own address.
+    public_url: str | None = None
+
+
+def alert_settings(
+    webhooks: Sequence[str], secret_file: Path | None, public_url: str | None
+) -> AlertSettings | None:
+    """The alert options checked; None when no webhook is given."""
+    if public_url is not None:
+        parts = _http_url("--public-url", public_url)
+        public_url = urllib.parse.urlunsplit(parts._replace(query="", fragment=""))
+        public_url = public_url if public_url.endswith("/") else public_url + "/"
+    if not webhooks:
+        if secret_file is not None:
+            raise AlertConfigError("--webhook-secret-file signs webhooks: give --webhook URL too")
+        return None
+    parsed = tuple(dict.fromkeys(parse_webhook(w) for w in webhooks))
+    secret = read_secret(secret_file) if secret_file is not None else None
+    return AlertSettings(parsed, secret, public_url)
