@@ -42,6 +42,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "stall": ("stall", "stall.own"),
     "cluster": ("cluster.throughput", "cluster.terminal", "cluster.failover"),
     "supervisor": ("supervisor",),
+    "serve_ingest": ("serve.ingest.sqlite", "serve.ingest.postgres"),
     "instructions": ("instructions", "instructions.import"),  # last: valgrind, both cores
 }
 
