@@ -27,6 +27,8 @@ framework("torch")
 keras = framework("keras")
 np = framework("numpy")
 
+from trainwire._serve._graphs import read_graphs  # noqa: E402
+from trainwire._tools._metrics_check import check_metrics_dir  # noqa: E402
 from trainwire.integrations.keras import TrainwireCallback  # noqa: E402
 
 
@@ -68,6 +70,13 @@ def test_keras_fit_reports_every_batch_epoch_graphs_and_one_done(broker, queue, 
         assert [row[0] for row in rows] == [1, 2, 3]
         assert [row[1] for row in rows] == pytest.approx(history[graph], rel=1e-6)
         assert [row[2] for row in rows] == pytest.approx(history[f"val_{graph}"], rel=1e-6)
+    # What the platform's readers make of the two-line files: no problem, both lines.
+    folder = model_dir / "save" / "metrics"
+    assert check_metrics_dir(folder) == []
+    drawn = {graph["name"]: graph for graph in read_graphs(folder)}
+    assert drawn["loss"]["columns"] == ["epoch", "train", "val"]
+    assert [row[:1] for row in drawn["loss"]["rows"]] == [[1], [2], [3]]
+    assert all(len(row) == 3 and None not in row for row in drawn["loss"]["rows"])
     # No scheduler: Keras leaves the learning rate out of its logs; it is the optimizer's.
     assert "learning_rate" not in history
     assert read_graph(model_dir, "learning_rate") == (
