@@ -25,6 +25,7 @@ import pytest
 
 from _postgres import Postgres
 from _serve import ServeProcess, cli, publish_raw, serve_factory_fixture  # noqa: F401
+from test_serve_browser import ARTIFACTS, browser  # noqa: F401
 
 SECRET = "s3cret-for-webhooks"
 KOREAN_ERROR = "학습 데이터 경로가 없습니다: /data/train (확인해 주세요)"
@@ -208,7 +209,12 @@ def test_each_state_reaches_the_webhooks_that_want_it_signed_with_its_fields(
 
 
 def test_a_receiver_that_is_down_gets_each_alert_once_when_it_is_up(
-    serve_factory, broker, queue, tmp_path, secret_file
+    serve_factory,
+    broker,
+    queue,
+    tmp_path,
+    secret_file,
+    browser,  # noqa: F811 (fixture)
 ):
     receiver = Receiver()  # not listening yet: connections are refused
     db = f"sqlite:///{tmp_path / 'down.sqlite3'}"
@@ -226,6 +232,15 @@ def test_a_receiver_that_is_down_gets_each_alert_once_when_it_is_up(
     hook = server.wait_until("failed attempts", failing, timeout=30)
     assert hook["last_error"].startswith("cannot connect"), hook
     assert hook["delivered"] == 0 and hook["last_error_at"] is not None
+    page = browser.new_page(viewport={"width": 1280, "height": 700})
+    page.goto(server.url + "/")
+    notice = page.wait_for_selector("#alerts-notice", timeout=15_000)
+    assert notice is not None
+    text = notice.text_content() or ""
+    assert f"Alerts to http://127.0.0.1:{receiver.port}/… are not getting through" in text
+    assert "2 waiting" in text and "cannot connect" in text
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "serve-alerts-notice.png"))
     receiver.start()
     try:
 
@@ -241,7 +256,9 @@ def test_a_receiver_that_is_down_gets_each_alert_once_when_it_is_up(
             ("m-2", "second"),
         ], "each alert once, in order"
         assert all(p["signed"] for p in posts)
+        page.wait_for_selector("#alerts-notice", state="detached", timeout=15_000)
     finally:
+        page.close()
         receiver.stop()
 
 

@@ -43,6 +43,7 @@ STATIC: dict[str, tuple[str, str]] = {
     "common.js": ("common.js", "text/javascript; charset=utf-8"),
     "list.js": ("list.js", "text/javascript; charset=utf-8"),
     "job.js": ("job.js", "text/javascript; charset=utf-8"),
+    "alerts.js": ("alerts.js", "text/javascript; charset=utf-8"),
     "vendor/uPlot.iife.min.js": ("vendor/uPlot.iife.min.js", "text/javascript; charset=utf-8"),
     "vendor/uPlot.min.css": ("vendor/uPlot.min.css", "text/css; charset=utf-8"),
     "vendor/uPlot.LICENSE": ("vendor/uPlot.LICENSE", "text/plain; charset=utf-8"),
