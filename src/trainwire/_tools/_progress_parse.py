@@ -6,7 +6,7 @@ shared :class:`ProgressTracker` turns them into the ``(step, percentage)`` pairs
 sent as ``training_ing``. The shapes of line it knows are in
 :mod:`trainwire._tools._progress_shapes` (tqdm, Lightning's tqdm and rich bars, Keras,
 XGBoost/LightGBM evaluation lines, ``N/M`` counters in log lines, the plain
-``trainwire step=N total=T`` line); ANSI colours and backspaces are removed and
+``trainwire step=N total=T`` line); ANSI escapes and control characters are removed and
 ``\\r``-separated updates count as lines.
 
 Which tqdm bar counts (per stream): bars described as an evaluation (``Validation``,
@@ -32,7 +32,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
-from ._progress_shapes import Form, Shape, is_evaluation, may_hold_progress, shape_of
+from ._progress_shapes import CURSOR_UP, Form, Shape, is_evaluation, may_hold_progress, shape_of
 
 __all__ = ["LineParser", "ProgressTracker", "Reading", "clean", "parse_line"]
 
@@ -45,7 +45,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
 _SEGMENT = re.compile(r"[\r\n]")
 _DIGITS = re.compile(r"\d+")
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_CURSOR_UP = "\x1b[A"
 
 
 @dataclass  # not frozen: a frozen dataclass takes 7 times as long to make, per frame
@@ -269,8 +268,8 @@ def _same_bar(frame: str, following: str) -> bool:
         return False
     end, other_end = frame.find(" ", slash), following.find(" ", other)
     return frame[slash:end] == following[other:other_end] and frame.endswith(
-        _CURSOR_UP
-    ) == following.endswith(_CURSOR_UP)
+        CURSOR_UP
+    ) == following.endswith(CURSOR_UP)
 
 
 def _redrawn(shape: Shape, line: str) -> bool:

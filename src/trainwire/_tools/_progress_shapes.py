@@ -74,7 +74,8 @@ _NOT_TRAINING = re.compile(
 _HINTS = ("%|", "━", "[", "poch", "tep", "ter", "atch", "POCH", "TEP", "TER", "ATCH")
 _COUNTER_WORD = re.compile(r"poch|step|iter|batch", re.I)
 _SCALE = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21, "Y": 1e24}
-_CURSOR_UP = "\x1b[A"
+#: What tqdm writes after a bar drawn below the top line, once per line.
+CURSOR_UP = "\x1b[A"
 
 
 class Form(enum.Enum):
@@ -180,8 +181,8 @@ def _bar(raw: str, line: str, match: re.Match[str]) -> Shape | None:
     if "B/s" in line[match.end() :]:  # bytes per second: a download, not training
         return None
     # tqdm draws a bar at position k as "\n" * k, the bar, then k times "cursor up".
-    position = len(raw) - len(raw.rstrip().rstrip(_CURSOR_UP))
-    return Shape(Form.BAR, *pair, desc=desc, position=position // len(_CURSOR_UP))
+    position = len(raw) - len(raw.rstrip().rstrip(CURSOR_UP))
+    return Shape(Form.BAR, *pair, desc=desc, position=position // len(CURSOR_UP))
 
 
 def _counter(line: str) -> Shape | None:
