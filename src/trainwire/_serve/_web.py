@@ -31,7 +31,7 @@ from typing import Any
 
 from .._spec._protocol import JobState, Kind
 from ._graphs import GraphFollower, folder_note, graph_files, read_graphs
-from ._store import OUTCOMES, JobRecord, Store, job_json, message_json
+from ._store import OUTCOMES, JobRecord, Store, job_json, message_json, transition_json
 
 __all__ = ["Event", "Hub", "Subscriber", "WebApp", "make_server"]
 
@@ -43,7 +43,6 @@ STATIC: dict[str, tuple[str, str]] = {
     "common.js": ("common.js", "text/javascript; charset=utf-8"),
     "list.js": ("list.js", "text/javascript; charset=utf-8"),
     "job.js": ("job.js", "text/javascript; charset=utf-8"),
-    "alerts.js": ("alerts.js", "text/javascript; charset=utf-8"),
     "vendor/uPlot.iife.min.js": ("vendor/uPlot.iife.min.js", "text/javascript; charset=utf-8"),
     "vendor/uPlot.min.css": ("vendor/uPlot.min.css", "text/css; charset=utf-8"),
     "vendor/uPlot.LICENSE": ("vendor/uPlot.LICENSE", "text/plain; charset=utf-8"),
@@ -228,15 +227,12 @@ class WebApp:
         hub: Hub,
         *,
         health: Callable[[], dict[str, Any]] | None = None,
-        alerts: Callable[[], dict[str, Any]] | None = None,
         loopback_only: bool = True,
         database: str | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
         self.health = health or (lambda: {})
-        #: ``/api/alerts``: the webhooks and their failures (none without ``--webhook``).
-        self.alerts = alerts or (lambda: {"webhooks": []})
         self.loopback_only = loopback_only
         #: The database as ``/api/health`` shows it (no password).
         self.database = store.url if database is None else database
@@ -410,6 +406,9 @@ class _Handler(BaseHTTPRequestHandler):
             data = job_json(job)
             folder = job.metrics_dir
             data["graphs"] = graph_files(folder) if folder else []
+            data["timeline"] = [
+                transition_json(t) for t in store.timeline(job.kind.value, job.job_id)
+            ]
             self._json(data)
         elif len(parts) == 4 and parts[0] == "jobs" and parts[3] == "metrics":
             job = self._existing_job(parts[1], parts[2])
@@ -428,8 +427,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"counts": store.counts(), "messages": [message_json(m) for m in records]})
         elif parts == ["health"]:
             self._json({"database": self.app.database, **self.app.health()})
-        elif parts == ["alerts"]:
-            self._json(self.app.alerts())
         elif parts == ["events"]:
             self._events(query)
         elif parts == ["vocabulary"]:

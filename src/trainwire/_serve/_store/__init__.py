@@ -17,7 +17,7 @@ written with escapes and a timestamp far in the future is taken as the receive t
 
 from __future__ import annotations
 
-from ._api import job_json, message_json
+from ._api import job_json, message_json, transition_json
 from ._base import Store
 from ._open import DEFAULT_DB_URL, open_store
 from ._records import (
@@ -30,6 +30,7 @@ from ._records import (
     Outcome,
     StoreError,
     StoreRejection,
+    Transition,
 )
 from ._rule import settle
 from ._text import iso_time, mask_key
@@ -46,10 +47,12 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreRejection",
+    "Transition",
     "iso_time",
     "job_json",
     "mask_key",
     "message_json",
     "open_store",
     "settle",
+    "transition_json",
 ]

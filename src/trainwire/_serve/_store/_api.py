@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._records import APPLIED, JobRecord, MessageRecord
+from ..._spec._protocol import JobState
+from ._records import APPLIED, JobRecord, MessageRecord, Transition
 from ._text import iso_time, mask_body
 
-__all__ = ["job_json", "message_json"]
+__all__ = ["job_json", "message_json", "transition_json"]
 
 
 def job_json(job: JobRecord) -> dict[str, Any]:
-    """The job as ``/api/jobs`` and the event stream show it."""
+    """The job as ``/api/jobs`` and the event stream show it.
+
+    ``steps_per_second`` and ``eta_seconds`` (as of ``last_message_at``; ``eta_at`` is
+    when that is) only for a running job with enough recent progress, else null.
+    """
+    running = job.state is JobState.RUNNING
+    rate = job.steps_per_second if running else None
+    eta = job.eta_seconds if running else None
+    eta_at = None if eta is None or job.last_seen is None else job.last_seen + eta
     return {
         "kind": job.kind.value,
         "id": job.job_id,
@@ -23,6 +32,19 @@ def job_json(job: JobRecord) -> dict[str, Any]:
         "applied": job.applied,
         "registered": job.registered,
         "created_at": iso_time(job.created_at),
+        "steps_per_second": rate,
+        "eta_seconds": eta,
+        "eta_at": iso_time(eta_at),
+    }
+
+
+def transition_json(change: Transition) -> dict[str, Any]:
+    """One entry of a job's timeline."""
+    return {
+        "at": iso_time(change.at),
+        "state": change.state.value,
+        "step": change.step,
+        "percentage": change.percentage,
     }
 
 

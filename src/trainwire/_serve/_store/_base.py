@@ -6,8 +6,7 @@ import abc
 from collections.abc import Sequence
 
 from ..._spec._protocol import Kind
-from ._outbox import Outbox
-from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreError
+from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreError, Transition
 
 __all__ = ["Store"]
 
@@ -17,8 +16,6 @@ class Store(abc.ABC):
 
     #: The database URL without its password, for messages.
     url: str
-    #: Alerts waiting for their webhooks (written with the changes that make them).
-    outbox: Outbox
 
     def receive(
         self, delivery: Delivery, now: float, project_keys: frozenset[str] = frozenset()
@@ -89,6 +86,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def job(self, kind: str, job_id: str) -> JobRecord | None:
         """One job, or None."""
+
+    @abc.abstractmethod
+    def timeline(self, kind: str, job_id: str) -> list[Transition]:
+        """The job's state changes, oldest first."""
 
     @abc.abstractmethod
     def messages(

@@ -113,9 +113,10 @@ class Batch:
             moved = settle(locked.job, locked.ts, msg, delivery.timestamp, self.now)
         except InvalidMessage as exc:
             return self._reject(i, Refusal.of(exc), msg)
-        locked.dirty = True
-        if moved and delivery.timestamp is not None:
-            locked.ts = delivery.timestamp
+        if moved:
+            locked.moved(delivery.timestamp, self.now)
+        else:
+            locked.dirty = True  # counted
         detail = "" if moved else superseded_detail(locked.job.state)
         self._log(i, msg.kind.value, msg.job_id, msg.status.value, msg, APPLIED, detail, not moved)
         return Outcome(APPLIED, msg.kind.value, msg.job_id, detail, superseded=not moved)

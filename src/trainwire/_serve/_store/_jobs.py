@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..._spec._protocol import Job, JobState, Kind
-from ._records import JobRecord
+from ._pace import Pace, Sample
+from ._records import JobRecord, Transition
 from ._tx import Tx
 
 __all__ = [
@@ -18,13 +19,16 @@ __all__ = [
     "job_record",
     "lock_job",
     "mark_stale",
+    "record_transition",
     "register",
+    "select_transitions",
     "write_job",
 ]
 
 JOB_COLUMNS = (
     "kind, job_id, state, step, percentage, message, last_seen, applied, created_at, "
-    "updated_at, registered, project_key, model_write_path, config_path"
+    "updated_at, registered, project_key, model_write_path, config_path, steps_per_second, "
+    "eta_seconds"
 )
 
 
@@ -45,6 +49,8 @@ def job_record(row: Sequence[Any]) -> JobRecord:
         project_key=row[11],
         model_write_path=row[12],
         config_path=row[13],
+        steps_per_second=row[14],
+        eta_seconds=row[15],
     )
 
 
@@ -55,14 +61,28 @@ class Locked:
     job: Job
     #: The publisher's timestamp of the job's last moving message.
     ts: int | None
+    #: The job's recent progress samples.
+    pace: Pace
+    #: The state when the row was locked (a change is recorded as a transition).
+    was: JobState
     dirty: bool = False
+
+    def moved(self, published: int | None, now: float) -> None:
+        """The job took a message that moved it: keep its pace up to date."""
+        self.dirty = True
+        if published is not None:
+            self.ts = published
+        job = self.job
+        if job.state is JobState.RUNNING and job.step is not None:
+            sample = Sample(now, published, job.step, job.percentage or 0.0)
+            self.pace = self.pace.add(sample)
 
 
 def lock_job(tx: Tx, kind: Kind, job_id: str, now: float, for_update: str) -> Locked:
     """The job's row locked for this transaction (created ``waiting`` if new)."""
     key = (kind.value, job_id)
     select = (
-        "SELECT state, step, percentage, message, last_seen, applied, ts FROM tw_jobs"
+        "SELECT state, step, percentage, message, last_seen, applied, ts, pace FROM tw_jobs"
         " WHERE kind = ? AND job_id = ?" + for_update
     )
     row = tx.one(select, key)
@@ -74,19 +94,49 @@ def lock_job(tx: Tx, kind: Kind, job_id: str, now: float, for_update: str) -> Lo
         )
         row = tx.one(select, key)
     assert row is not None
-    job = Job(kind, job_id, JobState(row[0]), row[1], row[2], row[3], row[4], int(row[5] or 0))
-    return Locked(job, row[6])
+    state = JobState(row[0])
+    job = Job(kind, job_id, state, row[1], row[2], row[3], row[4], int(row[5] or 0))
+    return Locked(job, row[6], Pace.loads(row[7]), state)
 
 
 def write_job(tx: Tx, locked: Locked, now: float) -> None:
-    """Write a locked job's changed row."""
+    """Write a locked job's changed row (and its new state on the timeline)."""
     job = locked.job
+    running = job.state is JobState.RUNNING
+    speed = locked.pace.speed() if running else None
     tx.run(
         "UPDATE tw_jobs SET state = ?, step = ?, percentage = ?, message = ?,"
-        " last_seen = ?, applied = ?, ts = ?, updated_at = ? WHERE kind = ? AND job_id = ?",
+        " last_seen = ?, applied = ?, ts = ?, updated_at = ?, pace = ?, steps_per_second = ?,"
+        " eta_seconds = ? WHERE kind = ? AND job_id = ?",
         (job.state.value, job.step, job.percentage, job.message, job.last_seen,
-         job.applied, locked.ts, now, job.kind.value, job.job_id),
+         job.applied, locked.ts, now, locked.pace.dumps() if running else None,
+         None if speed is None else speed.steps_per_second,
+         None if speed is None else speed.eta_seconds, job.kind.value, job.job_id),
     )  # fmt: skip
+    if job.state is not locked.was:
+        record_transition(tx, job.kind.value, job.job_id, job.state, now, job)
+
+
+def record_transition(
+    tx: Tx, kind: str, job_id: str, state: JobState, now: float, job: Job | None = None
+) -> None:
+    """Put a job's new ``state`` on its timeline."""
+    step, percentage = (job.step, job.percentage) if job is not None else (None, None)
+    tx.run(
+        "INSERT INTO tw_transitions (kind, job_id, at, state, step, percentage)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (kind, job_id, now, state.value, step, percentage),
+    )
+
+
+def select_transitions(tx: Tx, kind: str, job_id: str, limit: int = 1000) -> list[Transition]:
+    """A job's timeline, oldest first (its newest ``limit`` changes)."""
+    rows = tx.all(
+        "SELECT at, state, step, percentage FROM tw_transitions WHERE kind = ? AND job_id = ?"
+        " ORDER BY id DESC LIMIT ?",
+        (kind, job_id, limit),
+    )
+    return [Transition(r[0], JobState(r[1]), r[2], r[3]) for r in reversed(rows)]
 
 
 def mark_stale(tx: Tx, now: float, stale_after: float, for_update: str) -> list[tuple[str, str]]:
@@ -104,6 +154,7 @@ def mark_stale(tx: Tx, now: float, stale_after: float, for_update: str) -> list[
                 "UPDATE tw_jobs SET state = ?, updated_at = ? WHERE kind = ? AND job_id = ?",
                 (job.state.value, now, kind, job_id),
             )
+            record_transition(tx, kind, job_id, job.state, now)
             changed.append((kind, job_id))
     return changed
 
@@ -122,6 +173,7 @@ class Registration:
 def register(tx: Tx, reg: Registration, now: float, *, reset: bool) -> JobRecord:
     """Record a job from its config; ``reset`` forgets its state (back to waiting)."""
     key = (reg.kind.value, reg.job_id)
+    known = tx.one("SELECT 1 FROM tw_jobs WHERE kind = ? AND job_id = ?", key) is not None
     tx.run(
         "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at,"
         " registered, project_key, model_write_path, config_path)"
@@ -135,10 +187,13 @@ def register(tx: Tx, reg: Registration, now: float, *, reset: bool) -> JobRecord
     if reset:
         tx.run(
             "UPDATE tw_jobs SET state = ?, step = NULL, percentage = NULL, message = NULL,"
-            " last_seen = NULL, ts = NULL, applied = 0, created_at = ?"
-            " WHERE kind = ? AND job_id = ?",
+            " last_seen = NULL, ts = NULL, applied = 0, created_at = ?, pace = NULL,"
+            " steps_per_second = NULL, eta_seconds = NULL WHERE kind = ? AND job_id = ?",
             (JobState.WAITING.value, now, *key),
         )
+        tx.run("DELETE FROM tw_transitions WHERE kind = ? AND job_id = ?", key)
+    if reset or not known:
+        record_transition(tx, reg.kind.value, reg.job_id, JobState.WAITING, now)
     row = tx.one(f"SELECT {JOB_COLUMNS} FROM tw_jobs WHERE kind = ? AND job_id = ?", key)
     assert row is not None
     return job_record(row)

@@ -23,6 +23,7 @@ __all__ = [
     "Outcome",
     "StoreError",
     "StoreRejection",
+    "Transition",
 ]
 
 #: The outcome of a message that was applied (the others are :class:`Rejection` values).
@@ -121,6 +122,10 @@ class JobRecord:
     project_key: str | None
     model_write_path: str | None
     config_path: str | None
+    #: The recent pace of a running job (see ``_pace``); None until there is enough signal.
+    steps_per_second: float | None = None
+    #: Seconds left as of the last message, from the percentage's recent pace.
+    eta_seconds: float | None = None
 
     @property
     def metrics_dir(self) -> Path | None:
@@ -128,6 +133,16 @@ class JobRecord:
         if not self.model_write_path:
             return None
         return metrics_dir(self.model_write_path)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A job entering a state: when, and where it stood."""
+
+    at: float
+    state: JobState
+    step: int | None
+    percentage: float | None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from ._tx import Tx
 
 __all__ = ["SCHEMA_VERSION", "create_schema"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 def _statements(serial: str) -> list[str]:
@@ -19,7 +19,8 @@ def _statements(serial: str) -> list[str]:
         " last_seen DOUBLE PRECISION, ts BIGINT, applied BIGINT NOT NULL DEFAULT 0,"
         " created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,"
         " registered INTEGER NOT NULL DEFAULT 0, project_key TEXT,"
-        " model_write_path TEXT, config_path TEXT, PRIMARY KEY (kind, job_id))",
+        " model_write_path TEXT, config_path TEXT, pace TEXT, steps_per_second DOUBLE PRECISION,"
+        " eta_seconds DOUBLE PRECISION, PRIMARY KEY (kind, job_id))",
         "CREATE INDEX IF NOT EXISTS tw_jobs_keys ON tw_jobs (registered, project_key)",
         "CREATE INDEX IF NOT EXISTS tw_jobs_state ON tw_jobs (state, last_seen)",
         "CREATE TABLE IF NOT EXISTS tw_seen ("
@@ -31,18 +32,40 @@ def _statements(serial: str) -> list[str]:
         " superseded INTEGER NOT NULL DEFAULT 0, detail TEXT, body TEXT)",
         "CREATE INDEX IF NOT EXISTS tw_messages_job ON tw_messages (kind, job_id, id)",
         "CREATE INDEX IF NOT EXISTS tw_messages_rejected ON tw_messages (rejected, id)",
+        f"CREATE TABLE IF NOT EXISTS tw_transitions (id {serial} PRIMARY KEY,"
+        " kind TEXT NOT NULL, job_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,"
+        " state TEXT NOT NULL, step BIGINT, percentage DOUBLE PRECISION)",
+        "CREATE INDEX IF NOT EXISTS tw_transitions_job ON tw_transitions (kind, job_id, id)",
     ]
 
 
+#: What turns a database of each older version into the next one.
+_UPGRADES = {
+    "1": [
+        "ALTER TABLE tw_jobs ADD COLUMN pace TEXT",
+        "ALTER TABLE tw_jobs ADD COLUMN steps_per_second DOUBLE PRECISION",
+        "ALTER TABLE tw_jobs ADD COLUMN eta_seconds DOUBLE PRECISION",
+    ],
+}
+
+
 def create_schema(tx: Tx, serial: str, url: str) -> None:
-    """Create what is missing; :class:`StoreError` for a database of another version."""
-    for sql in _statements(serial):
-        tx.run(sql)
+    """Create what is missing and upgrade an older database; :class:`StoreError` for a
+    database of a newer version."""
+    tx.run(_statements(serial)[0])
     row = tx.one("SELECT value FROM tw_meta WHERE key = ?", ("schema",))
-    if row is None:
+    version = None if row is None else str(row[0])
+    while version in _UPGRADES:
+        for sql in _UPGRADES[version]:
+            tx.run(sql)
+        version = str(int(version) + 1)
+        tx.run("UPDATE tw_meta SET value = ? WHERE key = ?", (version, "schema"))
+    for sql in _statements(serial)[1:]:
+        tx.run(sql)
+    if version is None:
         tx.run("INSERT INTO tw_meta (key, value) VALUES (?, ?)", ("schema", SCHEMA_VERSION))
-    elif row[0] != SCHEMA_VERSION:
+    elif version != SCHEMA_VERSION:
         raise StoreError(
-            f"{url}: the database has trainwire serve schema {row[0]}, this version "
+            f"{url}: the database has trainwire serve schema {version}, this version "
             f"uses {SCHEMA_VERSION}: use another --db, or the trainwire that made it"
         )

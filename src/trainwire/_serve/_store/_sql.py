@@ -19,10 +19,16 @@ from ._base import Store
 from ._batch import Batch
 from ._dialect import Dialect
 from ._intake import guess_job, parse
-from ._jobs import JOB_COLUMNS, Registration, job_record, mark_stale, register
+from ._jobs import (
+    JOB_COLUMNS,
+    Registration,
+    job_record,
+    mark_stale,
+    register,
+    select_transitions,
+)
 from ._log import LogRow, MessageQuery, count_rejections, insert_log, select_messages
-from ._outbox import Outbox, create_outbox
-from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreRejection
+from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreRejection, Transition
 from ._schema import create_schema
 from ._text import DETAIL_LIMIT, body_text, cut, error_text
 from ._tx import Pool, Tx
@@ -46,8 +52,6 @@ class SqlStore(Store):
         with self.pool.write() as tx:
             dialect.lock_schema(tx)
             create_schema(tx, dialect.serial, self.url)
-            create_outbox(tx, dialect.serial)
-        self.outbox = Outbox(self.pool)
 
     # -- writing
     def receive_many(
@@ -61,10 +65,7 @@ class SqlStore(Store):
         for attempt in range(1, RETRIES + 1):
             try:
                 with self.pool.write() as tx:
-                    batch = Batch(self.dialect, tx, deliveries, parsed, now, project_keys)
-                    outcomes = batch.settle()
-                    self.outbox.after_batch(tx, batch, outcomes)
-                    return outcomes
+                    return Batch(self.dialect, tx, deliveries, parsed, now, project_keys).settle()
             except Exception as exc:
                 if attempt == RETRIES or not self.dialect.transient(exc):
                     raise
@@ -84,9 +85,7 @@ class SqlStore(Store):
                 batch = Batch(
                     self.dialect, tx, [delivery], [parse(delivery.body)], now, project_keys
                 )
-                outcomes = batch.settle()
-                self.outbox.after_batch(tx, batch, outcomes)
-                return outcomes[0]
+                return batch.settle()[0]
             except Exception as exc:
                 if self.outage(exc):
                     raise
@@ -129,9 +128,7 @@ class SqlStore(Store):
 
     def mark_stale(self, now: float, stale_after: float) -> list[tuple[str, str]]:
         with self.pool.write() as tx:
-            changed = mark_stale(tx, now, stale_after, self.dialect.for_update)
-            self.outbox.after_stale(tx, changed, now)
-            return changed
+            return mark_stale(tx, now, stale_after, self.dialect.for_update)
 
     def register(
         self,
@@ -162,6 +159,10 @@ class SqlStore(Store):
                 f"SELECT {JOB_COLUMNS} FROM tw_jobs WHERE kind = ? AND job_id = ?", (kind, job_id)
             )
         return job_record(row) if row else None
+
+    def timeline(self, kind: str, job_id: str) -> list[Transition]:
+        with self.pool.read() as tx:
+            return select_transitions(tx, kind, job_id)
 
     def messages(
         self,

@@ -82,6 +82,29 @@ const TW = (() => {
     }
   }, 1000);
 
+  // Steps per second for people: "12.3 steps/s", "1 step / 40 s"; "–" when unknown.
+  function rate(stepsPerSecond) {
+    if (typeof stepsPerSecond !== "number" || !isFinite(stepsPerSecond)) return "–";
+    if (stepsPerSecond >= 1 || stepsPerSecond === 0) return stepsPerSecond.toFixed(stepsPerSecond >= 100 ? 0 : 1) + " steps/s";
+    return "1 step / " + duration(1 / stepsPerSecond);
+  }
+
+  // Seconds as "45 s", "12 min", "3 h 05 min", "2 d 4 h"; "–" when unknown.
+  function duration(seconds) {
+    if (typeof seconds !== "number" || !isFinite(seconds)) return "–";
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.round(s / 60) + " min";
+    if (s < 86400) return Math.floor(s / 3600) + " h " + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + " min";
+    return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
+  }
+
+  // Time left, counted down from the job's eta_at between two messages.
+  function etaText(job) {
+    if (!job.eta_at) return "–";
+    return duration((Date.parse(job.eta_at) - Date.now()) / 1000) + " left";
+  }
+
   function jobUrl(kind, id) {
     return "/jobs/" + encodeURIComponent(kind) + "/" + encodeURIComponent(id);
   }
@@ -136,5 +159,5 @@ const TW = (() => {
   }
 
   return { el, clear, badge, setBadge, progressBar, setProgress, timeCell, jobUrl, apiUrl,
-           stream, throttle, getJSON, localTime };
+           stream, throttle, getJSON, localTime, rate, duration, etaText };
 })();

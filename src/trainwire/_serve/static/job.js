@@ -19,6 +19,10 @@
   const stepNode = document.getElementById("job-step");
   const lastNode = document.getElementById("job-last");
   const appliedNode = document.getElementById("job-applied");
+  const rateNode = document.getElementById("job-rate");
+  const etaNode = document.getElementById("job-eta");
+  const timelineNode = document.getElementById("job-timeline");
+  let current = null;
   const messageBox = document.getElementById("job-message");
   const missing = document.getElementById("job-missing");
   const note = document.getElementById("graphs-note");
@@ -29,6 +33,9 @@
     TW.setBadge(stateBadge, job.state);
     TW.setProgress(bar, job.percentage, job.state);
     stepNode.textContent = job.step === null || job.step === undefined ? "–" : String(job.step);
+    current = job;
+    rateNode.textContent = TW.rate(job.steps_per_second);
+    etaNode.textContent = TW.etaText(job);
     TW.timeCell(lastNode, job.last_message_at);
     appliedNode.textContent = String(job.applied);
     messageBox.hidden = !job.message;
@@ -38,7 +45,32 @@
         "model_write_path: register its training config (trainwire jobs add CONFIG) to see its graphs.";
     }
     refreshMessages();
+    if (job.state !== timelineState) refreshTimeline();
   }
+  setInterval(() => {
+    if (current) etaNode.textContent = TW.etaText(current);
+  }, 1000);
+
+  // -- the timeline of state changes
+  let timelineState = null;
+  async function loadTimeline() {
+    try {
+      const job = await TW.getJSON(TW.apiUrl(kind, id));
+      timelineState = job.state;
+      TW.clear(timelineNode);
+      for (const change of job.timeline) {
+        const at = TW.el("time", { text: TW.localTime(change.at) });
+        const where = change.percentage === null ? "" :
+          " · " + change.percentage.toFixed(1) + " % (step " + change.step + ")";
+        const li = TW.el("li", {}, [at, TW.badge(change.state), TW.el("span", { text: where })]);
+        li.dataset.state = change.state;
+        timelineNode.appendChild(li);
+      }
+    } catch (err) {
+      console.warn(err);
+    }
+  }
+  const refreshTimeline = TW.throttle(loadTimeline, 1000);
 
   // -- graphs
   const chartsNode = document.getElementById("charts");

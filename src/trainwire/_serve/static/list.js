@@ -18,6 +18,8 @@
       state: TW.el("td", { cls: "state" }, [TW.badge(job.state)]),
       progress: TW.el("td", { cls: "progress" }, [TW.progressBar()]),
       step: TW.el("td", { cls: "num step" }),
+      rate: TW.el("td", { cls: "num rate" }),
+      eta: TW.el("td", { cls: "eta" }),
       time: TW.el("td", { cls: "time" }),
       message: TW.el("td", { cls: "msg" }),
     };
@@ -39,10 +41,17 @@
     TW.setBadge(c.state.firstChild, job.state);
     TW.setProgress(c.progress.firstChild, job.percentage, job.state);
     c.step.textContent = job.step === null || job.step === undefined ? "–" : String(job.step);
+    row.job = job;
+    c.rate.textContent = TW.rate(job.steps_per_second);
+    c.eta.textContent = TW.etaText(job);
     TW.timeCell(c.time, job.last_message_at);
     c.message.textContent = job.message || "";
     empty.hidden = rows.size > 0;
   }
+
+  setInterval(() => {
+    for (const row of rows.values()) if (row.job) row.cells.eta.textContent = TW.etaText(row.job);
+  }, 1000);
 
   function replaceAll(jobs) {
     TW.clear(tbody);
