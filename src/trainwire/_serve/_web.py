@@ -43,6 +43,7 @@ STATIC: dict[str, tuple[str, str]] = {
     "common.js": ("common.js", "text/javascript; charset=utf-8"),
     "list.js": ("list.js", "text/javascript; charset=utf-8"),
     "job.js": ("job.js", "text/javascript; charset=utf-8"),
+    "alerts.js": ("alerts.js", "text/javascript; charset=utf-8"),
     "vendor/uPlot.iife.min.js": ("vendor/uPlot.iife.min.js", "text/javascript; charset=utf-8"),
     "vendor/uPlot.min.css": ("vendor/uPlot.min.css", "text/css; charset=utf-8"),
     "vendor/uPlot.LICENSE": ("vendor/uPlot.LICENSE", "text/plain; charset=utf-8"),
@@ -227,12 +228,15 @@ class WebApp:
         hub: Hub,
         *,
         health: Callable[[], dict[str, Any]] | None = None,
+        alerts: Callable[[], dict[str, Any]] | None = None,
         loopback_only: bool = True,
         database: str | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
         self.health = health or (lambda: {})
+        #: ``/api/alerts``: the webhooks and their failures (none without ``--webhook``).
+        self.alerts = alerts or (lambda: {"webhooks": []})
         self.loopback_only = loopback_only
         #: The database as ``/api/health`` shows it (no password).
         self.database = store.url if database is None else database
@@ -427,6 +431,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"counts": store.counts(), "messages": [message_json(m) for m in records]})
         elif parts == ["health"]:
             self._json({"database": self.app.database, **self.app.health()})
+        elif parts == ["alerts"]:
+            self._json(self.app.alerts())
         elif parts == ["events"]:
             self._events(query)
         elif parts == ["vocabulary"]:

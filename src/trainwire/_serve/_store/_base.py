@@ -6,6 +6,7 @@ import abc
 from collections.abc import Sequence
 
 from ..._spec._protocol import Kind
+from ._outbox import Outbox
 from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreError, Transition
 
 __all__ = ["Store"]
@@ -16,6 +17,8 @@ class Store(abc.ABC):
 
     #: The database URL without its password, for messages.
     url: str
+    #: Alerts waiting for their webhooks (written with the changes that make them).
+    outbox: Outbox
 
     def receive(
         self, delivery: Delivery, now: float, project_keys: frozenset[str] = frozenset()

@@ -28,6 +28,7 @@ from ._jobs import (
     select_transitions,
 )
 from ._log import LogRow, MessageQuery, count_rejections, insert_log, select_messages
+from ._outbox import Outbox, create_outbox
 from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreRejection, Transition
 from ._schema import create_schema
 from ._text import DETAIL_LIMIT, body_text, cut, error_text
@@ -52,6 +53,8 @@ class SqlStore(Store):
         with self.pool.write() as tx:
             dialect.lock_schema(tx)
             create_schema(tx, dialect.serial, self.url)
+            create_outbox(tx, dialect.serial)
+        self.outbox = Outbox(self.pool)
 
     # -- writing
     def receive_many(
@@ -65,7 +68,10 @@ class SqlStore(Store):
         for attempt in range(1, RETRIES + 1):
             try:
                 with self.pool.write() as tx:
-                    return Batch(self.dialect, tx, deliveries, parsed, now, project_keys).settle()
+                    batch = Batch(self.dialect, tx, deliveries, parsed, now, project_keys)
+                    outcomes = batch.settle()
+                    self.outbox.after_batch(tx, batch, outcomes)
+                    return outcomes
             except Exception as exc:
                 if attempt == RETRIES or not self.dialect.transient(exc):
                     raise
@@ -85,7 +91,9 @@ class SqlStore(Store):
                 batch = Batch(
                     self.dialect, tx, [delivery], [parse(delivery.body)], now, project_keys
                 )
-                return batch.settle()[0]
+                outcomes = batch.settle()
+                self.outbox.after_batch(tx, batch, outcomes)
+                return outcomes[0]
             except Exception as exc:
                 if self.outage(exc):
                     raise
@@ -128,7 +136,9 @@ class SqlStore(Store):
 
     def mark_stale(self, now: float, stale_after: float) -> list[tuple[str, str]]:
         with self.pool.write() as tx:
-            return mark_stale(tx, now, stale_after, self.dialect.for_update)
+            changed = mark_stale(tx, now, stale_after, self.dialect.for_update)
+            self.outbox.after_stale(tx, changed, now)
+            return changed
 
     def register(
         self,
