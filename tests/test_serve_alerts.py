@@ -301,6 +301,8 @@ def test_bad_alert_options_stop_serve_at_start_with_a_clear_message(broker, queu
     cases = [
         (("--webhook", "ftp://hooks.example.com/x"), "expected an http:// or https:// URL"),
         (("--webhook", "https://hooks.example.com/T0/B0/tok#error,oops"), "unknown word 'oops'"),
+        (("--webhook", "https://hooks.example.com/T0/B0/tok en"), "no spaces"),
+        (("--webhook", "https://hooks.example.com:x/tok"), "https://hooks.example.com:x/…"),
         (("--webhook", "http://h/x", "--webhook-secret-file", str(tmp_path / "none")),
          "not a regular file"),
         (("--webhook", "http://h/x", "--webhook-secret-file", str(empty)), "the file is empty"),

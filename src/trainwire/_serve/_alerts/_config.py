@@ -28,10 +28,16 @@ class AlertConfigError(TrainwireError):
 
 def shown_url(url: str) -> str:
     """``scheme://host:port/…``: a webhook's path often is its secret (Slack's are)."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unclosed [IPv6 address
+        return "(a URL that cannot be read)"
     host = parts.hostname or ""
     host = f"[{host}]" if ":" in host else host
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a number: shown as it is written
+        port = ":" + parts.netloc.rpartition(":")[2]
     rest = "…" if parts.path.strip("/") or parts.query else ""
     return f"{parts.scheme}://{host}{port}/{rest}"
 
@@ -62,15 +68,16 @@ class Webhook:
 
 
 def _http_url(option: str, value: str) -> urllib.parse.SplitResult:
-    parts = urllib.parse.urlsplit(value.strip())
     try:
+        parts = urllib.parse.urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
-        parts = parts._replace(netloc="")
-    if parts.scheme not in ("http", "https") or not parts.hostname or value != value.strip():
+        parts = urllib.parse.urlsplit("")
+    spaced = any(ch.isspace() or not ch.isprintable() for ch in value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or spaced:
         raise AlertConfigError(
-            f"{option} {shown_url(value)!r}: expected an http:// or https:// URL with a host, "
-            "such as https://hooks.example.com/trainwire"
+            f"{option} {shown_url(value)!r}: expected an http:// or https:// URL with a host "
+            "and no spaces, such as https://hooks.example.com/trainwire (write a space as %20)"
         )
     return parts
 
