@@ -4,10 +4,12 @@ Each proxy stands for one node of a cluster (the queue behind them is the same, 
 cluster's is): the config lists both, and a fault cuts the node the training is using
 mid-run. A node that dies (its connections reset, new ones refused), a node that goes
 silent (a partition: the socket stays open, no byte flows) and a node that is down from
-the start. For each: the run goes on on the other node, exactly one terminal message,
-steps never go back, no step lost (every-step mode), and the worst ``progress()`` call is
-reported. The time from the fault to the first new step visible to an independent
-consumer through the other node is printed (a figure, not asserted).
+the start; on a classic queue, and on a quorum queue (confirms and redelivery as a
+cluster's quorum queue gives them; tests/test_cluster_failover.py has the real cluster).
+For each: the run goes on on the other node, exactly one terminal message, steps never go
+back, no step lost (every-step mode), and the worst ``progress()`` call is reported. The
+time from the fault to the first new step visible to an independent consumer through the
+other node is printed (a figure, not asserted).
 
 The consumer side (``trainwire serve``): :func:`trainwire._broker.connect` with several
 nodes moves on past a refusing node, and starts after the node it used last.
@@ -67,11 +69,37 @@ def _cut(node: TcpProxy, fault: str) -> None:
         node.blackhole(True)
 
 
-@pytest.mark.parametrize("max_rate", [None, 10], ids=["every step", "max_rate=10"])
-@pytest.mark.parametrize("fault", ["dies", "silent"])
+CASES = [
+    pytest.param(fault, max_rate, kind, id=f"{fault}-{mode}-{kind}")
+    for fault in ("dies", "silent")
+    for max_rate, mode in ((None, "every step"), (10, "max_rate=10"))
+    for kind in ("classic", "quorum")
+    if kind == "classic" or (fault == "dies" and max_rate is None)
+]
+
+
+@pytest.fixture
+def queue_of_kind(broker, queue):
+    """``queue_of_kind(kind)``: the test's classic queue, or a fresh quorum queue."""
+    made: list[str] = []
+
+    def _make(kind: str) -> str:
+        if kind == "classic":
+            return queue
+        name = broker.declare_queue(f"{queue}-quorum", arguments={"x-queue-type": "quorum"})
+        made.append(name)
+        return name
+
+    yield _make
+    for name in made:
+        broker.delete_queue(name)
+
+
+@pytest.mark.parametrize(("fault", "max_rate", "kind"), CASES)
 def test_the_node_in_use_fails_mid_run_and_the_run_goes_on_on_the_other(
-    broker, queue, proxy, tmp_path, fault, max_rate, fault_report
+    broker, queue_of_kind, proxy, tmp_path, fault, max_rate, kind, fault_report
 ):
+    queue = queue_of_kind(kind)
     a, b, config = _two_nodes(proxy, tmp_path, queue)
     run = Training(config, tmp_path, steps=STEPS, sleep=0.02, flush=60, max_rate=max_rate)
     # The run reports through one node: let it get well under way there.
@@ -86,7 +114,7 @@ def test_the_node_in_use_fails_mid_run_and_the_run_goes_on_on_the_other(
     moved_in = time.monotonic() - cut_at
     assert run.wait(timeout=120) == 0, run.describe()
     msgs = before + after + collect(broker, queue, timeout=60)
-    mode = "every step" if max_rate is None else f"max_rate={max_rate}"
+    mode = ("every step" if max_rate is None else f"max_rate={max_rate}") + f", {kind} queue"
     fault_report.line(
         f"failover, node {fault} ({mode}): first new step through the other node "
         f"{moved_in:.2f} s after the fault"

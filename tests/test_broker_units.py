@@ -9,6 +9,7 @@ test_broker_failover.py; these pin the rules each part owns.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pika.spec
@@ -148,6 +149,14 @@ def test_a_lost_channel_puts_what_was_in_flight_back_in_sequence_order():
     assert confirms.in_flight[1].seq == 1
 
 
+def test_a_blocked_connection_restarts_the_wait_for_confirms():
+    confirms = Confirms()
+    confirms.sent(_envelopes(1)[0])
+    restarted = time.monotonic()
+    confirms.restart_clock()  # connection.unblocked: no confirm was due while blocked
+    assert confirms.waited() <= time.monotonic() - restarted
+
+
 def test_the_wire_holds_at_most_max_in_flight():
     confirms = Confirms()
     for envelope in _envelopes(MAX_IN_FLIGHT):
@@ -175,8 +184,7 @@ def test_a_nacked_newest_step_waits_and_goes_again_on_one_node(tmp_path):
     assert publisher.pause_until > 0 and publisher.leave is None
 
 
-def test_in_a_cluster_a_nack_moves_to_another_node_and_a_stale_step_is_dropped(tmp_path):
-    publisher, outbox = _publisher(tmp_path, NODES)
+def _two_steps(publisher: Publisher, outbox: Outbox) -> tuple[Envelope, Envelope]:
     outbox.push(1)
     old = publisher.newest.take(ignore_rate=False)
     outbox.push(2)
@@ -184,11 +192,38 @@ def test_in_a_cluster_a_nack_moves_to_another_node_and_a_stale_step_is_dropped(t
     assert old is not None and new is not None
     publisher.confirms.sent(old)
     publisher.confirms.sent(new)
+    return old, new
+
+
+def test_one_node_drops_a_nacked_step_when_a_newer_one_exists(tmp_path):
+    publisher, outbox = _publisher(tmp_path, NODES[:1])
+    _two_steps(publisher, outbox)
     publisher.on_confirm(_nack(1))  # step 1 again after step 2 would go back: dropped
     assert publisher.confirms.retry == [] and publisher.leave is None
+
+
+def test_in_a_cluster_nacked_steps_go_again_in_order_one_at_a_time_on_another_node(tmp_path):
+    publisher, outbox = _publisher(tmp_path, NODES)
+    old, new = _two_steps(publisher, outbox)
+    publisher.on_confirm(_nack(1))  # a quorum queue electing its leader: nothing lost
     publisher.on_confirm(_nack(2))
-    assert [s.envelope for s in publisher.confirms.retry] == [new]
+    assert [s.envelope for s in publisher.confirms.retry] == [old, new]
     assert publisher.leave is not None and publisher.pause_until == 0.0
+    confirms = publisher.confirms
+    assert confirms.probing and confirms.room()  # room for one message
+    confirms.new_channel()  # on the next node
+    confirms.sent(old, confirms.retry.pop(0).seq)
+    assert not confirms.room()
+    publisher.on_confirm(_ack(1))
+    assert not confirms.probing and confirms.room()  # confirmed: the pipeline again
+
+
+def test_in_a_cluster_a_nacked_step_behind_a_confirmed_one_is_dropped(tmp_path):
+    publisher, outbox = _publisher(tmp_path, NODES)
+    _two_steps(publisher, outbox)
+    publisher.on_confirm(_ack(2))
+    publisher.on_confirm(_nack(1))  # step 1 again after step 2 would go back a step
+    assert publisher.confirms.retry == [] and publisher.leave is None
 
 
 def test_a_returned_terminal_is_tried_on_every_node_before_it_is_unroutable(tmp_path, caplog):

@@ -47,6 +47,12 @@ class Confirms:
         #: How many times each message came back unroutable (a cluster: once per node).
         self.returns: collections.Counter[str] = collections.Counter()
         self._sent_at: dict[int, float] = {}
+        #: After a refusal in a cluster, one message at a time until one is confirmed: a
+        #: queue that refuses for a while (a quorum queue electing its leader) then cannot
+        #: take a later message before an earlier one that it refused.
+        self.probing = False
+        #: The highest sequence number the broker confirmed.
+        self.newest_acked = 0
 
     def new_channel(self) -> None:
         """A channel in confirm mode numbers its deliveries from 1."""
@@ -83,6 +89,9 @@ class Confirms:
             verdict = Verdict.ACK if acked else Verdict.NACK
             if message_id in self._returned:
                 verdict = Verdict.RETURNED
+            elif acked:
+                self.probing = False
+                self.newest_acked = max(self.newest_acked, slot.seq)
             self._returned.discard(message_id)
             settled.append((slot, verdict))
         return settled
@@ -99,6 +108,11 @@ class Confirms:
             self.in_flight.clear()
         self._sent_at.clear()
 
+    def restart_clock(self) -> None:
+        """Count the wait for what is in flight from now (the broker was blocking us)."""
+        now = time.monotonic()
+        self._sent_at = dict.fromkeys(self._sent_at, now)
+
     def waited(self) -> float:
         """Seconds the oldest unconfirmed message has waited for its confirm (0: none)."""
         oldest = next(iter(self._sent_at.values()), None)
@@ -106,4 +120,4 @@ class Confirms:
 
     def room(self) -> bool:
         """True while another message may go on the wire."""
-        return len(self.in_flight) < MAX_IN_FLIGHT
+        return len(self.in_flight) < (1 if self.probing else MAX_IN_FLIGHT)

@@ -68,21 +68,28 @@ class Publisher(Reporting):
         return acked
 
     def _refused(self, slot: Slot, verdict: Verdict) -> None:
-        """The broker nacked or returned a message: send it again where that is right.
-
-        In a cluster the message goes to another node at once: a node that cannot reach
-        a quorum queue's leader (or does not see the queue yet) is no reason to lose it.
-        """
+        """The broker nacked or returned a message: send it again where that is right."""
         envelope = slot.envelope
         if verdict is Verdict.RETURNED and self._unroutable(envelope.message_id):
             return  # no such queue on any node: said once; the terminal stays in the spool
+        if self.nodes > 1:
+            self._refused_in_cluster(slot, verdict)
+            return
         if not envelope.terminal and self.newest.is_stale(envelope):
             return  # a newer step exists: sending this one again would put it after it
         self.confirms.again(slot)
-        if self.nodes > 1:
-            self.leave = f"the broker refused a message ({verdict.value})"
-        else:
-            self.pause_until = max(self.pause_until, time.monotonic() + NACK_PAUSE)
+        self.pause_until = max(self.pause_until, time.monotonic() + NACK_PAUSE)
+
+    def _refused_in_cluster(self, slot: Slot, verdict: Verdict) -> None:
+        """A node that cannot reach a quorum queue's leader (an election after a node's
+        loss) refuses every message for a while: none is lost. The node is left at once;
+        what was in flight goes again on the next, one message at a time until one is
+        confirmed, so that steps keep their order."""
+        if slot.seq < self.confirms.newest_acked:
+            return  # a later message is in already: this one again would go back a step
+        self.confirms.again(slot)
+        self.confirms.probing = True
+        self.leave = f"the broker refused a message ({verdict.value})"
 
     def _unroutable(self, message_id: str) -> bool:
         """True once every node returned the message (one node: the first time)."""

@@ -107,6 +107,7 @@ class Session:
         self.link = Link.OPEN
         self.opened_at = time.monotonic()
         self.wakeup.clear()
+        self.publisher.leave = None  # a reason to leave the previous node is no reason here
         notices = self.publisher.notices
         if notices.said(*PASSING, Trouble.LOST, Trouble.MOVED):
             cluster = f" (node {self.node})" if self.publisher.nodes > 1 else ""
@@ -147,6 +148,7 @@ class Session:
 
     def _on_unblocked(self, connection: Any, frame: Any) -> None:
         self.publisher.notices.forget(Trouble.BLOCKED)
+        self.publisher.confirms.restart_clock()  # no confirm was due while blocked
         if self.pump is not None:
             self.pump.flow = Flow.OPEN
             self.pump.soon(0)
