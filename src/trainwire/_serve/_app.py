@@ -17,6 +17,7 @@ from typing import Any
 
 from .._errors import TrainwireError
 from ._alerts import AlertSender, AlertSettings
+from ._prometheus import ServeMetrics
 from ._receiver import BrokerSource, Receiver, StaleWatcher
 from ._registry import JobsFolder, register_config
 from ._store import Store
@@ -98,9 +99,10 @@ def started(store: Store, source: BrokerSource, settings: Settings) -> Iterator[
             on_change=hub.poke,
         )  # fmt: skip
         alerts = AlertSender(store, settings.alerts) if settings.alerts else None
+        metrics = ServeMetrics(store, receiver, alerts.report if alerts else None)
         app = WebApp(
             store, hub, health=lambda: _health(receiver, source, settings),
-            alerts=alerts.report if alerts else None,
+            alerts=alerts.report if alerts else None, metrics=metrics.render,
             loopback_only=loopback_host(settings.host), database=settings.database,
         )  # fmt: skip
         server = _listen(app, settings.host, settings.port)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,8 @@ HEARTBEAT = 30
 BATCH_BYTES = 4 << 20
 #: After a failed message alone, wait this long before the try that may quarantine it.
 ALONE_PAUSE = 0.2
+#: Seconds over which the ingest rate is measured.
+RATE_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,29 @@ class ReceiverStats:
     outcomes: dict[str, int] = field(default_factory=dict)
     #: Applied messages that were older than what their job already showed.
     superseded: int = 0
+    #: ``time.monotonic()`` when this process started, and when it stored its last message.
+    started: float = field(default_factory=time.monotonic)
+    last_message: float | None = None
+    #: (monotonic time, messages) of the batches stored in the last :data:`RATE_WINDOW` s.
+    recent: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def stored(self, count: int) -> None:
+        """``count`` messages were just stored (and acknowledged)."""
+        now = time.monotonic()
+        self.last_message = now
+        self.recent.append((now, count))
+        while self.recent and self.recent[0][0] < now - RATE_WINDOW:
+            self.recent.popleft()
+
+    def seconds_since_last(self) -> float:
+        """Seconds since the last message stored (since the start before the first one)."""
+        return time.monotonic() - (self.last_message or self.started)
+
+    def ingest_rate(self) -> float:
+        """Messages stored per second over the last :data:`RATE_WINDOW` s (or since start)."""
+        now = time.monotonic()
+        count = sum(n for at, n in list(self.recent) if at >= now - RATE_WINDOW)
+        return count / max(1.0, min(RATE_WINDOW, now - self.started))
 
 
 class Receiver:
@@ -330,6 +356,7 @@ class Receiver:
         channel.basic_ack(batch[-1].tag, multiple=True)
         for outcome in outcomes:
             self._count(outcome)
+        self.stats.stored(len(outcomes))
 
     def _settle_alone(self, channel: Any, pending: _Pending) -> None:
         """Store, ack and count one message of a failed batch; quarantined if it fails again."""
@@ -347,6 +374,7 @@ class Receiver:
             raise _StoreFailed(_describe(exc)) from exc
         channel.basic_ack(pending.tag)
         self._count(outcome)
+        self.stats.stored(1)
 
     def _count(self, outcome: Outcome) -> None:
         stats = self.stats

@@ -31,6 +31,7 @@ from typing import Any
 
 from .._spec._protocol import JobState, Kind
 from ._graphs import GraphFollower, folder_note, graph_files, read_graphs
+from ._prometheus import CONTENT_TYPE as PROMETHEUS_TEXT
 from ._store import OUTCOMES, JobRecord, Store, job_json, message_json, transition_json
 
 __all__ = ["Event", "Hub", "Subscriber", "WebApp", "make_server"]
@@ -229,6 +230,7 @@ class WebApp:
         *,
         health: Callable[[], dict[str, Any]] | None = None,
         alerts: Callable[[], dict[str, Any]] | None = None,
+        metrics: Callable[[], bytes] | None = None,
         loopback_only: bool = True,
         database: str | None = None,
     ) -> None:
@@ -237,6 +239,8 @@ class WebApp:
         self.health = health or (lambda: {})
         #: ``/api/alerts``: the webhooks and their failures (none without ``--webhook``).
         self.alerts = alerts or (lambda: {"webhooks": []})
+        #: ``/metrics``: the Prometheus text (none: 404).
+        self.metrics = metrics
         self.loopback_only = loopback_only
         #: The database as ``/api/health`` shows it (no password).
         self.database = store.url if database is None else database
@@ -381,6 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _static(entry[0]), entry[1])
         elif parts[0] == "api":
             self._api(parts[1:], query)
+        elif parts == ["metrics"] and self.app.metrics is not None:
+            self._send(200, self.app.metrics(), PROMETHEUS_TEXT)
         else:
             raise _NotFound("no such page")
 

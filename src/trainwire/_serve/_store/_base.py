@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
-from ..._spec._protocol import Kind
+from ..._spec._protocol import JobState, Kind
 from ._outbox import Outbox
 from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreError, Transition
 
@@ -89,6 +89,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def job(self, kind: str, job_id: str) -> JobRecord | None:
         """One job, or None."""
+
+    @abc.abstractmethod
+    def job_counts(self) -> dict[tuple[Kind, JobState], int]:
+        """How many jobs there are of each kind in each state (the pairs that occur)."""
 
     @abc.abstractmethod
     def timeline(self, kind: str, job_id: str) -> list[Transition]:

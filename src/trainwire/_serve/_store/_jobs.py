@@ -16,6 +16,7 @@ __all__ = [
     "JOB_COLUMNS",
     "Locked",
     "Registration",
+    "count_jobs",
     "job_record",
     "lock_job",
     "mark_stale",
@@ -127,6 +128,12 @@ def record_transition(
         " VALUES (?, ?, ?, ?, ?, ?)",
         (kind, job_id, now, state.value, step, percentage),
     )
+
+
+def count_jobs(tx: Tx) -> dict[tuple[Kind, JobState], int]:
+    """How many jobs there are of each kind in each state (only the pairs that occur)."""
+    rows = tx.all("SELECT kind, state, COUNT(*) FROM tw_jobs GROUP BY kind, state")
+    return {(Kind(r[0]), JobState(r[1])): int(r[2]) for r in rows}
 
 
 def select_transitions(tx: Tx, kind: str, job_id: str, limit: int = 1000) -> list[Transition]:

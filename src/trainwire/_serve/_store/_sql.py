@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ..._spec._protocol import Kind
+from ..._spec._protocol import JobState, Kind
 from .._urls import describe_url
 from ._base import Store
 from ._batch import Batch
@@ -22,6 +22,7 @@ from ._intake import guess_job, parse
 from ._jobs import (
     JOB_COLUMNS,
     Registration,
+    count_jobs,
     job_record,
     mark_stale,
     register,
@@ -169,6 +170,10 @@ class SqlStore(Store):
                 f"SELECT {JOB_COLUMNS} FROM tw_jobs WHERE kind = ? AND job_id = ?", (kind, job_id)
             )
         return job_record(row) if row else None
+
+    def job_counts(self) -> dict[tuple[Kind, JobState], int]:
+        with self.pool.read() as tx:
+            return count_jobs(tx)
 
     def timeline(self, kind: str, job_id: str) -> list[Transition]:
         with self.pool.read() as tx:
