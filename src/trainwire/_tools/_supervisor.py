@@ -1,11 +1,15 @@
 """Supervision of any training command: ``trainwire run -- CMD ...``.
 
-The child runs in a session of its own with its stdout and stderr on pipes. One thread
-per pipe copies every byte to our own stdout/stderr as soon as it arrives (unchanged),
-keeps the last lines for the error sentence, and reads progress bars on the side
-(:mod:`trainwire._tools._progress_parse`). Signals that stop a program (SIGTERM, SIGINT, SIGHUP,
-SIGQUIT) and SIGUSR1/SIGUSR2 are forwarded to the child's process group; the supervisor
-waits for the child, then sends the one terminal message:
+The child runs in a session of its own with its stdout and stderr on pipes, or on
+pseudo-terminals where ours are terminals (:mod:`trainwire._tools._pty`). One thread per
+stream copies every byte to our own stdout/stderr as soon as it arrives (unchanged), keeps
+the last lines and each distributed rank's for the error sentence
+(:mod:`trainwire._tools._failure_cause`), and reads progress bars on the side
+(:mod:`trainwire._tools._progress_parse`) within a budget (:mod:`trainwire._tools._flood`);
+when it recognises none for a while it says so once (:mod:`trainwire._tools._hint`).
+Signals that stop a program (SIGTERM, SIGINT, SIGHUP, SIGQUIT) and SIGUSR1/SIGUSR2 are
+forwarded to the child's process group; the supervisor waits for the child, then sends
+the one terminal message:
 
 - the child used the SDK itself (it wrote ``$TRAINWIRE_STATE_FILE``) and its run decided
   the terminal message: nothing of ours, ever. The spool is the truth: a terminal message
