@@ -404,3 +404,37 @@ Trainer = functools.partial(
     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
 )
 """
+
+
+def test_lightning_rows_of_a_step_reach_their_files_at_the_next_optimizer_step(
+    broker, queue, make_config, tmp_path
+):
+    config = make_config()
+    folder = model_dir_of(config) / "save" / "metrics"
+    seen = {}  # global_step -> the x values in the files then, per graph
+
+    def xs(graph):
+        path = folder / f"{graph}.log"
+        lines = path.read_text().splitlines()[1:] if path.exists() else []
+        return [int(line.split(", ")[0]) for line in lines]
+
+    class Watch(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            seen[trainer.global_step] = {g: xs(g) for g in ("train_loss", "mae")}
+
+    callback = TrainwireCallback(config)
+    trainer = trainer_for(
+        tmp_path,
+        [callback, Watch()],
+        TrainwireLogger(config),
+        log_every_n_steps=3,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(TinyModule(pairs=True), loader(8, 1), loader(4, 2))
+    assert_run(messages(broker, queue), DONE)
+    final = {g: xs(g) for g in ("train_loss", "mae")}
+    assert final == {"train_loss": [2, 5], "mae": [3, 7]}
+    # Once a step's optimizer step is over, every earlier step's row is in (not only when
+    # Lightning logs again, log_every_n_steps later).
+    for step, files in seen.items():
+        assert files == {g: [x for x in final[g] if x < step - 1] for g in final}, step

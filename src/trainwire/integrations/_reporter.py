@@ -204,9 +204,12 @@ class Reporter:
             self._held_at = (x, x_axis)
         self._held.update(values)
 
-    def flush(self) -> None:
-        """Write the values :meth:`log_paired` holds, if any."""
+    def flush(self, before: float | None = None) -> None:
+        """Write the values :meth:`log_paired` holds, if any (only if held at an x below
+        ``before``: the caller knows that nothing more comes for such an x)."""
         held, at = self._held, self._held_at
+        if before is not None and (at is None or at[0] >= before):
+            return
         self._held, self._held_at = {}, None
         if held and at is not None and self.started and self.run.is_reporting:
             self._write_paired(held, *at)

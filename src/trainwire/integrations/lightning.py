@@ -130,11 +130,14 @@ class TrainwireCallback(ReporterOwner, _Callback):  # type: ignore[misc, unused-
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        """``training_ing`` when an optimizer step completed (not per micro-batch)."""
+        """``training_ing`` when an optimizer step completed (not per micro-batch); the
+        logger's rows of the steps before the last one, now complete, to their files."""
         if trainer.is_global_zero:
             step = trainer.global_step
             if step > self._reporter.last_step:
                 self._reporter.progress(step)
+            # Lightning logs at x = global_step - 1; values of a lower x are all in.
+            self._reporter.flush(before=step - 1)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         """``fit`` finished: ``training_done``."""
@@ -207,7 +210,9 @@ class TrainwireLogger(ReporterOwner, _Logger):  # type: ignore[misc, unused-igno
         the graph ``<metric>.log`` (``train``, ``val``).
 
         Lightning logs one step in several calls (training values, then validation
-        values), so a step's rows are written when a later step is logged, or at the end.
+        values), so a step's rows are written once the next step is under way: at the
+        next optimizer step's end with a :class:`TrainwireCallback`, else when a later step
+        is logged; and at the end.
         """
         x = step if step is not None else max(self._reporter.last_step, 0)
         self._reporter.log_paired(metrics, x, skip=("epoch",), hold=True)
