@@ -392,6 +392,9 @@ class Supervisor:
                 start_new_session=True,  # its own process group: signals reach all of it
             )
         except OSError as exc:
+            for master in self._ptys.values():  # no command: nothing will be read
+                os.close(master)
+            self._ptys.clear()
             reason = exc.strerror or str(exc)
             status = 127 if isinstance(exc, FileNotFoundError) else 126
             detail = short_detail(f"{self.command[0]}: {reason}")
