@@ -105,15 +105,16 @@ def receiver():
     r.stop()
 
 
-@pytest.fixture(scope="module")
-def postgres():
+@pytest.fixture(scope="module", name="postgres")
+def postgres_fixture():
     pg = Postgres().start()
     yield pg
     pg.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"], name="db_url")
+def db_url_fixture(request, tmp_path):
+    """A new database: a SQLite file, or a database on the module's PostgreSQL server."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'alerts.sqlite3'}"
     pg = request.getfixturevalue("postgres")

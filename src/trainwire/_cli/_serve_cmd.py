@@ -14,6 +14,12 @@ import click
 
 from .._serve._urls import POSTGRES_SCHEMES, describe_url, postgres_params, scrubbed
 from ._alert_options import alert_options, alerts_from
+from ._retention_options import (
+    DEFAULT_PRUNE_STATES,
+    keep_messages_option,
+    parse_age,
+    parse_states,
+)
 
 __all__ = ["jobs", "printable", "serve"]
 
@@ -211,6 +217,7 @@ def _source(config_path: Path | None, amqp_urls: list[str], queue_name: str | No
     help="Unacknowledged messages the broker may hand this process at once.",
 )
 @alert_options
+@keep_messages_option
 def serve(
     config_path: Path | None,
     amqp_urls: tuple[str, ...],
@@ -224,6 +231,7 @@ def serve(
     stale_after: float,
     project_keys: tuple[str, ...],
     prefetch: int,
+    keep_messages: int | None,
     **alerting: Any,
 ) -> None:
     """Receive status messages, track every job, and show them in a web page.
@@ -257,6 +265,7 @@ def serve(
     settings = Settings(
         host=host, port=port, stale_after=stale_after, project_keys=frozenset(project_keys),
         prefetch=prefetch, jobs_dir=jobs_dir, database=database, alerts=alerts,
+        keep_messages=keep_messages,
     )  # fmt: skip
     with contextlib.closing(store):
         try:
@@ -348,3 +357,33 @@ def list_jobs(db_url: str | None, db_password_file: Path | None) -> None:
         if job.message:
             line += f"  {printable(job.message)}"
         click.echo(line.rstrip())
+
+
+@jobs.command("prune")
+@click.option(
+    "--older-than", required=True, metavar="AGE",
+    help="Forget jobs unchanged for this long: 30d, 12h, 90m or 45s.",
+)  # fmt: skip
+@click.option(
+    "--state", "states", default=DEFAULT_PRUNE_STATES, show_default=True, metavar="STATE,...",
+    help="Only jobs in these states (waiting, running, done, error, abnormal).",
+)  # fmt: skip
+@_db_options
+def prune(older_than: str, states: str, db_url: str | None, db_password_file: Path | None) -> None:
+    """Forget old jobs: their rows, message logs and timelines, so the store stays bounded.
+
+    Also forgets rejected messages older than AGE that name no job, and message ids older
+    than AGE (used to recognise a second copy of a message).
+    """
+    import time
+
+    age, chosen = parse_age(older_than), parse_states(states)
+    store, database = _open_store(db_url, db_password_file)
+    try:
+        pruned = store.prune(time.time() - age, chosen)
+    finally:
+        store.close()
+    click.echo(
+        f"pruned {pruned.jobs} job(s) ({', '.join(sorted(s.value for s in chosen))}, unchanged "
+        f"for {older_than}) and {pruned.messages} logged message(s) from {database}"
+    )

@@ -20,6 +20,7 @@ from ._alerts import AlertSender, AlertSettings
 from ._prometheus import ServeMetrics
 from ._receiver import BrokerSource, Receiver, StaleWatcher
 from ._registry import JobsFolder, register_config
+from ._retention import Trimmer
 from ._store import Store
 from ._web import Hub, WebApp, loopback_host, make_server
 
@@ -48,6 +49,8 @@ class Settings:
     database: str = ""
     #: The webhooks told about state changes (``--webhook``), or None.
     alerts: AlertSettings | None = None
+    #: ``--keep-messages``: the most logged messages kept per job, or None (all).
+    keep_messages: int | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,10 @@ def started(store: Store, source: BrokerSource, settings: Settings) -> Iterator[
         watcher = StaleWatcher(store, settings.stale_after, on_change=hub.poke)
         watcher.start()
         stack.callback(watcher.stop)
+        if settings.keep_messages is not None:
+            trimmer = Trimmer(store, settings.keep_messages)
+            trimmer.start()
+            stack.callback(trimmer.stop)
         if settings.jobs_dir is not None:
             folder = JobsFolder(store, settings.jobs_dir, on_change=hub.poke)
             folder.start()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..._spec._protocol import JobState, Kind
 from ._outbox import Outbox
+from ._prune import Pruned
 from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreError, Transition
 
 __all__ = ["Store"]
@@ -114,6 +115,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def counts(self) -> dict[str, int]:
         """Number of logged messages per rejection reason (applied ones are not counted)."""
+
+    @abc.abstractmethod
+    def prune(self, cutoff: float, states: Collection[JobState]) -> Pruned:
+        """Forget the jobs in ``states`` unchanged since ``cutoff`` (epoch seconds): their
+        rows, message logs and timelines (see ``_prune``)."""
+
+    @abc.abstractmethod
+    def trim_messages(self, keep: int, after: int) -> tuple[int, int]:
+        """Keep the newest ``keep`` logged messages of each job that logged one after row
+        ``after``; the next ``after`` and how many rows were deleted."""
 
     @abc.abstractmethod
     def close(self) -> None:

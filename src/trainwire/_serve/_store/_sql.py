@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from ..._spec._protocol import JobState, Kind
 from .._urls import describe_url
@@ -30,6 +30,7 @@ from ._jobs import (
 )
 from ._log import LogRow, MessageQuery, count_rejections, insert_log, select_messages
 from ._outbox import Outbox, create_outbox
+from ._prune import Pruned, prune, trim
 from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreRejection, Transition
 from ._schema import create_schema
 from ._text import DETAIL_LIMIT, body_text, cut, error_text
@@ -196,6 +197,14 @@ class SqlStore(Store):
     def counts(self) -> dict[str, int]:
         with self.pool.read() as tx:
             return count_rejections(tx)
+
+    def prune(self, cutoff: float, states: Collection[JobState]) -> Pruned:
+        with self.pool.write() as tx:
+            return prune(tx, cutoff, states)
+
+    def trim_messages(self, keep: int, after: int) -> tuple[int, int]:
+        with self.pool.write() as tx:
+            return trim(tx, keep, after)
 
     def close(self) -> None:
         self.pool.close()
