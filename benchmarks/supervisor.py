@@ -11,7 +11,8 @@ trainwire: ``trainwire run --config C -- python child.py`` against the real brok
 The benchmark reads the pipeline's stdout and stamps the moment the last byte arrives:
 throughput is the bytes over the time from the child's first write to that moment (start-up
 and the terminal message are left out). The child's own wall time, with either consumer,
-shows whether the supervisor slows it down. Rounds alternate; medians.
+shows whether the supervisor slows it down: in the flood, and again with the child paced
+to 2 MB/s (a very chatty training prints far less). Rounds alternate; medians.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ __all__ = ["measure"]
 MB = 1_000_000
 #: Far above what a training prints (a chatty one: well under 1 MB/s).
 GOAL_RATE = 20.0
+#: Bytes a second of the paced child: far more than a training prints, far below the floods.
+PACE = 2 * MB
 
 _CHILD = textwrap.dedent("""
     import os, sys, time
-    size = int(sys.argv[1])
+    size, pace = int(sys.argv[1]), float(sys.argv[2])  # pace: bytes a second, 0: no limit
     parts = []
     for i in range(1, 2001):
         parts.append(f"\\rtrain: {i // 20:3d}%|{'#' * (i // 200):<10}| {i}/2000 [00:01<00:02]")
@@ -51,6 +54,8 @@ _CHILD = textwrap.dedent("""
         while view:
             view = view[os.write(1, view):]
         written += len(piece)
+        if pace:
+            time.sleep(max(0.0, start + written / pace - time.monotonic()))
     end = time.monotonic()
     print(f"child start={start!r} end={end!r}", file=sys.stderr, flush=True)
 """)
@@ -97,31 +102,48 @@ def _once(argv: list[str], size: int) -> tuple[float, float]:
     return size / MB / (stamps["last"] - start), end - start
 
 
+def _rounds(
+    trainwire: list[str], child: list[str], size: int, pace: float, rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """MB/s and the child's seconds per round, for ``trainwire run`` and for ``cat``."""
+    command = [*child, str(size), str(pace)]
+    shell = " ".join(f"'{part}'" for part in command) + " | cat"
+    variants = {"trainwire": [*trainwire, *command], "cat": ["sh", "-c", shell]}
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    child_seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(rounds):
+        for name in list(variants) if r % 2 == 0 else list(reversed(variants)):
+            rate, seconds = _once(variants[name], size)
+            rates[name].append(rate)
+            child_seconds[name].append(seconds)
+    return rates, child_seconds
+
+
+def _slower(seconds: dict[str, list[float]]) -> str:
+    ratio = median([a / b for a, b in zip(seconds["trainwire"], seconds["cat"])])
+    ours, theirs = median(seconds["trainwire"]), median(seconds["cat"])
+    return f"{ours:.2f} s / {theirs:.2f} s ({ratio:.2f}x)"
+
+
 def measure(ctx: Context) -> list[Figure]:
     """One figure: MB/s through ``trainwire run`` against MB/s through ``cat``."""
     size = (5 if ctx.quick else 50) * MB
-    rounds = 3 if ctx.quick else 5
     child = ctx.dir / "chatty_child.py"
     child.write_text(_CHILD)
     queue = ctx.new_queue()
     config = ctx.config(queue=queue)
     trainwire = [sys.executable, "-m", "trainwire", "-q", "run", "--config", str(config), "--"]
-    command = [sys.executable, str(child), str(size)]
-    shell = " ".join(f"'{part}'" for part in command) + " | cat"
-    variants = {"trainwire": [*trainwire, *command], "cat": ["sh", "-c", shell]}
-    rates: dict[str, list[float]] = {name: [] for name in variants}
-    child_seconds: dict[str, list[float]] = {name: [] for name in variants}
     try:
-        for r in range(rounds):
-            order = list(variants) if r % 2 == 0 else list(reversed(variants))
-            for name in order:
-                rate, seconds = _once(variants[name], size)
-                rates[name].append(rate)
-                child_seconds[name].append(seconds)
+        rates, child_seconds = _rounds(
+            trainwire, [sys.executable, str(child)], size, 0, 3 if ctx.quick else 5
+        )
+        paced_size = (1 if ctx.quick else 5) * MB
+        _paced_rates, paced = _rounds(
+            trainwire, [sys.executable, str(child)], paced_size, PACE, 1 if ctx.quick else 3
+        )
     finally:
         ctx.delete_queue(queue)
     ours, theirs = median(rates["trainwire"]), median(rates["cat"])
-    slower = median([a / b for a, b in zip(child_seconds["trainwire"], child_seconds["cat"])])
     return [
         Figure(
             key="supervisor",
@@ -139,13 +161,17 @@ def measure(ctx: Context) -> list[Figure]:
             details=[
                 (
                     "trainwire run, each round",
-                    ", ".join(fmt(v, "MB/s") for v in rates["trainwire"]),
+                    ", ".join(fmt(round(v, 1), "MB/s") for v in rates["trainwire"]),
                 ),
-                ("cat, each round", ", ".join(fmt(v, "MB/s") for v in rates["cat"])),
+                ("cat, each round", ", ".join(fmt(round(v, 1), "MB/s") for v in rates["cat"])),
                 (
                     "the child's own wall time, under trainwire run / piped to cat (median)",
-                    f"{median(child_seconds['trainwire']):.2f} s / "
-                    f"{median(child_seconds['cat']):.2f} s ({slower:.2f}x)",
+                    _slower(child_seconds),
+                ),
+                (
+                    f"the same child printing {paced_size // MB} MB at {PACE / MB:g} MB/s "
+                    "(a very chatty training): its wall time, under trainwire run / piped to cat",
+                    _slower(paced),
                 ),
             ],
         )
