@@ -53,8 +53,7 @@ from typing import IO, Any
 
 from .._broker._delivery import belongs_to, send_records, spool_for
 from .._sdk._explain import short_detail, signal_name, text
-from .._sdk import _lifecycle
-from .._sdk._run import STATE_FILE_ENV, Run, init
+from .._sdk._run import STATE_FILE_ENV, Run, init, release
 from .._spec._config import CONFIG_ENV, Config
 from .._spec._protocol import Status
 from .._spec._spool import SpoolRecord
@@ -358,8 +357,7 @@ class Supervisor:
     def _release(self, run: Run) -> None:
         # The child sent the terminal message: end ours without one (and without the
         # exit hooks sending one later). The same path a forked child's run takes.
-        _lifecycle.forget(run)
-        run._detach_after_fork()
+        release(run)
 
     # -- the whole thing ---------------------------------------------------------------
 
