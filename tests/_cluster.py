@@ -2,8 +2,9 @@
 
 Each node is a :class:`~_broker.Broker` (own temp dir, node name, AMQP and distribution
 ports, all on 127.0.0.1) with one Erlang cookie shared by the three, so that
-``rabbitmqctl join_cluster`` can join nodes 2 and 3 to node 1. Start-up costs about 15 s
-on two cores, so the test session starts one cluster (the ``cluster`` fixture) and every
+``rabbitmqctl join_cluster`` can join nodes 2 and 3 to node 1. Start-up costs 15 s to a
+minute on two cores (with the load), so the test session starts one cluster (the
+``cluster`` fixture, made available by tests/conftest.py) and every
 fault test gives it back whole: :meth:`Cluster.restore` starts what was stopped or
 killed, heals what was partitioned, and waits (with a deadline, never a fixed sleep)
 until every node runs and every quorum queue declared through the cluster has all its
@@ -30,6 +31,7 @@ their folders). Use it as::
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import secrets
 import subprocess
@@ -54,6 +56,7 @@ __all__ = [
     "ClusterError",
     "ClusterNode",
     "Counted",
+    "NodeState",
     "QueueCounter",
     "Training",
     "cluster_fixture",
@@ -69,6 +72,21 @@ RESTORE_TIMEOUT = 90.0
 POLL = 0.1
 
 
+class NodeState(enum.Enum):
+    """What the tests did to a node (the cluster's own view may lag behind)."""
+
+    NEW = "new"
+    RUNNING = "running"
+    APP_STOPPED = "app-stopped"  # rabbitmqctl stop_app: the VM runs, the broker does not
+    STOPPED = "stopped"  # the whole node stopped gracefully
+    KILLED = "killed"  # kill -9 of its VM
+    PARTITIONED = "partitioned"  # running, but its proxy forwards nothing
+
+
+#: The states in which the node's broker runs (a partition only cuts off its clients).
+UP = (NodeState.RUNNING, NodeState.PARTITIONED)
+
+
 class ClusterError(BrokerError):
     """The cluster could not be started, driven or restored; the message has log tails."""
 
@@ -80,8 +98,7 @@ class ClusterNode(Broker):
         super().__init__(**kw)
         self.index = index
         self.cookie = cookie
-        #: "running", "app-stopped", "stopped", "killed" or "partitioned".
-        self.state = "new"
+        self.state = NodeState.NEW
 
     def _prepare(self) -> None:
         fresh = not self._prepared
@@ -96,14 +113,7 @@ class ClusterNode(Broker):
         return super().ctl(*args, **kw)
 
     def __repr__(self) -> str:
-        return f"<node{self.index} {self.node} amqp={self.port} {self.state}>"
-
-
-@dataclass
-class _Queue:
-    name: str
-    quorum: bool
-    home: ClusterNode
+        return f"<node{self.index} {self.node} amqp={self.port} {self.state.value}>"
 
 
 class Cluster:
@@ -116,7 +126,8 @@ class Cluster:
         self.size = size
         self.nodes = [ClusterNode(i + 1, cookie, extra_config=extra_config) for i in range(size)]
         self._proxies: dict[str, TcpProxy] = {}
-        self._queues: dict[str, _Queue] = {}
+        #: Quorum queues declared through the cluster: restore() waits for their members.
+        self._quorum_queues: set[str] = set()
         self._lock = threading.Lock()
 
     # -- life ---------------------------------------------------------------------------
@@ -127,7 +138,7 @@ class Cluster:
         try:
             for node in self.nodes:
                 node.start()
-                node.state = "running"
+                node.state = NodeState.RUNNING
             for node in self.nodes[1:]:
                 node.ctl("stop_app")
                 node.ctl("join_cluster", first.node)
@@ -184,7 +195,7 @@ class Cluster:
 
     def running(self) -> list[ClusterNode]:
         """The nodes whose broker app runs (partitioned nodes included: they run)."""
-        return [n for n in self.nodes if n.state in ("running", "partitioned")]
+        return [n for n in self.nodes if n.state in UP]
 
     def any_running(self, *, besides: Sequence[ClusterNode] = ()) -> ClusterNode:
         """A node that runs and is not one of ``besides``."""
@@ -202,7 +213,7 @@ class Cluster:
         args = {"x-queue-type": "quorum", "x-quorum-initial-group-size": self.size, **arguments}
         home = self.any_running()
         home.declare_queue(name, arguments=args)
-        self._queues[name] = _Queue(name, True, home)
+        self._quorum_queues.add(name)
         self.wait_queue_members(name)
         return name
 
@@ -213,12 +224,11 @@ class Cluster:
         name = name or f"tw-cq-{uuid.uuid4().hex[:10]}"
         home = on or self.any_running()
         home.declare_queue(name)
-        self._queues[name] = _Queue(name, False, home)
         return name
 
     def delete_queue(self, name: str) -> None:
         """Delete a queue declared through the cluster (from a running node)."""
-        self._queues.pop(name, None)
+        self._quorum_queues.discard(name)
         self.any_running().delete_queue(name)
 
     def queue_info(self, name: str) -> dict[str, Any]:
@@ -304,12 +314,12 @@ class Cluster:
         """``rabbitmqctl stop_app``: the broker closes its clients' connections and leaves
         the cluster; the Erlang VM keeps running."""
         node.ctl("stop_app")
-        node.state = "app-stopped"
+        node.state = NodeState.APP_STOPPED
 
     def stop(self, node: ClusterNode) -> None:
         """Stop the whole node gracefully (SIGTERM to its VM)."""
         node.stop()
-        node.state = "stopped"
+        node.state = NodeState.STOPPED
 
     def kill(self, node: ClusterNode) -> None:
         """``kill -9`` the node's Erlang VM: its sockets are reset, nothing is said."""
@@ -317,14 +327,14 @@ class Cluster:
         if pid is None:
             raise ClusterError(f"{node} has no running VM to kill\n{node.logs()}")
         node.kill()
-        node.state = "killed"
+        node.state = NodeState.KILLED
 
     def partition(self, node: ClusterNode) -> None:
         """Cut the node off from clients connected through its proxy: nothing is forwarded
         any more, in either direction, and no error is sent (a silent network partition).
         New connections through the proxy open at TCP level and then hear nothing."""
         self.proxy(node).blackhole(True)
-        node.state = "partitioned"
+        node.state = NodeState.PARTITIONED
 
     def heal(self, node: ClusterNode) -> None:
         """End :meth:`partition`: the proxy forwards again and drops the connections held
@@ -332,31 +342,30 @@ class Cluster:
         proxy = self.proxy(node)
         proxy.drop()
         proxy.reset()
-        node.state = "running"
+        node.state = NodeState.RUNNING
 
     def start_node(self, node: ClusterNode) -> None:
         """Bring one faulted node back: start its app or the whole node, or heal it."""
-        if node.state == "app-stopped":
+        if node.state is NodeState.APP_STOPPED:
             node.ctl("start_app", timeout=RESTORE_TIMEOUT)
-        elif node.state in ("stopped", "killed"):
+        elif node.state in (NodeState.STOPPED, NodeState.KILLED):
             node.start()
-        elif node.state == "partitioned":
+        elif node.state is NodeState.PARTITIONED:
             self.heal(node)
-        node.state = "running"
+        node.state = NodeState.RUNNING
 
     def restore(self, timeout: float = RESTORE_TIMEOUT) -> None:
         """Give the cluster back whole: every node running in it, every proxy forwarding,
         every quorum queue declared through the cluster with all its members online."""
         for node in self.nodes:
-            if node.state != "running":
+            if node.state is not NodeState.RUNNING:
                 self.start_node(node)
             proxy = self._proxies.get(node.node)
             if proxy is not None:
                 proxy.reset()
         self.wait_running(self.nodes, timeout=timeout)
-        quorum = [q.name for q in self._queues.values() if q.quorum]
-        if quorum:
-            self.wait_queue_members(*quorum, timeout=timeout)
+        if self._quorum_queues:
+            self.wait_queue_members(*sorted(self._quorum_queues), timeout=timeout)
 
     def wait_running(self, nodes: Sequence[ClusterNode], timeout: float = RESTORE_TIMEOUT) -> None:
         """Wait until the cluster lists ``nodes`` among its running nodes and each of them
@@ -480,7 +489,7 @@ class QueueCounter:
         last delivery is a moment old; every message seen."""
 
         def drained() -> bool:
-            node = self.nodes[0] if self.nodes[0].state == "running" else self.nodes[-1]
+            node = self.nodes[0] if self.nodes[0].state is NodeState.RUNNING else self.nodes[-1]
             conn = node.connect(connection_attempts=1)
             try:
                 declared = conn.channel().queue_declare(self.queue, passive=True)
@@ -544,7 +553,7 @@ while not (ctl / "go").exists():
     if time.monotonic() > deadline:
         sys.exit("no go")
     time.sleep(0.01)
-clock, worst, step, calls = time.perf_counter, 0.0, 0, []
+clock, worst, step = time.perf_counter, 0.0, 0
 while not (ctl / "end").exists() and time.monotonic() < deadline:
     for _ in range(20):
         step += 1
@@ -649,6 +658,7 @@ def report(request: pytest.FixtureRequest, text: str) -> None:
 
 @pytest.fixture(scope="session", name="cluster")
 def cluster_fixture() -> Iterator[Cluster]:
-    """One three-node cluster for the whole session (import it as ``cluster``)."""
+    """One three-node cluster for the whole session (tests/conftest.py imports it as
+    ``cluster``, so that every test module shares the same one)."""
     with Cluster() as c:
         yield c
