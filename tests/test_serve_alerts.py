@@ -272,6 +272,11 @@ def test_kill_9_while_a_post_is_in_flight_loses_nothing(
     _send(broker, queue, "training_ing", "m-kill", percentage=50.0, step=5)
     first = server.wait_until("a POST in flight", receiver.posts)[0]["json"]
     assert first["state"] == "running"
+    # The receiver holds that POST: messages are still received and applied meanwhile.
+    for step in range(6, 9):
+        _send(broker, queue, "training_ing", "m-kill", percentage=step * 10.0, step=step)
+    server.wait_job("m-kill", state="running", step=8)
+    assert len(receiver.posts()) == 1
     assert server.proc is not None
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait(10)
