@@ -37,6 +37,21 @@ def messages(broker, queue, *, timeout=30.0):
     return [m["body"] for m in msgs]
 
 
+def runs(broker, queue, count, *, timeout=30.0):
+    """The bodies in ``queue`` of ``count`` runs one after the other, once ``count``
+    terminal messages arrived (or ``timeout``): a list per run, each ending with its
+    terminal message."""
+    msgs = broker.wait_for(
+        queue, lambda ms: len(terminals([m["body"] for m in ms])) >= count, timeout
+    )
+    cuts, seq = [], [m["body"] for m in msgs]
+    for i, body in enumerate(seq):
+        if body.get("status") in TERMINAL:
+            cuts.append(i + 1)
+    assert len(cuts) == count, seq
+    return [seq[begin:end] for begin, end in zip([0, *cuts], cuts)]
+
+
 def progress(seq):
     """The ``training_ing`` bodies of ``seq``."""
     return [b for b in seq if b["status"] == PROGRESS]

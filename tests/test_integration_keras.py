@@ -18,6 +18,7 @@ from _frameworks import (
     progress,
     read_graph,
     run_python,
+    runs,
     terminals,
 )
 from _graph_pictures import assert_files_as_pictured
@@ -189,18 +190,15 @@ def test_keras_docs_examples_run_as_written(broker, queue, make_config, tmp_path
     code = "\n".join([DOC_MODEL, example(section, 0), DOC_CHECKPOINT, example(section, 1)])
     result = run_python(code, config, args=[str(resumed_config)])
     assert result.returncode == 0, result.stderr[-3000:]
-    seq = [
-        m["body"]
-        for m in broker.wait_for(queue, lambda ms: len(terminals([m["body"] for m in ms])) == 2, 30)
-    ]
-    cut = seq.index(terminals(seq)[0]) + 1
-    first, resumed = seq[:cut], seq[cut:]
+    first, resumed = runs(broker, queue, 2)
     # 36 training samples, batches of 32: 2 steps an epoch, 10 epochs.
     assert_run(first, DONE)  # at most 10 messages a second: steps in between may merge
     assert progress(first)[-1]["step"] == 20
-    assert_run(resumed, DONE)  # from epoch 6: step 11 of 20
-    steps = [b["step"] for b in progress(resumed)]
-    assert (steps[0], steps[-1], progress(resumed)[0]["percentage"]) == (11, 20, 55)
+    # From epoch 6: step 11 of 20 on (the rate limit may merge the first steps: the newest
+    # wins), each percentage of all 20.
+    assert_run(resumed, DONE)
+    assert progress(resumed)[0]["step"] >= 11
+    assert all(b["percentage"] == b["step"] * 5 for b in progress(resumed))
     # The files are as docs/integrations.md draws them.
     assert_files_as_pictured(model_dir_of(config), "## Training and validation in one graph", 0)
     assert_files_as_pictured(
