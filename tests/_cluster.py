@@ -112,6 +112,31 @@ class ClusterNode(Broker):
         self._prepare()  # the cookie must exist before rabbitmqctl talks to the node
         return super().ctl(*args, **kw)
 
+    _spawning = False
+
+    def spawn(self) -> None:
+        """Start the node's VM without waiting for it (then :meth:`wait_started`), so that
+        the nodes boot side by side; from the main thread, so that the node still dies
+        with the test process (``Broker.start``'s PDEATHSIG)."""
+        self._spawning = True
+        try:
+            self.start()
+        finally:
+            self._spawning = False
+
+    def _wait_ready(self) -> None:
+        if not self._spawning:
+            super()._wait_ready()
+
+    def wait_started(self) -> None:
+        """Wait for a :meth:`spawn`-ed node to accept AMQP connections."""
+        try:
+            super()._wait_ready()
+        except BaseException:
+            self.kill()
+            raise
+        self.state = NodeState.RUNNING
+
     def __repr__(self) -> str:
         return f"<node{self.index} {self.node} amqp={self.port} {self.state.value}>"
 
@@ -124,7 +149,10 @@ class Cluster:
     def __init__(self, size: int = 3, *, extra_config: Sequence[str] = ()) -> None:
         cookie = secrets.token_hex(16).upper()
         self.size = size
-        self.nodes = [ClusterNode(i + 1, cookie, extra_config=extra_config) for i in range(size)]
+        self.nodes = [
+            ClusterNode(i + 1, cookie, extra_config=extra_config, start_timeout=RESTORE_TIMEOUT)
+            for i in range(size)
+        ]
         self._proxies: dict[str, TcpProxy] = {}
         #: Quorum queues declared through the cluster: restore() waits for their members.
         self._quorum_queues: set[str] = set()
@@ -137,8 +165,9 @@ class Cluster:
         first = self.nodes[0]
         try:
             for node in self.nodes:
-                node.start()
-                node.state = NodeState.RUNNING
+                node.spawn()
+            for node in self.nodes:
+                node.wait_started()
             for node in self.nodes[1:]:
                 node.ctl("stop_app")
                 node.ctl("join_cluster", first.node)
