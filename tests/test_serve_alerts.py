@@ -321,3 +321,28 @@ def test_bad_alert_options_stop_serve_at_start_with_a_clear_message(broker, queu
         assert expected in result.stderr, (args, result.stderr)
         assert "tok" not in result.stderr, "a webhook's path (its secret) is never shown"
         assert "web page at" not in result.stderr
+
+
+def test_two_servers_on_one_postgres_send_each_alert_once(
+    serve_factory, broker, queue, postgres, receiver
+):
+    db = postgres.create_database(f"alerts_two_{uuid.uuid4().hex[:8]}")
+    hook = ("--webhook", receiver.url() + "#running,done,error")
+    servers = [_serve(serve_factory, broker, queue, db, *hook) for _ in range(2)]
+    jobs = [f"m-{i}" for i in range(20)]
+    for job_id in jobs:
+        _send(broker, queue, "training_ing", job_id, percentage=50.0, step=5)
+    for job_id in jobs:
+        _send(broker, queue, "training_done", job_id)
+
+    def drained() -> bool:
+        waiting = sum(s.get("/api/alerts")["webhooks"][0]["pending"] for s in servers)
+        return waiting == 0 and len(receiver.posts()) >= 2 * len(jobs)
+
+    servers[0].wait_until("every alert sent", drained, timeout=60)
+    posts = receiver.posts()
+    assert sorted(_events(posts)) == sorted(
+        [(j, "running") for j in jobs] + [(j, "done") for j in jobs]
+    ), "each alert once, whichever server stored the change or sent it"
+    sent = [s.get("/api/alerts")["webhooks"][0]["delivered"] for s in servers]
+    assert sum(sent) == 2 * len(jobs), sent
