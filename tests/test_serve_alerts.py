@@ -346,3 +346,42 @@ def test_two_servers_on_one_postgres_send_each_alert_once(
     ), "each alert once, whichever server stored the change or sent it"
     sent = [s.get("/api/alerts")["webhooks"][0]["delivered"] for s in servers]
     assert sum(sent) == 2 * len(jobs), sent
+
+
+def test_the_outbox_leases_rows_and_stays_bounded(tmp_path):
+    from trainwire._serve._store import open_store
+    from trainwire._serve._store._outbox import CAP, LEASE, MAX_AGE, Route
+    from trainwire._spec._protocol import JobState
+
+    store = open_store(f"sqlite:///{tmp_path / 'outbox.sqlite3'}")
+    try:
+        outbox = store.outbox
+        outbox.routes = (Route("hook", frozenset({JobState.ERROR})),)
+        now = 1_800_000_000.0
+
+        def event(i: int, state: str = "error") -> dict[str, Any]:
+            return {"event_id": f"e{i}", "state": state}
+
+        with store.pool.write() as tx:  # type: ignore[attr-defined]
+            outbox.add(tx, [event(0), event(1, "done"), event(2)], now - MAX_AGE - 1)
+            outbox.add(tx, [event(i) for i in range(3, CAP + 8)], now)
+        assert outbox.pending("hook").count == 2 + CAP + 5, "one row per wanted event"
+
+        claimed = outbox.claim("hook", now)
+        assert claimed is not None and claimed.event["event_id"] == "e0", "oldest first"
+        assert outbox.claim("hook", now + LEASE - 1) is None, "leased: the next waits"
+        again = outbox.claim("hook", now + LEASE + 1)
+        assert again is not None and again.event["event_id"] == "e0", "sent again later"
+        outbox.failed(again.row, now + LEASE + 10, "HTTP 500 Internal Server Error")
+        head = outbox.pending("hook")
+        assert (head.attempts, head.last_error) == (1, "HTTP 500 Internal Server Error")
+
+        assert outbox.expire(["hook"], now) == 2 + 5, "too old, then beyond the cap"
+        left = outbox.pending("hook")
+        assert (left.count, left.oldest) == (CAP, now)
+        first = outbox.claim("hook", now)
+        assert first is not None and first.event["event_id"] == "e8", "the newest are kept"
+        outbox.sent(first.row)
+        assert outbox.pending("hook").count == CAP - 1
+    finally:
+        store.close()

@@ -27,6 +27,8 @@ log = logging.getLogger("trainwire.serve")
 POLL = 0.5
 #: First and longest wait after a failed attempt (doubling in between).
 FIRST_RETRY, LONGEST_RETRY = 1.0, 60.0
+#: Seconds before looking again after the database failed (one warning each time).
+OUTAGE_WAIT = 5.0
 #: Seconds between two clean-ups of expired rows.
 EXPIRE_EVERY = 60.0
 
@@ -76,7 +78,8 @@ class AlertSender:
                 sent = self._round(time.time())
             except Exception as exc:  # the database is down: the rows wait on disk
                 log.warning("trainwire serve: alerts: cannot read the outbox: %s", exc)
-                sent = False
+                self._stop.wait(OUTAGE_WAIT)
+                continue
             if not sent:
                 self._stop.wait(POLL)
 
