@@ -44,7 +44,13 @@ def _sentence(returncode: int, stderr: bytes, stdout: bytes, language: str, chun
 
 
 def test_the_recorded_cases_are_all_there():
-    assert CASES == ["chained", "keyboard_interrupt", "plain_traceback", "torchrun_rank_failure"]
+    assert CASES == [
+        "accelerate_rank_failure",
+        "chained",
+        "keyboard_interrupt",
+        "plain_traceback",
+        "torchrun_rank_failure",
+    ]
 
 
 @pytest.mark.parametrize("chunk", [7, 65536])

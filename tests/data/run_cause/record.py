@@ -15,8 +15,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+#: accelerate's multi-GPU launch (torch's elastic launcher underneath) runs gloo ranks on CPU.
+ACCELERATE = [
+    *(sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", "--multi_gpu"),
+    *("--num_processes", "2", "--num_machines", "1"),
+    *("--mixed_precision", "no", "--dynamo_backend", "no"),
+]
 CASES = {
     "torchrun_rank_failure": [*TORCHRUN, "rank_failure.py"],
+    "accelerate_rank_failure": [*ACCELERATE, "rank_failure.py"],
     "plain_traceback": [sys.executable, "-c", "import json; json.loads('{bad')"],
     "keyboard_interrupt": [sys.executable, "-c", "raise KeyboardInterrupt"],
     "chained": [
