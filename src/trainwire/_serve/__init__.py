@@ -6,6 +6,8 @@
 - :mod:`._receiver`: the AMQP consumer (manual acks after the store commits) and the
   stale-job watcher;
 - :mod:`._registry`: jobs registered from their training config files;
+- :mod:`._alerts`: webhook alerts on state changes, sent from the store's outbox;
+- :mod:`._retention`: ``--keep-messages``, trimming each job's message log;
 - :mod:`._web`: the web page, the JSON API and the live event stream.
 
 See docs/serve.md.
