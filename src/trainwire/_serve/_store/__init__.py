@@ -6,6 +6,8 @@
 - :mod:`._base`: the interface; :mod:`._sql` (with :mod:`._batch`, :mod:`._jobs`,
   :mod:`._log`, :mod:`._keys`, :mod:`._schema`, :mod:`._tx`): the shared SQL;
 - :mod:`._dialect`, :mod:`._sqlite`, :mod:`._postgres`: what differs between databases;
+- :mod:`._outbox` (events from :mod:`._changes`): alerts written in the transaction of
+  the change, for ``_serve._alerts`` to send; :mod:`._prune`: retention;
 - :mod:`._open`: a database URL to a store.
 
 Deliveries are settled in **one transaction** per batch (:meth:`Store.receive_many`), and
