@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import warnings
 from pathlib import Path
 
@@ -333,20 +334,18 @@ def test_lightning_fit_resumed_from_a_checkpoint_goes_on_from_its_step(
 # -- the examples of docs/integrations.md, as written ---------------------------------------
 
 
-def test_lightning_docs_examples_run_as_written(broker, queue, make_config, tmp_path):
+def test_lightning_docs_examples_run_as_written(broker, queue, make_config, tmp_path, monkeypatch):
     config = make_config()
+    monkeypatch.setenv("TRAINWIRE_CONFIG", str(config))
+    monkeypatch.chdir(tmp_path)
     section = "## PyTorch Lightning"
-    code = "\n".join(
-        [
-            DOC_MODEL,
-            example(section, 0),
-            "import shutil, glob",  # the first fit's checkpoint, as "last.ckpt"
-            "shutil.copy(glob.glob('lightning_logs/version_0/checkpoints/*.ckpt')[0], 'last.ckpt')",
-            example(section, 1),
-        ]
-    )
-    result = run_python(code, config)
-    assert result.returncode == 0, result.stderr[-3000:]
+    namespace: dict = {}
+    exec(DOC_MODEL, namespace)
+    exec(example(section, 0), namespace)
+    # The first fit's checkpoint, as "last.ckpt" for the second example.
+    (checkpoint,) = (tmp_path / "lightning_logs").rglob("*.ckpt")
+    shutil.copy(checkpoint, tmp_path / "last.ckpt")
+    exec(example(section, 1), namespace)
     first, resumed = runs(broker, queue, 2)
     assert_run(first, DONE)  # at most 10 messages a second: steps in between may merge
     assert progress(first)[-1]["step"] == 8
