@@ -23,20 +23,24 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
 from .._spec._protocol import JobState, Kind
-from ._graphs import GraphFollower, folder_note, graph_files, read_graphs
+from ._graphs import GraphFollower, csv_lines, folder_note, graph_files, read_graphs
+from ._joblist import QueryError, job_query, next_link
 from ._prometheus import CONTENT_TYPE as PROMETHEUS_TEXT
-from ._store import OUTCOMES, JobRecord, Store, job_json, message_json, transition_json
+from ._store import OUTCOMES, JobQuery, JobRecord, Store, job_json, message_json, transition_json
 
 __all__ = ["Event", "Hub", "Subscriber", "WebApp", "make_server"]
 
 log = logging.getLogger("trainwire.serve")
+
+#: A response header: name and value.
+Header = tuple[str, str]
 
 #: Static files served, by URL name: (package path, content type).
 STATIC: dict[str, tuple[str, str]] = {
@@ -56,6 +60,8 @@ CSP = (
 )
 #: Seconds between two polls of the database for changes (another process may write).
 POLL_INTERVAL = 1.0
+#: Rows written up to this many seconds before the newest one seen are read again.
+CHANGE_MARGIN = 10.0
 #: At most this often, even when the local receiver reports changes all the time.
 MIN_POLL_GAP = 0.25
 #: Seconds between two reads of a job's graph files while its page is open.
@@ -152,6 +158,8 @@ class Hub:
         self._stop = threading.Event()
         self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self._counts: dict[str, int] = {}
+        #: The newest ``updated_at`` seen (None: read every job next time).
+        self._since: float | None = None
         self._thread = threading.Thread(target=self._loop, name="trainwire-hub", daemon=True)
 
     def start(self) -> None:
@@ -196,14 +204,27 @@ class Hub:
                 sub.offer(event, data)
 
     def _refresh(self) -> None:
-        jobs = {(j.kind.value, j.job_id): job_json(j) for j in self.store.jobs()}
+        # Only the rows written lately (with a margin for the writers' clocks and for
+        # transactions that commit after they started), so 10,000 quiet jobs cost nothing.
+        records = (
+            self.store.jobs()
+            if self._since is None
+            else self.store.jobs_changed_since(self._since - CHANGE_MARGIN)
+        )
         counts = self.store.counts()
+        changed = []
         with self._lock:
-            old_jobs, old_counts = self._jobs, self._counts
-            self._jobs, self._counts = jobs, counts
-        for key, job in jobs.items():
-            if old_jobs.get(key) != job:
-                self._publish(Event.JOB, job)
+            for j in records:
+                key, data = (j.kind.value, j.job_id), job_json(j)
+                if self._jobs.get(key) != data:
+                    self._jobs[key] = data
+                    changed.append(data)
+                self._since = max(self._since or 0.0, j.updated_at)
+            if self._since is None:
+                self._since = 0.0
+            old_counts, self._counts = self._counts, counts
+        for job in changed:
+            self._publish(Event.JOB, job)
         if counts != old_counts:
             self._publish(Event.REJECTED, counts)
 
@@ -316,8 +337,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- responses ----------------------------------------------------------------------
 
-    def _headers(self, status: int, content_type: str, length: int | None) -> None:
+    def _headers(
+        self, status: int, content_type: str, length: int | None, extra: Sequence[Header] = ()
+    ) -> None:
         self.send_response(status)
+        for name, value in extra:
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         if length is not None:
             self.send_header("Content-Length", str(length))
@@ -327,14 +352,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Security-Policy", CSP)
         self.end_headers()
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self._headers(status, content_type, len(body))
+    def _send(
+        self, status: int, body: bytes, content_type: str, extra: Sequence[Header] = ()
+    ) -> None:
+        self._headers(status, content_type, len(body), extra)
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _json(self, data: Any, status: int = 200) -> None:
+    def _json(self, data: Any, status: int = 200, extra: Sequence[Header] = ()) -> None:
         body = json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        self._send(status, body, "application/json; charset=utf-8")
+        self._send(status, body, "application/json; charset=utf-8", extra)
 
     def _error(self, status: int, text: str) -> None:
         self._json({"error": text}, status)
@@ -406,11 +433,11 @@ class _Handler(BaseHTTPRequestHandler):
         limit = _int_param(query, "limit", 100) or 100
         before = _int_param(query, "before", None)
         if parts == ["jobs"]:
-            jobs = [job_json(j) for j in store.jobs()]
-            for key in ("state", "kind"):
-                if key in query:
-                    jobs = [j for j in jobs if j[key] in query[key]]
-            self._json(jobs)
+            self._jobs(query)
+        elif parts == ["jobs", "counts"]:
+            counts = store.state_counts(self._job_query(query, None))
+            states = {state.value: n for state, n in counts.items()}
+            self._json({"states": states, "total": sum(states.values())})
         elif len(parts) == 3 and parts[0] == "jobs":
             job = self._existing_job(parts[1], parts[2])
             data = job_json(job)
@@ -423,6 +450,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif len(parts) == 4 and parts[0] == "jobs" and parts[3] == "metrics":
             job = self._existing_job(parts[1], parts[2])
             self._json(self._metrics(job))
+        elif len(parts) == 5 and parts[0] == "jobs" and parts[3] == "metrics":
+            self._csv(self._existing_job(parts[1], parts[2]), parts[4])
         elif len(parts) == 4 and parts[0] == "jobs" and parts[3] == "messages":
             job = self._existing_job(parts[1], parts[2])
             records = store.messages(
@@ -451,6 +480,38 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             raise _NotFound("no such API endpoint: see docs/serve.md")
+
+    @staticmethod
+    def _job_query(query: dict[str, list[str]], limit: int | None) -> JobQuery:
+        try:
+            return job_query(query, limit)
+        except QueryError as exc:
+            raise _BadRequest(str(exc)) from None
+
+    def _jobs(self, query: dict[str, list[str]]) -> None:
+        """``/api/jobs``: a list (a page of it with ``limit``; the next page's cursor in the
+        ``Link`` and ``X-Next-Cursor`` headers)."""
+        limit = _int_param(query, "limit", None)
+        page = self.app.store.job_page(self._job_query(query, limit))
+        link = next_link("/api/jobs", query, page)
+        extra = [] if link is None else [("Link", link), ("X-Next-Cursor", page.next or "")]
+        self._json([job_json(j) for j in page.jobs], extra=extra)
+
+    def _csv(self, job: JobRecord, file: str) -> None:
+        """``/api/jobs/KIND/ID/metrics/GRAPH.csv``: one graph's rows, streamed."""
+        name = file[: -len(".csv")] if file.endswith(".csv") else ""
+        lines = csv_lines(job.metrics_dir, name) if job.metrics_dir and name else None
+        if lines is None:
+            raise _NotFound(f"no graph {file!r} of {job.kind.value} job {job.job_id!r}")
+        quoted = urllib.parse.quote(file, safe="")
+        disposition = f"attachment; filename=\"graph.csv\"; filename*=UTF-8''{quoted}"
+        self.close_connection = True  # no length: the end of the body is the end of it
+        with contextlib.closing(lines):
+            self._headers(
+                200, "text/csv; charset=utf-8", None, [("Content-Disposition", disposition)]
+            )
+            for text in lines if self.command != "HEAD" else ():
+                self.wfile.write(text.encode("utf-8"))
 
     @staticmethod
     def _metrics(job: JobRecord) -> dict[str, Any]:
@@ -497,7 +558,9 @@ class _Handler(BaseHTTPRequestHandler):
             # Read after subscribing: a change from now on also arrives as an event.
             store = self.app.store
             if kind is None:
-                jobs = [job_json(j) for j in store.jobs()]
+                # ``list=0``: a page that reads its rows through /api/jobs needs no copy.
+                listed = query.get("list", ["1"])[-1] != "0"
+                jobs = [job_json(j) for j in store.jobs()] if listed else None
                 self._event(Event.SNAPSHOT, {"jobs": jobs, "rejected": store.counts()})
             else:
                 job = store.job(kind, job_id or "")

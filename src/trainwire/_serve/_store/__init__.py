@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from ._api import job_json, message_json, transition_json
 from ._base import Store
+from ._listing import JobPage, JobQuery, SortKey, decode_cursor
 from ._open import DEFAULT_DB_URL, open_store
 from ._records import (
     APPLIED,
@@ -43,13 +44,17 @@ __all__ = [
     "MAX_BODY",
     "OUTCOMES",
     "Delivery",
+    "JobPage",
+    "JobQuery",
     "JobRecord",
     "MessageRecord",
     "Outcome",
+    "SortKey",
     "Store",
     "StoreError",
     "StoreRejection",
     "Transition",
+    "decode_cursor",
     "iso_time",
     "job_json",
     "mask_key",

@@ -6,6 +6,7 @@ import abc
 from collections.abc import Collection, Sequence
 
 from ..._spec._protocol import JobState, Kind
+from ._listing import JobPage, JobQuery
 from ._outbox import Outbox
 from ._prune import Pruned
 from ._records import Delivery, JobRecord, MessageRecord, Outcome, StoreError, Transition
@@ -90,6 +91,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def job(self, kind: str, job_id: str) -> JobRecord | None:
         """One job, or None."""
+
+    @abc.abstractmethod
+    def job_page(self, query: JobQuery) -> JobPage:
+        """A page of the jobs ``query`` asks for."""
+
+    @abc.abstractmethod
+    def state_counts(self, query: JobQuery) -> dict[JobState, int]:
+        """How many jobs match ``query`` in each state (its state filter left out)."""
+
+    @abc.abstractmethod
+    def jobs_changed_since(self, since: float) -> list[JobRecord]:
+        """The jobs whose row was written at or after ``since`` (the writer's clock)."""
 
     @abc.abstractmethod
     def job_counts(self) -> dict[tuple[Kind, JobState], int]:

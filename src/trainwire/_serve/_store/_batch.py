@@ -156,6 +156,8 @@ class Batch:
         key = (msg.kind.value, msg.job_id)
         locked = self.jobs.get(key)
         if locked is None:
-            locked = lock_job(self.tx, msg.kind, msg.job_id, self.now, self.dialect.for_update)
+            locked = lock_job(
+                self.tx, msg.kind, msg.job_id, msg.project_key, self.now, self.dialect.for_update
+            )
             self.jobs[key] = locked
         return locked

@@ -79,8 +79,11 @@ class Locked:
             self.pace = self.pace.add(sample)
 
 
-def lock_job(tx: Tx, kind: Kind, job_id: str, now: float, for_update: str) -> Locked:
-    """The job's row locked for this transaction (created ``waiting`` if new)."""
+def lock_job(
+    tx: Tx, kind: Kind, job_id: str, project_key: str, now: float, for_update: str
+) -> Locked:
+    """The job's row locked for this transaction (created ``waiting`` if new, with the
+    ``project_key`` of its first message: a registered job's config overrides it)."""
     key = (kind.value, job_id)
     select = (
         "SELECT state, step, percentage, message, last_seen, applied, ts, pace FROM tw_jobs"
@@ -89,9 +92,9 @@ def lock_job(tx: Tx, kind: Kind, job_id: str, now: float, for_update: str) -> Lo
     row = tx.one(select, key)
     if row is None:  # the job's first message: create it (another consumer may race us)
         tx.run(
-            "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at)"
-            " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (kind, job_id) DO NOTHING",
-            (*key, JobState.WAITING.value, now, now),
+            "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at,"
+            " project_key) VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT (kind, job_id) DO NOTHING",
+            (*key, JobState.WAITING.value, now, now, project_key),
         )
         row = tx.one(select, key)
     assert row is not None

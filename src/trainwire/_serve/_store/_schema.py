@@ -23,6 +23,8 @@ def _statements(serial: str) -> list[str]:
         " eta_seconds DOUBLE PRECISION, PRIMARY KEY (kind, job_id))",
         "CREATE INDEX IF NOT EXISTS tw_jobs_keys ON tw_jobs (registered, project_key)",
         "CREATE INDEX IF NOT EXISTS tw_jobs_state ON tw_jobs (state, last_seen)",
+        "CREATE INDEX IF NOT EXISTS tw_jobs_updated ON tw_jobs (updated_at)",
+        "CREATE INDEX IF NOT EXISTS tw_jobs_created ON tw_jobs (created_at, kind, job_id)",
         "CREATE TABLE IF NOT EXISTS tw_seen ("
         " message_id TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS tw_messages (id {serial} PRIMARY KEY,"

@@ -28,6 +28,7 @@ from ._jobs import (
     register,
     select_transitions,
 )
+from ._listing import JobPage, JobQuery, count_states, select_page
 from ._log import LogRow, MessageQuery, count_rejections, insert_log, select_messages
 from ._outbox import Outbox, create_outbox
 from ._prune import Pruned, prune, trim
@@ -171,6 +172,19 @@ class SqlStore(Store):
                 f"SELECT {JOB_COLUMNS} FROM tw_jobs WHERE kind = ? AND job_id = ?", (kind, job_id)
             )
         return job_record(row) if row else None
+
+    def job_page(self, query: JobQuery) -> JobPage:
+        with self.pool.read() as tx:
+            return select_page(tx, query)
+
+    def state_counts(self, query: JobQuery) -> dict[JobState, int]:
+        with self.pool.read() as tx:
+            return count_states(tx, query)
+
+    def jobs_changed_since(self, since: float) -> list[JobRecord]:
+        with self.pool.read() as tx:
+            rows = tx.all(f"SELECT {JOB_COLUMNS} FROM tw_jobs WHERE updated_at >= ?", (since,))
+        return [job_record(r) for r in rows]
 
     def job_counts(self) -> dict[tuple[Kind, JobState], int]:
         with self.pool.read() as tx:
