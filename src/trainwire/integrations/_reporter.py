@@ -59,8 +59,9 @@ def series_name(name: str) -> str | None:
         return None
 
 
-def number(value: Any) -> float | None:
-    """``value`` as a finite float (Python, NumPy, 0-d tensors), else None."""
+def number(value: Any, *, finite: bool = True) -> float | None:
+    """``value`` as a float (Python, NumPy, 0-d tensors), else None; also None for NaN and
+    infinities unless ``finite=False``."""
     if isinstance(value, (bool, str, bytes)):
         return None
     try:
@@ -69,7 +70,7 @@ def number(value: Any) -> float | None:
         result = float(value)
     except (TypeError, ValueError, RuntimeError, OverflowError):
         return None
-    return result if math.isfinite(result) else None
+    return result if math.isfinite(result) or not finite else None
 
 
 class Reporter:
@@ -194,8 +195,13 @@ class Reporter:
             return
         skipped = set(skip)
         # The values as they came: the writer prints a 32-bit float in its own shortest
-        # form (0.31, not the 0.3100000023841858 of float()).
-        values = {k: v for k, v in metrics.items() if k not in skipped and number(v) is not None}
+        # form (0.31, not the 0.3100000023841858 of float()), and leaves out a row with a
+        # NaN in it, saying so (here its partner would seem missing instead).
+        values = {
+            k: v
+            for k, v in metrics.items()
+            if k not in skipped and number(v, finite=False) is not None
+        }
         if not hold:
             self._write_paired(values, x, x_axis)
             return
