@@ -17,10 +17,12 @@ the answer stay bounded whatever a file's size.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import itertools
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -31,6 +33,7 @@ __all__ = [
     "Downsampler",
     "Graph",
     "GraphFollower",
+    "csv_lines",
     "folder_note",
     "graph_files",
     "read_graphs",
@@ -312,6 +315,30 @@ def _open_regular(name: str, dir_fd: int) -> tuple[int, os.stat_result] | None:
 
 
 @dataclass
+class SeriesStats:
+    """One line of a graph over all its rows: last value, minimum, maximum (gaps left out).
+
+    Kept beside the thinned rows so that what the page shows is exact however long the file.
+    """
+
+    last: Cell = None
+    low: Cell = None
+    high: Cell = None
+
+    def add(self, column: list[Cell]) -> None:
+        """Take the next values of the line, in file order."""
+        low, _, high, _ = _extremes(column)
+        if low is None:
+            return
+        self.last = next(v for v in reversed(column) if v is not None)
+        self.low = low if self.low is None else min(self.low, low)
+        self.high = high if self.high is None else max(self.high, high)  # type: ignore[type-var]
+
+    def to_json(self) -> dict[str, Cell]:
+        return {"last": self.last, "min": self.low, "max": self.high}
+
+
+@dataclass
 class Graph:
     """One graph file as read so far."""
 
@@ -322,6 +349,8 @@ class Graph:
     inode: int = -1
     skipped: int = 0
     announced: bool = False
+    #: Per line of the graph, its last value, minimum and maximum over every row read.
+    stats: list[SeriesStats] = field(default_factory=list)
     _long_line: bool = False
 
     def poll(self, dir_fd: int) -> tuple[list[Row], bool] | None:
@@ -339,6 +368,7 @@ class Graph:
             reset = self.inode != st.st_ino or st.st_size < self.offset
             if reset:
                 self.columns, self.offset, self.inode, self.skipped = [], 0, st.st_ino, 0
+                self.stats = []
                 self.announced, self._long_line = False, False
             elif st.st_size == self.offset:
                 return None
@@ -409,6 +439,10 @@ class Graph:
             columns, skipped = _slow_columns([ln for ln in lines if len(ln) <= MAX_LINE], width)
             self.skipped += skipped + len(long)
         sampler.add(columns)
+        if not self.stats:
+            self.stats = [SeriesStats() for _ in columns[1:]]
+        for stats, column in zip(self.stats, columns[1:]):
+            stats.add(column)
         return sampler
 
     def to_json(self, rows: list[Row], reset: bool) -> dict[str, Any]:
@@ -420,6 +454,7 @@ class Graph:
             "rows": rows,
             "reset": reset,
             "skipped_rows": self.skipped,
+            "stats": [s.to_json() for s in self.stats],
         }
 
 
@@ -449,3 +484,59 @@ class GraphFollower:
 def read_graphs(folder: Path) -> list[dict[str, Any]]:
     """Every graph of a metrics folder, whole (thinned to :data:`MAX_POINTS` rows each)."""
     return GraphFollower(folder).poll()
+
+
+def csv_lines(folder: Path, name: str) -> Generator[str, None, None] | None:
+    """The graph ``name`` (its file without ``.log``) as CSV: its header, then every complete,
+    well-formed row as the page reads it (a cell that is no finite number left empty).
+
+    None when the folder has no such graph file the server reads (a link, a FIFO, a hidden
+    or unlisted name): the same files as the page, opened the same careful way.
+    """
+    with _open_folder(folder) as dir_fd:
+        if dir_fd is None or name + ".log" not in _names(dir_fd):
+            return None
+        opened = _open_regular(name + ".log", dir_fd)
+    if opened is None:
+        return None
+    rows = _csv_rows(*opened)
+    next(rows)  # started, so that closing it early closes the file
+    return rows
+
+
+def _csv_rows(fd: int, st: os.stat_result) -> Generator[str, None, None]:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    graph = Graph("", "")
+    try:
+        yield ""
+        size, position, carry = st.st_size, 0, b""
+        while position < size:
+            chunk = os.pread(fd, min(CHUNK, size - position), position)
+            if not chunk:
+                break
+            position += len(chunk)
+            lines = (carry + chunk).split(b"\n")
+            carry = lines.pop()
+            for line in lines:
+                _csv_line(graph, line, writer)
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    finally:
+        os.close(fd)
+
+
+def _csv_line(graph: Graph, line: bytes, writer: Any) -> None:
+    """Write one line of the file: the header first, then rows of the header's width."""
+    if not line.strip() or len(line) > MAX_LINE:
+        return
+    if not graph.columns:
+        graph.columns = _split_header(line)[:MAX_COLUMNS]
+        writer.writerow(graph.columns)
+        return
+    cells = line.split(b",")
+    if len(cells) == len(graph.columns):
+        writer.writerow(
+            c.strip().decode("ascii", "replace") if _cell(c) is not None else "" for c in cells
+        )
