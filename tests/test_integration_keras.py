@@ -121,6 +121,7 @@ def test_keras_learning_rate_graph_follows_a_scheduler_or_a_schedule(make_config
         tiny_model().fit(x, y, epochs=3, batch_size=10, callbacks=[callback, halve], verbose=0)
     rates = [row[1] for row in read_graph(model_dir_of(config), "learning_rate")[1]]
     assert rates == [0.1, 0.05, 0.025]
+    assert read_graph(model_dir_of(config), "loss")[0] == ["epoch", "loss"]  # no val data
     # A schedule given to the optimizer: its value after each epoch's last step.
     config = make_config(model_write_path=str(tmp_path / "scheduled"))
     callback = TrainwireCallback(config)
