@@ -4,10 +4,12 @@
    a message, in this process or another one on the same database, finds the row and
    is recorded as a ``duplicate``, never applied again;
 2. a rejected message (malformed, missing field, unknown project key, ...) is written to
-   the log with its reason;
-3. otherwise its job's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
-   takes the database's write lock with ``BEGIN IMMEDIATE``), the message is settled
-   against it by :func:`~._rule.settle`, and the row and the log are written.
+   the log with its reason (the project keys of the whole batch checked in one query);
+3. the rows of the other messages' jobs are locked all at once (``SELECT ... FOR
+   UPDATE`` on PostgreSQL; SQLite takes the database's write lock with ``BEGIN
+   IMMEDIATE``, see :mod:`._locks`), each message is settled against its job by
+   :func:`~._rule.settle`, and the changed rows and the log are written with one
+   ``executemany`` each.
 
 Locks are taken in one global order so that two consumers never deadlock: first the
 ``tw_seen`` rows (sorted by message id, in one statement), then the job rows sorted by
@@ -19,11 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..._spec._protocol import InvalidMessage, Rejection, StatusMessage
+from ..._spec._protocol import InvalidMessage, Kind, Rejection, StatusMessage
 from ._dialect import Dialect
 from ._intake import Parsed, Refusal, guess_job
-from ._jobs import Locked, lock_job, write_job
-from ._keys import key_problem
+from ._jobs import Locked
+from ._keys import key_problems
+from ._locks import lock_jobs, write_jobs
 from ._log import LogRow, insert_log
 from ._records import APPLIED, Delivery, Outcome
 from ._rule import settle, superseded_detail
@@ -57,7 +60,8 @@ class Batch:
 
     def settle(self) -> list[Outcome]:
         """Settle every delivery; one outcome each, in delivery order."""
-        duplicate = self._duplicates()
+        refusals = self._refusals(self._duplicates())
+        self._lock(refusals)
         outcomes: dict[int, Outcome] = {}
 
         def job_order(i: int) -> tuple[str, str]:
@@ -65,10 +69,8 @@ class Batch:
             return (msg.kind.value, msg.job_id) if msg is not None else ("", "")
 
         for i in sorted(range(len(self.deliveries)), key=job_order):
-            outcomes[i] = self._one(i, duplicate[i])
-        for locked in self.jobs.values():
-            if locked.dirty:
-                write_job(self.tx, locked, self.now)
+            outcomes[i] = self._one(i, refusals[i])
+        write_jobs(self.tx, self.jobs.values(), self.now)
         insert_log(self.tx, [self.log_rows[i] for i in sorted(self.log_rows)])
         return [outcomes[i] for i in range(len(self.deliveries))]
 
@@ -85,6 +87,13 @@ class Batch:
             duplicate.append(not new)
         return duplicate
 
+    def _refusals(self, duplicate: list[bool]) -> list[Refusal | None]:
+        """Why each delivery is refused (None: it goes on), project keys checked at once."""
+        fresh = [m for (m, r), dup in zip(self.parsed, duplicate) if m and not r and not dup]
+        problems = key_problems(self.tx, fresh, self.project_keys)
+        self.keys = {k: None if p is None else Refusal.of(p) for k, p in problems.items()}
+        return [self._refusal(i, dup) for i, dup in enumerate(duplicate)]
+
     def _refusal(self, i: int, duplicate: bool) -> Refusal | None:
         msg, refusal = self.parsed[i]
         if duplicate:
@@ -95,20 +104,24 @@ class Batch:
             )
         if refusal is not None or msg is None:
             return refusal
-        key = (msg.kind.value, msg.job_id, msg.project_key)
-        if key not in self.keys:
-            wrong = key_problem(self.tx, msg, self.project_keys)
-            self.keys[key] = None if wrong is None else Refusal.of(wrong)
-        return self.keys[key]
+        return self.keys[msg.kind.value, msg.job_id, msg.project_key]
 
-    def _one(self, i: int, duplicate: bool) -> Outcome:
+    def _lock(self, refusals: list[Refusal | None]) -> None:
+        """Lock the rows of the jobs that have a message to settle, all at once."""
+        firsts: dict[tuple[Kind, str], str] = {}
+        for (msg, _), refusal in zip(self.parsed, refusals):
+            if msg is not None and refusal is None:
+                firsts.setdefault((msg.kind, msg.job_id), msg.project_key)
+        dialect = self.dialect
+        self.jobs = lock_jobs(self.tx, firsts, self.now, dialect.for_update, dialect.order)
+
+    def _one(self, i: int, refusal: Refusal | None) -> Outcome:
         delivery = self.deliveries[i]
         msg = self.parsed[i][0]
-        refusal = self._refusal(i, duplicate)
         if refusal is not None or msg is None:
             assert refusal is not None
             return self._reject(i, refusal, msg)
-        locked = self._lock(msg)
+        locked = self.jobs[msg.kind.value, msg.job_id]
         try:
             moved = settle(locked.job, locked.ts, msg, delivery.timestamp, self.now)
         except InvalidMessage as exc:
@@ -151,13 +164,3 @@ class Batch:
             msg.step if msg else None, msg.percentage if msg else None, outcome, rejected,
             superseded, detail or None, body_text(delivery.body) if rejected else None,
         )  # fmt: skip
-
-    def _lock(self, msg: StatusMessage) -> Locked:
-        key = (msg.kind.value, msg.job_id)
-        locked = self.jobs.get(key)
-        if locked is None:
-            locked = lock_job(
-                self.tx, msg.kind, msg.job_id, msg.project_key, self.now, self.dialect.for_update
-            )
-            self.jobs[key] = locked
-        return locked

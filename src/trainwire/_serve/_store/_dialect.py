@@ -21,6 +21,8 @@ class Dialect(abc.ABC):
     for_update = ""
     #: The column type of an auto-incremented key.
     serial = "INTEGER"
+    #: Appended to an ``ORDER BY`` of text so that it sorts by code point, as Python does.
+    order = ""
 
     @abc.abstractmethod
     def connect(self) -> Any:

@@ -18,12 +18,10 @@ __all__ = [
     "Registration",
     "count_jobs",
     "job_record",
-    "lock_job",
     "mark_stale",
     "record_transition",
     "register",
     "select_transitions",
-    "write_job",
 ]
 
 JOB_COLUMNS = (
@@ -77,48 +75,6 @@ class Locked:
         if job.state is JobState.RUNNING and job.step is not None:
             sample = Sample(now, published, job.step, job.percentage or 0.0)
             self.pace = self.pace.add(sample)
-
-
-def lock_job(
-    tx: Tx, kind: Kind, job_id: str, project_key: str, now: float, for_update: str
-) -> Locked:
-    """The job's row locked for this transaction (created ``waiting`` if new, with the
-    ``project_key`` of its first message: a registered job's config overrides it)."""
-    key = (kind.value, job_id)
-    select = (
-        "SELECT state, step, percentage, message, last_seen, applied, ts, pace FROM tw_jobs"
-        " WHERE kind = ? AND job_id = ?" + for_update
-    )
-    row = tx.one(select, key)
-    if row is None:  # the job's first message: create it (another consumer may race us)
-        tx.run(
-            "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at,"
-            " project_key) VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT (kind, job_id) DO NOTHING",
-            (*key, JobState.WAITING.value, now, now, project_key),
-        )
-        row = tx.one(select, key)
-    assert row is not None
-    state = JobState(row[0])
-    job = Job(kind, job_id, state, row[1], row[2], row[3], row[4], int(row[5] or 0))
-    return Locked(job, row[6], Pace.loads(row[7]), state)
-
-
-def write_job(tx: Tx, locked: Locked, now: float) -> None:
-    """Write a locked job's changed row (and its new state on the timeline)."""
-    job = locked.job
-    running = job.state is JobState.RUNNING
-    speed = locked.pace.speed() if running else None
-    tx.run(
-        "UPDATE tw_jobs SET state = ?, step = ?, percentage = ?, message = ?,"
-        " last_seen = ?, applied = ?, ts = ?, updated_at = ?, pace = ?, steps_per_second = ?,"
-        " eta_seconds = ? WHERE kind = ? AND job_id = ?",
-        (job.state.value, job.step, job.percentage, job.message, job.last_seen,
-         job.applied, locked.ts, now, locked.pace.dumps() if running else None,
-         None if speed is None else speed.steps_per_second,
-         None if speed is None else speed.eta_seconds, job.kind.value, job.job_id),
-    )  # fmt: skip
-    if job.state is not locked.was:
-        record_transition(tx, job.kind.value, job.job_id, job.state, now, job)
 
 
 def record_transition(

@@ -7,40 +7,96 @@ keys configured at all every key is accepted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..._spec._protocol import InvalidMessage, Rejection, StatusMessage
 from ._text import mask_key
 from ._tx import Tx
 
-__all__ = ["key_problem"]
+__all__ = ["key_problems"]
+
+#: Values per ``IN (...)`` list (well under every database's parameter limit).
+CHUNK = 400
+#: A message's (kind, job id, project key).
+KeyUse = tuple[str, str, str]
 
 
-def key_problem(tx: Tx, msg: StatusMessage, project_keys: frozenset[str]) -> InvalidMessage | None:
-    """Why ``msg``'s project key is not accepted, or None when it is."""
-    # One round trip: the job's registered key, whether any registered job has this
-    # key, and whether any job is registered at all.
-    row = tx.one(
-        "SELECT (SELECT project_key FROM tw_jobs WHERE kind = ? AND job_id = ?"
-        " AND registered = 1),"
-        " EXISTS (SELECT 1 FROM tw_jobs WHERE registered = 1 AND project_key = ?),"
-        " EXISTS (SELECT 1 FROM tw_jobs WHERE registered = 1)",
-        (msg.kind.value, msg.job_id, msg.project_key),
-    )
-    assert row is not None
-    job_key, key_registered, any_registered = row[0], bool(row[1]), bool(row[2])
+def key_problems(
+    tx: Tx, msgs: Iterable[StatusMessage], project_keys: frozenset[str]
+) -> dict[KeyUse, InvalidMessage | None]:
+    """Why each (kind, job id, project key) of ``msgs`` is not accepted (None: it is).
+
+    A few statements for the whole batch: whether any job is registered, and only then
+    the registered keys of these jobs and which of these keys are registered.
+    """
+    uses = {(m.kind.value, m.job_id, m.project_key) for m in msgs}
+    if not uses:
+        return {}
+    row = tx.one("SELECT EXISTS (SELECT 1 FROM tw_jobs WHERE registered = 1)")
+    any_registered = row is not None and bool(row[0])
+    job_keys: dict[tuple[str, str], str] = {}
+    known: set[str] = set()
+    if any_registered:
+        job_keys = _job_keys(tx, {(kind, job_id) for kind, job_id, _ in uses})
+        known = _registered(tx, sorted({key for _, _, key in uses}))
+    return {
+        use: _problem(use, job_keys.get(use[:2]), use[2] in known, project_keys, any_registered)
+        for use in uses
+    }
+
+
+def _job_keys(tx: Tx, jobs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The registered project keys of ``jobs`` (registered ones only)."""
+    found: dict[tuple[str, str], str] = {}
+    for kind in sorted({k for k, _ in jobs}):
+        ids = sorted(job_id for k, job_id in jobs if k == kind)
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            rows = tx.all(
+                "SELECT job_id, project_key FROM tw_jobs WHERE registered = 1 AND kind = ?"
+                f" AND job_id IN ({', '.join(['?'] * len(chunk))})",
+                [kind, *chunk],
+            )
+            found.update(((kind, str(r[0])), r[1]) for r in rows if r[1] is not None)
+    return found
+
+
+def _registered(tx: Tx, keys: list[str]) -> set[str]:
+    """Which of ``keys`` some registered job has."""
+    found: set[str] = set()
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        rows = tx.all(
+            "SELECT DISTINCT project_key FROM tw_jobs WHERE registered = 1"
+            f" AND project_key IN ({', '.join(['?'] * len(chunk))})",
+            chunk,
+        )
+        found.update(str(r[0]) for r in rows)
+    return found
+
+
+def _problem(
+    use: KeyUse,
+    job_key: str | None,
+    key_registered: bool,
+    project_keys: frozenset[str],
+    any_registered: bool,
+) -> InvalidMessage | None:
+    kind, job_id, key = use
     if job_key is not None:
-        if job_key == msg.project_key:
+        if job_key == key:
             return None
         return InvalidMessage(
             Rejection.UNKNOWN_PROJECT_KEY,
-            f"project_key {mask_key(msg.project_key)} is not the one in the registered "
-            f"config of {msg.kind.value} job {msg.job_id!r}",
+            f"project_key {mask_key(key)} is not the one in the registered "
+            f"config of {kind} job {job_id!r}",
         )
-    if msg.project_key in project_keys or key_registered:
+    if key in project_keys or key_registered:
         return None
     if project_keys or any_registered:
         return InvalidMessage(
             Rejection.UNKNOWN_PROJECT_KEY,
-            f"project_key {mask_key(msg.project_key)} is not one of the configured project "
+            f"project_key {mask_key(key)} is not one of the configured project "
             "keys (--project-key and the registered job configs)",
         )
     return None

@@ -21,6 +21,7 @@ class PostgresDialect(Dialect):
     placeholder = "%s"
     for_update = " FOR UPDATE"
     serial = "BIGSERIAL"
+    order = ' COLLATE "C"'
 
     def __init__(self, url: str) -> None:
         self._raw_url = url

@@ -31,6 +31,8 @@ _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 def storable(text: str) -> str:
     """``text`` as every database can store and every JSON answer can show it: a NUL or a
     lone surrogate (from a JSON escape such as ``"\\ud800"``) becomes U+FFFD."""
+    if text.isascii():  # the usual case: only a NUL to look for, without the pattern
+        return text.replace("\x00", "\ufffd") if "\x00" in text else text
     return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
 
 

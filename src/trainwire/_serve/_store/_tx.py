@@ -14,7 +14,7 @@ __all__ = ["Pool", "Tx"]
 
 def _params(values: Sequence[Any]) -> tuple[Any, ...]:
     """Query parameters with every string :func:`storable`: written and looked up alike."""
-    return tuple(storable(v) if isinstance(v, str) else v for v in values)
+    return tuple([storable(v) if isinstance(v, str) else v for v in values])
 
 
 class Tx:

@@ -1,0 +1,98 @@
+"""A batch's job rows: created, locked in one global order, and written back together.
+
+A batch touches many jobs (a fleet's messages arrive interleaved), so its rows are read
+and written with a few statements per batch, not a few per job:
+
+1. the rows of new jobs are inserted (``waiting``) in one statement, sorted by
+   (kind, job id); a row that exists already is left alone;
+2. every row is then read and locked in one statement per kind, sorted the same way
+   (``FOR UPDATE`` on PostgreSQL, by code point: ``COLLATE "C"``, the order Python sorts
+   in), so that two consumers always lock in the same order and never deadlock;
+3. the changed rows are written back with one ``executemany``.
+
+Inserting before locking keeps the order whole: a row another consumer creates meanwhile
+is found by the insert (which waits for that transaction), never locked out of turn later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ..._spec._protocol import Job, JobState, Kind
+from ._jobs import Locked, record_transition
+from ._pace import Pace
+from ._tx import Tx
+
+__all__ = ["lock_jobs", "write_jobs"]
+
+#: Jobs per statement (their values stay well under every database's parameter limit).
+CHUNK = 200
+
+
+def lock_jobs(
+    tx: Tx, firsts: Mapping[tuple[Kind, str], str], now: float, for_update: str, order: str
+) -> dict[tuple[str, str], Locked]:
+    """The rows of the jobs ``firsts`` names, locked for this transaction.
+
+    ``firsts`` maps (kind, job id) to the ``project_key`` of the job's first message, kept
+    on a job created now (a registered job's config overrides it). ``order`` is what makes
+    the database sort job ids by code point (see the module docstring).
+    """
+    keys = sorted(firsts, key=lambda k: (k[0].value, k[1]))
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        values: list[Any] = []
+        for kind, job_id in chunk:
+            values += (kind.value, job_id, JobState.WAITING.value, now, now, firsts[kind, job_id])
+        tx.run(
+            "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at,"
+            " project_key) VALUES " + ", ".join(["(?, ?, ?, 0, ?, ?, ?)"] * len(chunk))
+            + " ON CONFLICT (kind, job_id) DO NOTHING",
+            values,
+        )  # fmt: skip
+    locked: dict[tuple[str, str], Locked] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        for kind in sorted({k for k, _ in chunk}, key=lambda k: k.value):
+            ids = [job_id for k, job_id in chunk if k is kind]
+            rows = tx.all(
+                "SELECT job_id, state, step, percentage, message, last_seen, applied, ts, pace"
+                f" FROM tw_jobs WHERE kind = ? AND job_id IN ({', '.join(['?'] * len(ids))})"
+                f" ORDER BY job_id{order}{for_update}",
+                [kind.value, *ids],
+            )
+            for row in rows:
+                locked[kind.value, row[0]] = _locked(kind, row)
+    return locked
+
+
+def _locked(kind: Kind, row: Sequence[Any]) -> Locked:
+    state = JobState(row[1])
+    job = Job(kind, row[0], state, row[2], row[3], row[4], row[5], int(row[6] or 0))
+    return Locked(job, row[7], Pace.loads(row[8]), state)
+
+
+def write_jobs(tx: Tx, jobs: Iterable[Locked], now: float) -> None:
+    """Write the changed rows of locked jobs (and their new states on the timeline)."""
+    rows = []
+    for locked in jobs:
+        if not locked.dirty:
+            continue
+        job = locked.job
+        running = job.state is JobState.RUNNING
+        speed = locked.pace.speed() if running else None
+        rows.append(
+            (job.state.value, job.step, job.percentage, job.message, job.last_seen,
+             job.applied, locked.ts, now, locked.pace.dumps() if running else None,
+             None if speed is None else speed.steps_per_second,
+             None if speed is None else speed.eta_seconds, job.kind.value, job.job_id)
+        )  # fmt: skip
+        if job.state is not locked.was:
+            record_transition(tx, job.kind.value, job.job_id, job.state, now, job)
+    tx.many(
+        "UPDATE tw_jobs SET state = ?, step = ?, percentage = ?, message = ?,"
+        " last_seen = ?, applied = ?, ts = ?, updated_at = ?, pace = ?, steps_per_second = ?,"
+        " eta_seconds = ? WHERE kind = ? AND job_id = ?",
+        rows,
+    )
