@@ -313,6 +313,7 @@ def test_bad_alert_options_stop_serve_at_start_with_a_clear_message(broker, queu
          "not a regular file"),
         (("--webhook", "http://h/x", "--webhook-secret-file", str(empty)), "the file is empty"),
         (("--webhook-secret-file", str(empty)), "give --webhook URL too"),
+        (("--webhook", "http://h/tok#error", "--webhook", "http://h/tok#done"), "given twice"),
         (("--webhook", "http://h/x", "--public-url", "status.example.com"), "--public-url"),
     ]  # fmt: skip
     for args, expected in cases:

@@ -140,5 +140,12 @@ def alert_settings(
             raise AlertConfigError("--webhook-secret-file signs webhooks: give --webhook URL too")
         return None
     parsed = tuple(dict.fromkeys(parse_webhook(w) for w in webhooks))
+    targets = [w.target for w in parsed]
+    for hook in parsed:
+        if targets.count(hook.target) > 1:  # one outbox queue each: they would mix
+            raise AlertConfigError(
+                f"--webhook {hook.shown!r} is given twice with different states: give each "
+                "URL once, with all its states after '#'"
+            )
     secret = read_secret(secret_file) if secret_file is not None else None
     return AlertSettings(parsed, secret, public_url)
