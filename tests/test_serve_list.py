@@ -14,6 +14,8 @@ import pytest
 
 from _postgres import Postgres
 from _serve import serve_factory_fixture  # noqa: F401
+from test_serve_browser import ARTIFACTS, browser  # noqa: F401  (the same chromium)
+from test_serve_browser import _page as browser_page
 from trainwire._serve._store import Delivery, open_store
 from trainwire._spec._protocol import (
     Identity,
@@ -147,3 +149,54 @@ def test_bad_list_parameters_are_400_with_the_reason(query, expected, serve_fact
         get(server, "/api/jobs?" + query)
     assert caught.value.code == 400
     assert expected in json.loads(caught.value.read())["error"]
+
+
+@pytest.mark.parametrize("many", ["sqlite"], indirect=True)  # the page is the same on both
+def test_the_list_page_filters_pages_and_counts_10000_jobs_in_a_browser(
+    many,
+    serve_factory,
+    broker,
+    queue,
+    browser,  # noqa: F811
+):
+    server = serve_factory("--amqp-url", broker.amqp_url, "--queue", queue, "--db", many)
+    errors: list[str] = []
+    page = browser_page(browser, errors)
+    page.goto(server.url + "/")
+    page.locator("#jobs tbody tr").nth(49).wait_for(timeout=20000)
+    assert page.locator("#jobs tbody tr").count() == 50
+    running = sum(1 for i in range(JOBS) if expected_job(i)[3] == "running")
+    page.locator('#state-filter button[data-state="running"]').filter(
+        has_text=f"running {running}"
+    ).wait_for(timeout=20000)
+    # A state, then a search: the rows and the counts follow.
+    page.locator('#state-filter button[data-state="done"]').click()
+    page.locator('#state-filter button.on[data-state="done"]').wait_for(timeout=20000)
+    rows = page.locator("#jobs tbody tr")
+    page.locator('#jobs tbody tr:not([data-state="done"])').first.wait_for(state="detached")
+    assert rows.count() == 50 and set(rows.evaluate_all("rs => rs.map(r => r.dataset.state)")) == {
+        "done"
+    }
+    page.fill("#search", "job-0004")
+    want = sorted(f"job-{i:05d}" for i in range(40, 50) if expected_job(i)[3] == "done")
+    rows.nth(len(want)).wait_for(state="detached")
+    rows.nth(len(want) - 1).wait_for()
+    ids = rows.evaluate_all("rs => rs.map(r => r.dataset.id)")
+    assert sorted(ids) == want
+    # Pages: the next one holds other rows, the previous one the first again.
+    page.fill("#search", "")
+    page.locator("#next:not([disabled])").wait_for(timeout=20000)
+    first = page.locator("#jobs tbody tr").first.get_attribute("data-id")
+    page.click("#next")
+    page.locator("#page-info").filter(has_text="page 2").wait_for(timeout=20000)
+    page.locator(f'#jobs tbody tr[data-id="{first}"]').wait_for(state="detached")
+    assert rows.count() == 50
+    page.click("#prev")
+    page.locator("#page-info").filter(has_text="page 1").wait_for(timeout=20000)
+    page.locator('#state-filter button[data-state="done"]').click()  # the filter in the picture
+    page.locator('#jobs tbody tr:not([data-state="done"])').first.wait_for(state="detached")
+    page.evaluate("window.scrollTo(0, 0)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "serve-job-list-filters.png"), full_page=False)
+    assert errors == []
+    page.close()
