@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from .._errors import ConfigError
+from .._sdk._run import DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAX_RATE
 from ._common import config_option, fail_usage, language_option, load_or_exit, verbosity_options
 
 if TYPE_CHECKING:
@@ -38,11 +39,12 @@ log = logging.getLogger("trainwire")
     "percentage comes from the progress bar.",
 )  # fmt: skip
 @click.option(
-    "--max-rate", type=click.FloatRange(min=0), default=10.0, show_default=True,
+    "--max-rate", type=click.FloatRange(min=0), default=DEFAULT_MAX_RATE, show_default=True,
     help="At most this many training_ing per second (newest step wins); 0 sends every one.",
 )  # fmt: skip
 @click.option(
-    "--flush-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+    "--flush-timeout", type=click.FloatRange(min=0), default=DEFAULT_FLUSH_TIMEOUT,
+    show_default=True,
     help="Seconds to wait for the broker to confirm the final status; what is not "
     "confirmed by then is kept in the spool for `trainwire replay`.",
 )  # fmt: skip

@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 LANGUAGES = ("ko", "en")
+#: The language of every sentence a user sees unless told otherwise: Korean.
+DEFAULT_LANGUAGE = "ko"
 MAX_DETAIL = 300
 
 _TEXT: dict[str, dict[str, str]] = {
@@ -138,7 +140,7 @@ def final_error_line(lines: Sequence[str]) -> str | None:
     return None
 
 
-def explain_exception_line(line: str, language: str = "ko") -> str:
+def explain_exception_line(line: str, language: str = DEFAULT_LANGUAGE) -> str:
     """One plain sentence for an exception line as Python prints it (``Name: message``)."""
     match = _EXCEPTION_LINE.match(line.strip())
     if match is None:
@@ -212,7 +214,7 @@ def _gpu_oom(exc: BaseException, language: str) -> str | None:
     return None
 
 
-def explain_exception(exc: BaseException, language: str = "ko") -> str:
+def explain_exception(exc: BaseException, language: str = DEFAULT_LANGUAGE) -> str:
     """One plain sentence for ``exc``; ``TrainingError`` text is returned verbatim.
 
     When the message quotes a traceback (a DataLoader worker's error), the sentence is
@@ -243,7 +245,7 @@ def explain_exception(exc: BaseException, language: str = "ko") -> str:
     return text("generic", language, detail=_describe(exc))
 
 
-def explain_exit_status(code: object, language: str = "ko") -> str:
+def explain_exit_status(code: object, language: str = DEFAULT_LANGUAGE) -> str:
     """A sentence for a non-zero exit status (``sys.exit(code)``)."""
     if code is None:
         code = 0
@@ -258,7 +260,7 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def explain_signal(signum: int, language: str = "ko") -> str:
+def explain_signal(signum: int, language: str = DEFAULT_LANGUAGE) -> str:
     """A sentence for a run ended by a signal."""
     if signum == signal.SIGINT:
         return text("interrupted", language)

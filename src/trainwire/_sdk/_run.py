@@ -23,7 +23,14 @@ from .._spec._protocol import (
 )
 from .._spec._spool import OFFLINE_FILE
 from . import _distributed, _lifecycle
-from ._explain import LANGUAGES, explain_exception, explain_exit_status, explain_signal, text
+from ._explain import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    explain_exception,
+    explain_exit_status,
+    explain_signal,
+    text,
+)
 from ._lifecycle import Ending
 from ._local import FileTransport, NullTransport
 from ._rank import global_rank
@@ -36,6 +43,10 @@ __all__ = ["MODE_ENV", "Run", "init", "release"]
 log = logging.getLogger("trainwire")
 
 MODE_ENV = "TRAINWIRE_MODE"
+#: ``init()``'s defaults, the same for every integration and ``trainwire run``: at most
+#: 10 progress messages a second, 30 s to wait for the broker at the end.
+DEFAULT_MAX_RATE = 10.0
+DEFAULT_FLUSH_TIMEOUT = 30.0
 #: Set by ``trainwire run`` for its child: where the child records that it sent its own end.
 STATE_FILE_ENV = "TRAINWIRE_STATE_FILE"
 _MODES = ("online", "offline", "disabled")
@@ -442,9 +453,9 @@ def init(
     *,
     total_steps: int | None = None,
     kind: str | None = None,
-    max_rate: float | None = 10,
-    flush_timeout: float = 30,
-    language: str = "ko",
+    max_rate: float | None = DEFAULT_MAX_RATE,
+    flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+    language: str = DEFAULT_LANGUAGE,
 ) -> Run:
     """Start reporting a training (or validation) job to the platform.
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._sdk._explain import (
+    DEFAULT_LANGUAGE,
     explain_exception_line,
     explain_signal,
     final_error_line,
@@ -179,7 +180,7 @@ def describe_failure(
     stderr: Sequence[str],
     stdout: Sequence[str],
     *,
-    language: str = "ko",
+    language: str = DEFAULT_LANGUAGE,
     stopped_by: int | None = None,
     rank: RankCause | None = None,
 ) -> str:

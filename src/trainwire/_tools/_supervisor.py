@@ -52,8 +52,8 @@ from types import FrameType
 from typing import IO, Any
 
 from .._broker._delivery import belongs_to, send_records, spool_for
-from .._sdk._explain import short_detail, signal_name, text
-from .._sdk._run import STATE_FILE_ENV, Run, init, release
+from .._sdk._explain import DEFAULT_LANGUAGE, short_detail, signal_name, text
+from .._sdk._run import DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAX_RATE, STATE_FILE_ENV, Run, init, release
 from .._spec._config import CONFIG_ENV, Config
 from .._spec._protocol import Status
 from .._spec._spool import SpoolRecord
@@ -228,9 +228,9 @@ class Supervisor:
         config: Config,
         *,
         total_steps: int | None = None,
-        max_rate: float | None = 10,
-        flush_timeout: float = 30,
-        language: str = "ko",
+        max_rate: float | None = DEFAULT_MAX_RATE,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        language: str = DEFAULT_LANGUAGE,
         parse_progress: bool = True,
         tty: bool | None = None,
         hint_after: tuple[float, int] = (HINT_AFTER_SECONDS, HINT_AFTER_LINES),

@@ -22,8 +22,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .._sdk._explain import DEFAULT_LANGUAGE
 from .._sdk._metrics import MetricsError, validate_graph_name, validate_series_name
-from .._sdk._run import Run, init
+from .._sdk._run import DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAX_RATE, Run, init
 from .._spec._config import PathLike, load_config
 from ._series import SeriesPlan
 
@@ -304,9 +305,9 @@ class ReporterOwner:
         *,
         run: Run | None = None,
         kind: str | None = None,
-        max_rate: float | None = 10,
-        flush_timeout: float = 30,
-        language: str = "ko",
+        max_rate: float | None = DEFAULT_MAX_RATE,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        language: str = DEFAULT_LANGUAGE,
     ) -> None:
         super().__init__()  # the framework's base class
         self._reporter = Reporter(

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._sdk._run import Run
+from .._sdk._explain import DEFAULT_LANGUAGE
+from .._sdk._run import DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAX_RATE, Run
 from .._spec._config import PathLike
 from ._reporter import ReporterOwner, graph_name, number, series_name
 
@@ -73,9 +74,9 @@ class TrainwireCallback(ReporterOwner, _Base):  # type: ignore[misc, unused-igno
         *,
         run: Run | None = None,
         kind: str | None = None,
-        max_rate: float | None = 10,
-        flush_timeout: float = 30,
-        language: str = "ko",
+        max_rate: float | None = DEFAULT_MAX_RATE,
+        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
+        language: str = DEFAULT_LANGUAGE,
     ) -> None:
         if (
             isinstance(num_boost_round, bool)
