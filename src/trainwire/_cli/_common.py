@@ -9,7 +9,7 @@ from typing import Any, Callable, NoReturn, TypeVar
 import click
 
 from .._errors import ConfigError
-from .._sdk._explain import LANGUAGES
+from .._sdk._explain import DEFAULT_LANGUAGE, LANGUAGES
 from .._spec._config import CONFIG_ENV, Config, load_config
 from . import configure_logging
 
@@ -50,7 +50,7 @@ def config_option(function: F) -> F:
 def language_option(function: F) -> F:
     """``--language ko|en``: the language of the sentences trainwire writes."""
     option = click.option(
-        "--language", type=click.Choice(LANGUAGES), default="ko", show_default=True,
+        "--language", type=click.Choice(LANGUAGES), default=DEFAULT_LANGUAGE, show_default=True,
         help="Language of the error sentences sent to the platform.",
     )  # fmt: skip
     return option(function)
