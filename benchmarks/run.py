@@ -43,6 +43,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "cluster": ("cluster.throughput", "cluster.terminal", "cluster.failover"),
     "supervisor": ("supervisor",),
     "serve_ingest": ("serve.ingest.sqlite", "serve.ingest.postgres"),
+    "serve_pages": ("serve.jobs_api", "serve.jobs_page", "serve.memory"),
     "instructions": ("instructions", "instructions.import"),  # last: valgrind, both cores
 }
 

@@ -46,13 +46,13 @@ print(n / (time.perf_counter() - first))
 """
 
 
-def _fill(ctx: Context, queue: str, jobs: int, steps: int) -> int:
+def _fill(ctx: Context, queue: str, jobs: int, steps: int, prefix: str = "model") -> int:
     """Publish ``jobs`` x (``steps`` progress + done) messages; how many."""
     import pika
 
     from trainwire._spec._protocol import Identity, Kind, done_message, encode, progress_message
 
-    ids = [Identity(Kind.TRAINING, "pk-bench", f"model-{j:05d}") for j in range(jobs)]
+    ids = [Identity(Kind.TRAINING, "pk-bench", f"{prefix}-{j:05d}") for j in range(jobs)]
     props = pika.BasicProperties(content_type="application/json", delivery_mode=2)
     conn = ctx.broker().connect()
     try:
