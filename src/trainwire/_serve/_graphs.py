@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from .._spec._layout import GRAPH_SUFFIX
+
 __all__ = [
     "MAX_FILES",
     "MAX_POINTS",
@@ -270,7 +272,7 @@ def _names(dir_fd: int) -> list[str]:
             names = sorted(
                 e.name
                 for e in it
-                if e.name.endswith(".log")
+                if e.name.endswith(GRAPH_SUFFIX)
                 and not e.name.startswith(".")
                 and e.is_file(follow_symlinks=False)
             )
@@ -474,7 +476,7 @@ class GraphFollower:
             for name in _names(dir_fd):
                 graph = self.graphs.get(name)
                 if graph is None:
-                    graph = self.graphs[name] = Graph(name[: -len(".log")], name)
+                    graph = self.graphs[name] = Graph(name[: -len(GRAPH_SUFFIX)], name)
                 result = graph.poll(dir_fd)
                 if result is not None and graph.columns:
                     updates.append(graph.to_json(*result))
@@ -494,9 +496,9 @@ def csv_lines(folder: Path, name: str) -> Generator[str, None, None] | None:
     or unlisted name): the same files as the page, opened the same careful way.
     """
     with _open_folder(folder) as dir_fd:
-        if dir_fd is None or name + ".log" not in _names(dir_fd):
+        if dir_fd is None or name + GRAPH_SUFFIX not in _names(dir_fd):
             return None
-        opened = _open_regular(name + ".log", dir_fd)
+        opened = _open_regular(name + GRAPH_SUFFIX, dir_fd)
     if opened is None:
         return None
     rows = _csv_rows(*opened)
