@@ -74,7 +74,39 @@
 
   // -- graphs
   const chartsNode = document.getElementById("charts");
-  const charts = new Map(); // file -> {card, plot, data, meta}
+  const charts = new Map(); // file -> {card, holder, plot, data, columns, stats, statsBody}
+  const slider = document.getElementById("smoothing");
+  const sliderValue = document.getElementById("smoothing-value");
+  const SMOOTHING_KEY = "trainwire.serve.smoothing";
+
+  function storedSmoothing() {
+    let value = NaN;
+    try {
+      value = parseFloat(localStorage.getItem(SMOOTHING_KEY));
+    } catch (err) {
+      // storage refused (private mode, a policy): smoothing starts off
+    }
+    return isFinite(value) && value > 0 && value < 1 ? value : 0;
+  }
+  let smoothing = storedSmoothing();
+
+  // TensorBoard's smoothing: an exponential moving average, debiased so that the first
+  // points are not pulled towards 0; a gap stays a gap and leaves the average as it was.
+  function ema(values, weight) {
+    const out = [];
+    let last = 0;
+    let count = 0;
+    for (const v of values) {
+      if (v === null || !isFinite(v)) {
+        out.push(null);
+        continue;
+      }
+      last = last * weight + (1 - weight) * v;
+      count += 1;
+      out.push(last / (1 - Math.pow(weight, count)));
+    }
+    return out;
+  }
 
   function width(holder) {
     return Math.max(280, Math.floor(holder.getBoundingClientRect().width));
@@ -89,32 +121,118 @@
     }
   });
 
+  // What the plot draws: x, then with smoothing each line's raw values (faint, behind)
+  // and each smoothed line; without, the raw lines alone.
+  function plotData(chart) {
+    const ys = chart.data.slice(1);
+    if (!smoothing) return chart.data;
+    return [chart.data[0], ...ys, ...ys.map((column) => ema(column, smoothing))];
+  }
+
+  function plotSeries(columns) {
+    const series = [{ label: columns[0] }];
+    const line = (name, i, faint) => ({
+      label: faint ? name + " · raw" : name,
+      stroke: PALETTE[i % PALETTE.length] + (faint ? "40" : ""),
+      width: faint ? 1 : 1.5,
+      spanGaps: true,
+    });
+    if (smoothing) columns.slice(1).forEach((name, i) => series.push(line(name, i, true)));
+    columns.slice(1).forEach((name, i) => series.push(line(name, i, false)));
+    return series;
+  }
+
+  // The y axis as wide as its longest label ("15,000", "-0.00125"), not a fixed 50 px.
+  function axisSize(u, values) {
+    const longest = Math.max(0, ...(values || []).map((v) => String(v).length));
+    return Math.max(50, 24 + 7 * longest);
+  }
+
+  function buildPlot(chart) {
+    if (chart.plot) chart.plot.destroy();
+    chart.smoothed = !!smoothing;
+    chart.plot = new uPlot({
+      width: width(chart.holder),
+      height: 260,
+      scales: { x: { time: false } },
+      series: plotSeries(chart.columns),
+      axes: [{ label: chart.columns[0] }, { size: axisSize }],
+      cursor: { drag: { x: true, y: false } },
+    }, plotData(chart), chart.holder);
+    chart.card.dataset.smoothing = String(smoothing);
+  }
+
+  function redraw(chart) {
+    if (chart.smoothed !== !!smoothing) buildPlot(chart);
+    else chart.plot.setData(plotData(chart));
+    chart.card.dataset.smoothing = String(smoothing);
+    showStats(chart);
+  }
+
+  function csvLink(graph) {
+    const href = TW.apiUrl(kind, id, "metrics/" + encodeURIComponent(graph.name) + ".csv");
+    const link = TW.el("a", { cls: "csv", text: "CSV", href, title: "download this graph's rows as CSV" });
+    link.setAttribute("download", graph.name + ".csv");
+    return link;
+  }
+
+  function statsTable(columns) {
+    const head = TW.el("tr", {}, ["", "last", "min", "max", "smoothed"].map(
+      (text, i) => TW.el("th", { cls: i ? "num " + text : "", text })));
+    const body = TW.el("tbody");
+    columns.slice(1).forEach((name, i) => {
+      const marker = TW.el("span", { cls: "swatch" });
+      marker.style.background = PALETTE[i % PALETTE.length];
+      const tr = TW.el("tr", {}, [TW.el("td", { cls: "series" }, [marker, TW.el("span", { text: name })])]);
+      for (const what of ["last", "min", "max", "smoothed"]) {
+        const td = TW.el("td", { cls: "num " + what, text: "–" });
+        tr.appendChild(td);
+      }
+      body.appendChild(tr);
+    });
+    return { table: TW.el("table", { cls: "stats" }, [TW.el("thead", {}, [head]), body]), body };
+  }
+
+  function number(v) {
+    if (typeof v !== "number" || !isFinite(v)) return "–";
+    return Number.isInteger(v) ? String(v) : String(parseFloat(v.toPrecision(6)));
+  }
+
+  // Last, min and max come from the server, over every row of the file (the drawn
+  // points may be thinned); the smoothed value is the last point of the smoothed line.
+  function showStats(chart) {
+    chart.card.classList.toggle("smoothed", !!smoothing);
+    [...chart.statsBody.children].forEach((tr, i) => {
+      const stats = chart.stats[i] || {};
+      for (const what of ["last", "min", "max"]) {
+        const td = tr.querySelector("." + what);
+        td.textContent = number(stats[what]);
+        td.dataset.value = stats[what] === null || stats[what] === undefined ? "" : String(stats[what]);
+      }
+      const smoothed = smoothing ? ema(chart.data[i + 1], smoothing).filter((v) => v !== null) : [];
+      const td = tr.querySelector(".smoothed");
+      td.textContent = smoothed.length ? number(smoothed[smoothed.length - 1]) : "–";
+      td.dataset.value = smoothed.length ? String(smoothed[smoothed.length - 1]) : "";
+    });
+  }
+
   function createChart(graph) {
     const title = TW.el("h3", { text: graph.name });
     const meta = TW.el("div", { cls: "meta" });
     const holder = TW.el("div", { cls: "plot" });
-    const card = TW.el("div", { cls: "chart" }, [title, meta, holder]);
+    const { table, body } = statsTable(graph.columns);
+    const head = TW.el("div", { cls: "chart-head" }, [title, csvLink(graph)]);
+    const card = TW.el("div", { cls: "chart" }, [head, meta, holder, table]);
     card.dataset.file = graph.file;
     // Keep the cards in file-name order.
     const after = [...chartsNode.children].find((c) => c.dataset.file > graph.file);
     chartsNode.insertBefore(card, after || null);
-    const columns = graph.columns;
-    const series = [{ label: columns[0] }];
-    columns.slice(1).forEach((name, i) => {
-      series.push({ label: name, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true });
-    });
-    const data = columns.map(() => []);
     holder.dataset.file = graph.file;
-    const plot = new uPlot({
-      width: width(holder),
-      height: 260,
-      scales: { x: { time: false } },
-      series,
-      axes: [{ label: columns[0] }, {}],
-      cursor: { drag: { x: true, y: false } },
-    }, data, holder);
+    const chart = { card, holder, meta, plot: null, file: graph.file, columns: graph.columns,
+                    data: graph.columns.map(() => []), stats: [], statsBody: body };
+    buildPlot(chart);
     resizer.observe(holder);
-    return { card, plot, data, meta, file: graph.file };
+    return chart;
   }
 
   function addRows(chart, rows) {
@@ -128,7 +246,7 @@
     let chart = charts.get(graph.file);
     const changedColumns = chart && chart.data.length !== graph.columns.length;
     if (chart && (graph.reset || changedColumns)) {
-      resizer.unobserve(chart.card.querySelector(".plot"));
+      resizer.unobserve(chart.holder);
       chart.plot.destroy();
       chart.card.remove();
       charts.delete(graph.file);
@@ -139,12 +257,29 @@
       charts.set(graph.file, chart);
     }
     addRows(chart, graph.rows);
-    chart.plot.setData(chart.data);
+    chart.stats = graph.stats || [];
+    redraw(chart);
     const points = chart.data[0].length;
     chart.card.dataset.points = String(points);
     chart.meta.textContent = points + " points · " + graph.file +
       (graph.skipped_rows ? " · " + graph.skipped_rows + " unreadable rows skipped" : "");
   }
+
+  function showSmoothing() {
+    slider.value = String(smoothing);
+    sliderValue.textContent = smoothing ? smoothing.toFixed(2) : "off";
+  }
+  showSmoothing();
+  slider.addEventListener("input", () => {
+    smoothing = parseFloat(slider.value) || 0;
+    try {
+      localStorage.setItem(SMOOTHING_KEY, String(smoothing));
+    } catch (err) {
+      // not kept: the setting lasts as long as the page
+    }
+    showSmoothing();
+    for (const chart of charts.values()) redraw(chart);
+  });
 
   // -- recent messages
   const messagesBody = document.querySelector("#job-messages tbody");
