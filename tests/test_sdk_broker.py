@@ -278,7 +278,7 @@ def test_broker_down_at_init_then_started_still_delivers_without_blocking(tmp_pa
         )
         proc = run_script(
             """
-            import json, time, trainwire
+            import json, os, time, trainwire
             run = trainwire.init(total_steps=400, flush_timeout=60)
             print(json.dumps({"initialised": True}), flush=True)
             worst = 0.0
@@ -288,6 +288,10 @@ def test_broker_down_at_init_then_started_still_delivers_without_blocking(tmp_pa
                 worst = max(worst, time.perf_counter() - t)
                 time.sleep(0.025)
             print(json.dumps({"worst_progress_s": worst}), flush=True)
+            # The platform declares the queue once its broker is up: end the run only then
+            # (ended before it, the terminal would rightly come back as "no such queue").
+            while not os.path.exists(os.environ["TRAINWIRE_CONFIG"] + ".queue-ready"):
+                time.sleep(0.02)
             run.done()
             print(json.dumps({"delivered": run.delivered}), flush=True)
             """,
@@ -299,6 +303,7 @@ def test_broker_down_at_init_then_started_still_delivers_without_blocking(tmp_pa
         assert json.loads(proc.stdout.readline()) == {"initialised": True}
         late.start()
         late.declare_queue("late-q")
+        Path(str(config) + ".queue-ready").touch()
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         lines = [json.loads(x) for x in out.splitlines()]
