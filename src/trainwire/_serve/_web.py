@@ -30,7 +30,7 @@ from importlib import resources
 from typing import Any
 
 from .._spec._protocol import JobState, Kind
-from ._graphs import GraphFollower, folder_note, graph_files, read_graphs
+from ._graphs import GraphFollower, csv_lines, folder_note, graph_files, read_graphs
 from ._joblist import QueryError, job_query, next_link
 from ._prometheus import CONTENT_TYPE as PROMETHEUS_TEXT
 from ._store import OUTCOMES, JobQuery, JobRecord, Store, job_json, message_json, transition_json
@@ -450,6 +450,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif len(parts) == 4 and parts[0] == "jobs" and parts[3] == "metrics":
             job = self._existing_job(parts[1], parts[2])
             self._json(self._metrics(job))
+        elif len(parts) == 5 and parts[0] == "jobs" and parts[3] == "metrics":
+            self._csv(self._existing_job(parts[1], parts[2]), parts[4])
         elif len(parts) == 4 and parts[0] == "jobs" and parts[3] == "messages":
             job = self._existing_job(parts[1], parts[2])
             records = store.messages(
@@ -494,6 +496,22 @@ class _Handler(BaseHTTPRequestHandler):
         link = next_link("/api/jobs", query, page)
         extra = [] if link is None else [("Link", link), ("X-Next-Cursor", page.next or "")]
         self._json([job_json(j) for j in page.jobs], extra=extra)
+
+    def _csv(self, job: JobRecord, file: str) -> None:
+        """``/api/jobs/KIND/ID/metrics/GRAPH.csv``: one graph's rows, streamed."""
+        name = file[: -len(".csv")] if file.endswith(".csv") else ""
+        lines = csv_lines(job.metrics_dir, name) if job.metrics_dir and name else None
+        if lines is None:
+            raise _NotFound(f"no graph {file!r} of {job.kind.value} job {job.job_id!r}")
+        quoted = urllib.parse.quote(file, safe="")
+        disposition = f"attachment; filename=\"graph.csv\"; filename*=UTF-8''{quoted}"
+        self.close_connection = True  # no length: the end of the body is the end of it
+        with contextlib.closing(lines):
+            self._headers(
+                200, "text/csv; charset=utf-8", None, [("Content-Disposition", disposition)]
+            )
+            for text in lines if self.command != "HEAD" else ():
+                self.wfile.write(text.encode("utf-8"))
 
     @staticmethod
     def _metrics(job: JobRecord) -> dict[str, Any]:
