@@ -46,6 +46,7 @@ def test_a_stopped_node_is_a_warning_and_the_others_are_ready(
     assert summary["verdict"] == "pass" and summary["detail"].startswith("2 of 3 nodes ready")
     assert text.returncode == 0
     assert f"[warn] node {down}" in text.stdout
+    assert f"READY, with 1 warning(s): node {down}." in text.stdout
     assert all(f"[pass] node {ep}" in text.stdout for ep in endpoints if ep != down)
 
 

@@ -49,7 +49,11 @@ def check(config_path: str | None, send_test: bool, as_json: bool) -> None:
             names = ", ".join(r.name for r in failed)
             click.echo(f"NOT READY: {len(failed)} check(s) failed ({names}).")
         else:
-            click.echo("READY: every check passed.")
+            warned = [r.title for r in preflight.results if r.verdict == "warn"]
+            if warned:
+                click.echo(f"READY, with {len(warned)} warning(s): {'; '.join(warned)}.")
+            else:
+                click.echo("READY: every check passed.")
     if not preflight.config_ok:
         raise SystemExit(EXIT_USAGE)
     raise SystemExit(EXIT_OK if preflight.ok else EXIT_FAILED)
