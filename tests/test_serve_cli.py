@@ -196,3 +196,17 @@ def test_a_bad_url_among_several_is_named_without_its_password(broker, queue, tm
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "is not an AMQP URL" in result.stderr and "url-secret" not in result.stderr
+
+
+def test_serve_consumes_from_a_config_that_lists_a_clusters_nodes(
+    serve_factory, make_config, broker, queue
+):
+    with socket.socket() as closed:  # a node that is down: nothing listens on its port
+        closed.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{closed.getsockname()[1]}"
+    config = make_config(model_id="m-nodes", message_host=[dead, f"{broker.host}:{broker.port}"])
+    server = serve_factory("--config", str(config))
+    server.wait_until("consuming", lambda: server.get("/api/health")["receiver"] == "consuming")
+    with trainwire.init(config, total_steps=2, max_rate=None) as run:
+        run.progress(1)
+    server.wait_job("m-nodes", state="done", timeout=30)

@@ -159,7 +159,7 @@ def _source(config_path: Path | None, amqp_urls: list[str], queue_name: str | No
     envvar=AMQP_URL_ENV,
     show_envvar=True,
     help="Broker URL instead of a config: amqp://USER:PASSWORD@HOST:PORT/VHOST (with --queue). "
-    "Repeat it for the nodes of a cluster (tried in order); the environment variable may "
+    "Repeat it for the nodes of a cluster (tried in turn); the environment variable may "
     "hold several, separated by commas or spaces, and keeps the password out of the "
     "process list.",
 )

@@ -31,7 +31,8 @@ def split_urls(values: Iterable[str]) -> list[str]:
 
 
 def url_source(urls: Sequence[str], queue: str) -> BrokerSource:
-    """Consume ``queue`` from the first of ``urls`` that takes a connection, in order.
+    """Consume ``queue`` from whichever of ``urls`` takes a connection (see
+    ``_broker._consumer.connect`` for the order).
 
     Raises :class:`SourceError` naming the URL (without its password) that is not one.
     """
@@ -51,8 +52,9 @@ def url_source(urls: Sequence[str], queue: str) -> BrokerSource:
 
 
 def config_source(config: Config, queue: str | None) -> BrokerSource:
-    """Consume ``queue`` (default: the config's ``queue_name``) from the config's broker."""
-    from .._broker._amqp import connection_parameters
+    """Consume ``queue`` (default: the config's ``queue_name``) from the config's broker
+    (every node of a cluster's ``message_host`` list)."""
+    from .._broker._params import node_parameters
 
     if not config.has_broker:
         raise SourceError(
@@ -61,9 +63,10 @@ def config_source(config: Config, queue: str | None) -> BrokerSource:
             "queue_name) or use --amqp-url URL --queue QUEUE"
         )
     queue = queue or config.queue_name
-    params = connection_parameters(config, heartbeat=30)
-    params.client_properties = {"connection_name": CONNECTION_NAME}
+    nodes = node_parameters(config, heartbeat=30)
+    for params in nodes:
+        params.client_properties = {"connection_name": CONNECTION_NAME}
     description = config.describe_broker()
     if queue != config.queue_name:
         description = description.rsplit(" queue=", 1)[0] + f" queue={queue!r}"
-    return BrokerSource(params, queue, description, config=config)
+    return BrokerSource(nodes[0], queue, description, config=config, others=tuple(nodes[1:]))
