@@ -141,3 +141,45 @@ def test_page_of_an_unknown_job_says_so_and_fills_in_when_it_arrives(
     assert page.locator("#graphs-note").inner_text().startswith("This job is not registered")
     assert errors == []
     page.close()
+
+
+def test_login_form_sets_an_http_only_cookie_and_tells_a_wrong_token(
+    browser, serve_factory, broker, queue, make_config, tmp_path
+):
+    token = "browser-login-token-42"
+    token_file = tmp_path / "serve.token"
+    token_file.write_text(token + "\n")
+    server = serve_factory(
+        "--amqp-url", broker.amqp_url, "--queue", queue, "--token-file", str(token_file)
+    )
+    with trainwire.init(make_config(model_id="model-behind-login"), total_steps=4) as run:
+        run.progress(2)
+    errors: list[str] = []
+    page = _page(browser, errors)
+    page.goto(server.url + "/")
+    page.wait_for_url("**/login")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "serve-login.png"), full_page=True)
+
+    page.locator("#password").fill("not-the-token")
+    page.locator("#login button[type=submit]").click()
+    page.locator("#login-error").wait_for(timeout=15000)
+    assert page.locator("#login-error").inner_text() == "Wrong token: try again."
+    assert page.context.cookies() == []
+
+    page.locator("#password").fill(token)
+    page.locator("#login button[type=submit]").click()
+    page.wait_for_url(server.url + "/")
+    row = page.locator('tr[data-id="model-behind-login"]')
+    row.locator(".badge").filter(has_text="done").wait_for(timeout=15000)
+    page.wait_for_selector("#live.on", timeout=15000)  # the event stream took the cookie
+    (cookie,) = page.context.cookies()
+    assert cookie["name"] == "trainwire_session" and cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict" and token not in cookie["value"]
+    assert page.evaluate("document.cookie") == ""  # out of the scripts' reach
+    # The login POST answered 401 for the wrong token: the browser logs that, nothing else.
+    assert [e for e in errors if "401" not in e] == []
+    page.goto(server.url + "/logout")
+    page.wait_for_url("**/login")
+    assert page.context.cookies() == []
+    page.close()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from .._serve._urls import POSTGRES_SCHEMES, describe_url, postgres_params, scrubbed
+from ._access_options import access_from, access_options
 from ._alert_options import alert_options, alerts_from
 from ._retention_options import (
     DEFAULT_PRUNE_STATES,
@@ -218,6 +219,7 @@ def _source(config_path: Path | None, amqp_urls: list[str], queue_name: str | No
 )
 @alert_options
 @keep_messages_option
+@access_options
 def serve(
     config_path: Path | None,
     amqp_urls: tuple[str, ...],
@@ -232,6 +234,8 @@ def serve(
     project_keys: tuple[str, ...],
     prefetch: int,
     keep_messages: int | None,
+    token_file: Path | None,
+    metrics_token_file: Path | None,
     **alerting: Any,
 ) -> None:
     """Receive status messages, track every job, and show them in a web page.
@@ -260,12 +264,13 @@ def serve(
             raise click.UsageError("--amqp-password-file goes with --amqp-url")
         urls = [_with_amqp_password(url, amqp_password_file) for url in urls]
     alerts = alerts_from(alerting)
+    access = access_from(host, token_file, metrics_token_file, _read_password)
     source = _source(config_path, urls, queue_name)
     store, database = _open_store(db_url, db_password_file)
     settings = Settings(
         host=host, port=port, stale_after=stale_after, project_keys=frozenset(project_keys),
         prefetch=prefetch, jobs_dir=jobs_dir, database=database, alerts=alerts,
-        keep_messages=keep_messages,
+        keep_messages=keep_messages, access=access,
     )  # fmt: skip
     with contextlib.closing(store):
         try:

@@ -10,13 +10,14 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from .._errors import TrainwireError
 from ._alerts import AlertSender, AlertSettings
+from ._auth import Access
 from ._prometheus import ServeMetrics
 from ._receiver import BrokerSource, Receiver, StaleWatcher
 from ._registry import JobsFolder, register_config
@@ -51,6 +52,8 @@ class Settings:
     alerts: AlertSettings | None = None
     #: ``--keep-messages``: the most logged messages kept per job, or None (all).
     keep_messages: int | None = None
+    #: The tokens (``--token-file``, ``--metrics-token-file``); none: open.
+    access: Access = field(default_factory=Access)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ def started(store: Store, source: BrokerSource, settings: Settings) -> Iterator[
             store, hub, health=lambda: _health(receiver, source, settings),
             alerts=alerts.report if alerts else None, metrics=metrics.render,
             loopback_only=loopback_host(settings.host), database=settings.database,
+            access=settings.access,
         )  # fmt: skip
         server = _listen(app, settings.host, settings.port)
         stack.callback(server.server_close)

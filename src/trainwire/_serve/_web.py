@@ -30,6 +30,7 @@ from importlib import resources
 from typing import Any
 
 from .._spec._protocol import JobState, Kind
+from ._auth import COOKIE, Access, Grant
 from ._graphs import GraphFollower, csv_lines, folder_note, graph_files, read_graphs
 from ._joblist import QueryError, job_query, next_link
 from ._prometheus import CONTENT_TYPE as PROMETHEUS_TEXT
@@ -53,10 +54,10 @@ STATIC: dict[str, tuple[str, str]] = {
     "vendor/uPlot.min.css": ("vendor/uPlot.min.css", "text/css; charset=utf-8"),
     "vendor/uPlot.LICENSE": ("vendor/uPlot.LICENSE", "text/plain; charset=utf-8"),
 }
-PAGES = {"list": "index.html", "job": "job.html"}
+PAGES = {"list": "index.html", "job": "job.html", "login": "login.html"}
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 #: Seconds between two polls of the database for changes (another process may write).
 POLL_INTERVAL = 1.0
@@ -77,6 +78,10 @@ MAX_CONNECTIONS = 200
 LISTEN_BACKLOG = 128
 #: Largest value of an integer query parameter (a database integer).
 MAX_INT_PARAM = 2**63 - 1
+#: Largest login form body read (bytes).
+MAX_FORM = 8192
+#: Where the pages send a reader without a session, and the login form posts to.
+LOGIN_PATH = "/login"
 
 
 def _static(name: str) -> bytes:
@@ -254,6 +259,7 @@ class WebApp:
         metrics: Callable[[], bytes] | None = None,
         loopback_only: bool = True,
         database: str | None = None,
+        access: Access | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -265,6 +271,8 @@ class WebApp:
         self.loopback_only = loopback_only
         #: The database as ``/api/health`` shows it (no password).
         self.database = store.url if database is None else database
+        #: The tokens: who may read (no token: everyone who can connect).
+        self.access = access or Access()
 
 
 class _NotFound(Exception):
@@ -372,14 +380,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_POST(self) -> None:
+        if urllib.parse.urlsplit(self.path).path == LOGIN_PATH and self.app.access.required:
+            if self._host_ok():
+                self._login()
+            return
         self._error(HTTPStatus.METHOD_NOT_ALLOWED, "the API is read-only: use GET")
 
     do_PUT = do_DELETE = do_PATCH = do_POST
 
+    def _host_ok(self) -> bool:
+        if self.app.loopback_only and not loopback_host(self.headers.get("Host", "")):
+            self.connection.settimeout(IO_TIMEOUT)
+            self._error(HTTPStatus.FORBIDDEN, "this server answers only to localhost names")
+            return False
+        return True
+
     def do_GET(self) -> None:
         self.connection.settimeout(IO_TIMEOUT)  # the request is read: writes from now on
-        if self.app.loopback_only and not loopback_host(self.headers.get("Host", "")):
-            self._error(HTTPStatus.FORBIDDEN, "this server answers only to localhost names")
+        if not self._host_ok():
             return
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query)
@@ -387,7 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
         if parts and parts[-1] == "" and len(parts) > 1:
             parts.pop()
         try:
-            self._route(parts, query)
+            if self._allowed(parts):
+                self._route(parts, query)
         except _NotFound as exc:
             self._error(HTTPStatus.NOT_FOUND, str(exc) or "not found")
         except _BadRequest as exc:
@@ -399,8 +418,64 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
 
+    # -- access control (docs/serve.md, "Access control") ---------------------------------
+
+    def _allowed(self, parts: list[str]) -> bool:
+        """True when the request may go on; else it is answered (401, or the login form)."""
+        access, head = self.app.access, parts[0] if parts else ""
+        if head == "static" or parts in (["login"], ["logout"]):
+            return True  # the stylesheet and scripts hold no data; the login form needs them
+        grant = Grant.of(self.headers.get("Authorization"), self.headers.get("Cookie"))
+        if (access.scrapes if parts == ["metrics"] else access.reads)(grant):
+            return True
+        if head in ("api", "metrics"):
+            challenge = [("WWW-Authenticate", 'Bearer realm="trainwire serve"')]
+            text = "this server needs its token: send Authorization: Bearer <token>"
+            self._json({"error": text}, HTTPStatus.UNAUTHORIZED, challenge)
+        else:
+            self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", [("Location", LOGIN_PATH)])
+        return False
+
+    def _login_page(self, status: int, failed: bool) -> None:
+        page = _static(PAGES["login"])
+        if failed:
+            note = b'<p id="login-error" class="error" role="alert">Wrong token: try again.</p>'
+            page = page.replace(b"<!--error-->", note)
+        self._send(status, page, "text/html; charset=utf-8")
+
+    def _login(self) -> None:
+        """``POST /login``: the password field against the token; the cookie when right."""
+        self.connection.settimeout(IO_TIMEOUT)
+        length = self.headers.get("Content-Length", "0").strip()
+        if not (length.isdigit() and length.isascii()) or int(length) > MAX_FORM:
+            self._error(HTTPStatus.BAD_REQUEST, f"the login form must be at most {MAX_FORM} bytes")
+            return
+        try:
+            body = self.rfile.read(int(length)).decode("utf-8", "replace")
+        except (ConnectionError, socket.timeout):
+            self.close_connection = True
+            return
+        password = urllib.parse.parse_qs(body).get("password", [""])[-1]
+        if not self.app.access.password_ok(password):
+            self._login_page(HTTPStatus.UNAUTHORIZED, failed=True)
+            return
+        cookie = f"{COOKIE}={self.app.access.session()}; Path=/; HttpOnly; SameSite=Strict"
+        self._send(
+            HTTPStatus.SEE_OTHER, b"", "text/plain", [("Set-Cookie", cookie), ("Location", "/")]
+        )
+
     def _route(self, parts: list[str], query: dict[str, list[str]]) -> None:
-        if parts in ([""], []):
+        if parts == ["login"] and self.app.access.required:
+            self._login_page(200, failed=False)
+        elif parts == ["logout"] and self.app.access.required:
+            expired = f"{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+            self._send(
+                HTTPStatus.SEE_OTHER,
+                b"",
+                "text/plain",
+                [("Set-Cookie", expired), ("Location", LOGIN_PATH)],
+            )
+        elif parts in ([""], []):
             self._send(200, _static(PAGES["list"]), "text/html; charset=utf-8")
         elif len(parts) == 3 and parts[0] == "jobs":
             self._job(parts[1], parts[2])  # 404 for an unknown kind
