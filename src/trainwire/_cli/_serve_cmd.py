@@ -21,6 +21,7 @@ from ._retention_options import (
     parse_age,
     parse_states,
 )
+from ._serve_config import serve_config_option
 
 __all__ = ["jobs", "printable", "serve"]
 
@@ -145,6 +146,7 @@ def _source(config_path: Path | None, amqp_urls: list[str], queue_name: str | No
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@serve_config_option
 @click.option(
     "--config",
     "config_path",
