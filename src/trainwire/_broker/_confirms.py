@@ -78,7 +78,7 @@ class Confirms:
 
         acked = isinstance(method, pika.spec.Basic.Ack)
         tag = method.delivery_tag
-        tags = sorted(t for t in self.in_flight if t <= tag) if method.multiple else [tag]
+        tags = self._up_to(tag) if method.multiple else [tag]
         settled = []
         for t in tags:
             slot = self.in_flight.pop(t, None)
@@ -95,6 +95,17 @@ class Confirms:
             self._returned.discard(message_id)
             settled.append((slot, verdict))
         return settled
+
+    def _up_to(self, tag: int) -> list[int]:
+        """The tags in flight up to ``tag``: the oldest ones, since tags are added in
+        ascending order (one channel's, from 1). Stops at the first later tag rather than
+        looking at all (up to ``MAX_IN_FLIGHT``) on every confirm."""
+        tags = []
+        for t in self.in_flight:
+            if t > tag:
+                break
+            tags.append(t)
+        return tags
 
     def again(self, *slots: Slot) -> None:
         """Put ``slots`` in the retry line, in sequence order."""

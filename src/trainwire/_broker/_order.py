@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from .._spec._config import Config
-from .._spec._protocol import encode
 from ._confirms import Confirms
 from ._newest import NewestProgress
 from ._params import message_properties
@@ -44,7 +43,7 @@ class WireOrder:
         channel.basic_publish(
             exchange="",
             routing_key=envelope.queue or self.queue,
-            body=encode(envelope.body),
+            body=envelope.payload(),
             properties=message_properties(envelope.message_id),
             mandatory=True,
         )

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .._spec._protocol import Identity, new_message_id, progress_message
+from .._spec._protocol import Identity, ProgressTemplate, encode, new_message_id
 
 __all__ = ["Envelope", "Outbox", "Transport"]
 
@@ -24,6 +24,12 @@ class Envelope:
     #: A message from the spool of an earlier run, replayed before this run's own.
     replayed: bool = False
     queue: str | None = None
+    #: The body's bytes when they were built with it (progress, from a byte template).
+    data: bytes | None = None
+
+    def payload(self) -> bytes:
+        """The body as it goes on the wire (:func:`encode`)."""
+        return self.data if self.data is not None else encode(self.body)
 
     @property
     def step(self) -> int | None:
@@ -61,6 +67,7 @@ class Outbox:
         self, identity: Identity, max_rate: float | None, total_steps: int | None = None
     ) -> None:
         self.identity = identity
+        self._template = ProgressTemplate(identity)
         self.max_rate = max_rate
         self._min_interval = 1.0 / max_rate if max_rate else 0.0
         self._scale = 100.0 / total_steps if total_steps else 0.0
@@ -133,8 +140,9 @@ class Outbox:
             percentage = min(100.0, max(0.0, step * self._scale))
         else:
             step, percentage = item
-        body = progress_message(self.identity, step, round(percentage, 4))
-        envelope = Envelope(new_message_id(), body)
+        template = self._template
+        body = template.body(step, round(percentage, 4))
+        envelope = Envelope(new_message_id(), body, data=template.encode(body))
         self.last_progress = envelope
         return envelope
 

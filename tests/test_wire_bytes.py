@@ -1,0 +1,74 @@
+"""The bytes trainwire puts on the wire per message, built the cheap way, are the same as
+built the plain way: progress bodies from the byte template, properties from a copy."""
+
+from __future__ import annotations
+
+import time
+
+import pika
+import pytest
+
+from trainwire._broker._params import message_properties
+from trainwire._broker._transport import Outbox
+from trainwire._spec._protocol import (
+    CONTENT_TYPE,
+    MAX_STEP,
+    Identity,
+    Kind,
+    ProgressTemplate,
+    encode,
+    progress_message,
+)
+
+IDENTITIES = [
+    Identity(Kind.TRAINING, "pk-bench", "model-bench"),
+    Identity(Kind.VALIDATION, "프로젝트-키", '검증 모델 "따옴표" \\ 역슬래시'),
+    Identity(Kind.TRAINING, "pk <&> \u00a0", "slash/é/\u2028/\U0001f600"),
+]
+STEPS = [0, 1, 7, 10**15, MAX_STEP]
+PERCENTAGES = [0.0, 100.0, 33.3333, 1e-7, 0.5, 99.9999, 5e-324, 12.0]
+
+
+@pytest.mark.parametrize("identity", IDENTITIES, ids=repr)
+def test_progress_template_matches_encode(identity: Identity) -> None:
+    template = ProgressTemplate(identity)
+    for step in STEPS:
+        for percentage in PERCENTAGES:
+            body = template.body(step, percentage)
+            assert body == progress_message(identity, step, percentage)
+            assert list(body) == list(progress_message(identity, step, percentage))
+            assert template.encode(body) == encode(body)
+
+
+def test_progress_bytes_are_the_spec_shape() -> None:
+    template = ProgressTemplate(IDENTITIES[0])
+    assert template.encode(template.body(7, 33.3333)) == (
+        b'{"cmd": "training_status", "project_key": "pk-bench", "model_id": "model-bench", '
+        b'"status": "training_ing", "percentage": 33.3333, "step": 7}'
+    )
+
+
+@pytest.mark.parametrize("item", [0, 1, 3, 1000, (5, 33.33333333), (MAX_STEP, 100), (2, 1e-9)])
+def test_outbox_envelope_bytes_match_its_body(item: int | tuple[int, float]) -> None:
+    outbox = Outbox(IDENTITIES[1], None, total_steps=3)
+    outbox.push(item)
+    envelope = outbox.take_progress()
+    assert envelope is not None and envelope.data is not None
+    assert envelope.payload() == encode(envelope.body)
+
+
+def test_message_properties_copy_matches_a_new_one() -> None:
+    first, second = message_properties("id-1"), message_properties("id-2")
+    assert (first.message_id, second.message_id) == ("id-1", "id-2")
+    assert first.__dict__ is not second.__dict__
+    built = pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        content_encoding="utf-8",
+        delivery_mode=2,
+        message_id="id-2",
+        timestamp=second.timestamp,
+        app_id="trainwire",
+    )
+    assert vars(second) == vars(built)
+    assert second.encode() == built.encode()
+    assert abs(second.timestamp - time.time()) < 5
