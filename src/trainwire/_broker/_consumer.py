@@ -70,6 +70,18 @@ class _Rings:
 _rings = _Rings()
 
 
+def _blocking(params: Any) -> Any:
+    """``pika.BlockingConnection``, with a socket closed right after it was accepted (a node
+    going down, a proxy refusing) raised as the connection error it is, not pika's
+    ``ValueError("Expected connected socket, but getpeername() failed")``."""
+    try:
+        return pika.BlockingConnection(params)
+    except ValueError as exc:
+        if "getpeername" not in str(exc):
+            raise
+        raise pika.exceptions.AMQPConnectionError(str(exc)) from exc
+
+
 def connect(params: Any) -> Any:
     """A blocking connection to one node, or to the first of several that takes it.
 
@@ -80,12 +92,12 @@ def connect(params: Any) -> Any:
     ``_sentences.describe_connect_error``).
     """
     if not isinstance(params, Sequence):
-        return pika.BlockingConnection(params)
+        return _blocking(params)
     nodes = list(params)
     error: BaseException | None = None
     for index in _rings.order(nodes):
         try:
-            connection = pika.BlockingConnection(nodes[index])
+            connection = _blocking(nodes[index])
         except pika.exceptions.AMQPConnectionError as exc:
             error = exc
             continue
