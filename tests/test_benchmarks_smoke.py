@@ -21,7 +21,13 @@ from benchmarks.run import FIGURES, render  # noqa: E402
 from trainwire._broker._transport import EVERY_STEP_BACKLOG  # noqa: E402
 
 #: Figures that may legitimately be absent in a quick run, and the word that says why.
-SKIPPED_WHEN_QUICK = {"instructions": "--quick", "instructions.import": "--quick"}
+SKIPPED_WHEN_QUICK = {
+    "instructions": "--quick",
+    "instructions.import": "--quick",
+    "cluster.throughput": "--quick",
+    "cluster.terminal": "--quick",
+    "cluster.failover": "--quick",
+}
 
 
 def test_quick_benchmark_run_produces_every_figure_without_touching_the_docs(tmp_path):
