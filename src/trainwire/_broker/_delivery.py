@@ -22,7 +22,7 @@ from .._spec._protocol import encode
 from .._spec._spool import SPOOL_FILE, Spool, SpoolRecord
 from ._nodes import NodeRing
 from ._params import message_properties, node_parameters
-from ._sentences import describe_connect_error
+from ._sentences import describe_connect_error, missing_queue_fix
 
 __all__ = [
     "DeliveryResult",
@@ -63,8 +63,8 @@ class DeliveryResult:
 def _unroutable(config: Config) -> str:
     return (
         f"the broker has no queue named {config.queue_name!r} in virtual host "
-        f"{config.message_vhost!r} (the message came back unroutable): check 'queue_name' in "
-        f"{config.path}; the platform creates that queue, trainwire does not declare it"
+        f"{config.message_vhost!r} (the message came back unroutable): "
+        f"{missing_queue_fix(config)}"
     )
 
 

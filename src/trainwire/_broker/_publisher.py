@@ -13,6 +13,7 @@ from ._newest import NewestProgress
 from ._notices import Trouble
 from ._order import WireOrder
 from ._phase import Reporting
+from ._sentences import missing_queue_fix
 from ._transport import Envelope, Outbox
 from ._writeahead import WriteAhead
 
@@ -107,6 +108,5 @@ class Publisher(Reporting):
             Trouble.UNROUTABLE,
             logging.ERROR,
             f"the broker has no queue named {self.config.queue_name!r} (message returned: "
-            f"{reply_text}): check 'queue_name' in {self.config.path}; the platform "
-            "creates that queue, trainwire does not declare it",
+            f"{reply_text}): {missing_queue_fix(self.config)}",
         )

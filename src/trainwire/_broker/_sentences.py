@@ -13,7 +13,7 @@ from .._spec._config import Config
 from ._diagnosis import ConnectFailure, FailureKind, Stage, diagnose, tls_verdict
 from ._params import connection_parameters
 
-__all__ = ["Diagnosis", "connect_sentence", "describe_connect_error"]
+__all__ = ["Diagnosis", "connect_sentence", "describe_connect_error", "missing_queue_fix"]
 
 #: TLS alerts by which the broker rejects the client's certificate.
 _CLIENT_CERT_ALERTS = (
@@ -169,6 +169,14 @@ _WORDS: dict[FailureKind, Callable[[_Where, ConnectFailure], str]] = {
     FailureKind.HANDSHAKE: _handshake_words,
     FailureKind.PROTOCOL: _protocol_words,
 }
+
+
+def missing_queue_fix(config: Config) -> str:
+    """What to do when the config's queue does not exist (the platform declares it)."""
+    return (
+        f"check 'queue_name' in {config.path}; the platform creates that queue, trainwire "
+        "does not declare it"
+    )
 
 
 def connect_sentence(

@@ -35,6 +35,7 @@ from typing import Any
 
 from .._broker._amqp import Diagnosis, describe_connect_error
 from .._broker._diagnosis import ConnectFailure, FailureKind, diagnose, tls_verdict
+from .._broker._nodes import BACKOFF_FIRST, BACKOFF_MAX
 from .._spec._config import Config
 from ._store import Delivery, Outcome, Store, StoreRejection
 
@@ -42,8 +43,6 @@ __all__ = ["BrokerSource", "Receiver", "StaleWatcher"]
 
 log = logging.getLogger("trainwire.serve")
 
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 15.0
 HEARTBEAT = 30
 #: A batch is settled once its bodies hold this many bytes, whatever the prefetch count.
 BATCH_BYTES = 4 << 20

@@ -21,7 +21,6 @@ CONFIG_ENV = "TRAINWIRE_CONFIG"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-_BROKER_KEYS = ("message_host", "message_port", "message_id", "message_pw", "queue_name")
 #: A training config is a few lines; anything bigger is not one (or is /dev/zero).
 MAX_CONFIG_BYTES = 1 << 20
 #: How deep a YAML config may nest (a training config is a flat mapping).

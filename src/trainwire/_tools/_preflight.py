@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from .._broker._sentences import missing_queue_fix
 from .._errors import ConfigError
 from .._spec._config import CONFIG_ENV, Config, Endpoint, PathLike, load_config
 from .._spec._protocol import clean_text, new_message_id, progress_message
@@ -234,8 +235,7 @@ def _check_broker(config: Config, results: list[CheckResult], send_test: bool) -
             "queue", FAIL,
             f"no queue named {config.queue_name!r} in virtual host {config.message_vhost!r}"
             f" ({probe.missing})",
-            f"check 'queue_name' in {config.path}; the platform creates that queue, "
-            "trainwire does not",
+            missing_queue_fix(config),
         ))  # fmt: skip
         if send_test:
             results.append(CheckResult("send", SKIP, "not sent: the queue is missing"))
