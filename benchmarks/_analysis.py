@@ -302,8 +302,9 @@ The store is filled through SQL (src/trainwire/_serve/_store/) with 10,000 jobs 
 asked for pages of `/api/jobs?limit=50`, following the cursor (read by key: no `OFFSET`),
 and for the job list page as a browser loads it (the page and the requests its script
 makes), each p99 beside the p99 of `GET /api/health` on the same server (what any
-request costs there). Memory is the serve process's resident size after two counts of messages ingested
-through the broker: it must not grow with the messages (no per-message state is kept).
+request costs there). Memory is the serve process's resident size after two counts of
+messages ingested through the broker: it must not grow with the messages (no per-message
+state is kept).
 """
 
 #: (heading, the figure keys of its "This run" line, the text after it)
