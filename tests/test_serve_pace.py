@@ -8,6 +8,7 @@ by real training runs at a known pace: within 10 % once warmed up.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -248,3 +249,16 @@ def test_a_pause_does_not_drag_the_rate_down(serve_factory, broker, queue, make_
         assert job["steps_per_second"] == pytest.approx(training.pace(since=0), rel=0.1)
     finally:
         training.finish()
+
+
+def test_the_text_written_is_the_samples_json_through_replacements_restarts_and_the_cap():
+    pace = Pace()
+    at = 0.0
+    for i, step in enumerate([*range(1, 40), *range(1, 10), *range(10, 200)]):
+        at += 0.3 if i % 4 else 1.7  # some samples replace the newest, some are kept
+        pace = pace.add(Sample(at, None if i % 7 == 0 else int(T0 + at), step, step / 2))
+        # dumps() joins each sample's text, kept beside it: never out of step with them
+        assert json.loads(pace.dumps()) == json.loads(Pace(pace.samples).dumps())
+        assert json.loads(pace.dumps()) == [list(s) for s in pace.samples]
+    assert len(pace.samples) == 31
+    assert Pace.loads(pace.dumps()) == pace

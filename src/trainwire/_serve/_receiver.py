@@ -37,7 +37,7 @@ from .._broker._amqp import Diagnosis, describe_connect_error
 from .._broker._diagnosis import ConnectFailure, FailureKind, diagnose, tls_verdict
 from .._broker._nodes import BACKOFF_FIRST, BACKOFF_MAX
 from .._spec._config import Config
-from ._store import Delivery, Outcome, Store, StoreRejection
+from ._store import APPLIED, Delivery, Outcome, Store, StoreRejection
 
 __all__ = ["BrokerSource", "Receiver", "StaleWatcher"]
 
@@ -353,8 +353,7 @@ class Receiver:
                 self._settle_alone(channel, pending)
             return
         channel.basic_ack(batch[-1].tag, multiple=True)
-        for outcome in outcomes:
-            self._count(outcome)
+        self._count_batch(outcomes)
         self.stats.stored(len(outcomes))
 
     def _settle_alone(self, channel: Any, pending: _Pending) -> None:
@@ -374,6 +373,21 @@ class Receiver:
         channel.basic_ack(pending.tag)
         self._count(outcome)
         self.stats.stored(1)
+
+    def _count_batch(self, outcomes: list[Outcome]) -> None:
+        """Count a batch: the applied ones at once, each rejection on its own (logged)."""
+        applied = superseded = 0
+        for outcome in outcomes:
+            if outcome.rejected:
+                self._count(outcome)
+            else:
+                applied += 1
+                superseded += outcome.superseded
+        if applied:
+            stats = self.stats
+            stats.received += applied
+            stats.outcomes[APPLIED] = stats.outcomes.get(APPLIED, 0) + applied
+            stats.superseded += superseded
 
     def _count(self, outcome: Outcome) -> None:
         stats = self.stats

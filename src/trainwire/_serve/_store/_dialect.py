@@ -32,6 +32,9 @@ class Dialect(abc.ABC):
     def begin(self, conn: Any) -> None:
         """Start a write transaction (taking what lock the database needs up front)."""
 
+    def close(self) -> None:  # noqa: B027 - most databases run nothing in the background
+        """Stop what the dialect runs in the background (after the pool closed)."""
+
     def lock_schema(self, tx: Tx) -> None:
         """Serialise schema creation between processes (PostgreSQL only)."""
         del tx  # SQLite's BEGIN IMMEDIATE already holds the whole file's write lock

@@ -13,6 +13,7 @@ from ._records import JobRecord, Transition
 from ._tx import Tx
 
 __all__ = [
+    "INSERT_TRANSITION",
     "JOB_COLUMNS",
     "Locked",
     "Registration",
@@ -22,6 +23,7 @@ __all__ = [
     "record_transition",
     "register",
     "select_transitions",
+    "transition_row",
 ]
 
 JOB_COLUMNS = (
@@ -77,16 +79,26 @@ class Locked:
             self.pace = self.pace.add(sample)
 
 
+#: A new state on a job's timeline (the values of :func:`transition_row`).
+INSERT_TRANSITION = (
+    "INSERT INTO tw_transitions (kind, job_id, at, state, step, percentage)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def transition_row(
+    kind: str, job_id: str, state: JobState, now: float, job: Job | None = None
+) -> tuple[Any, ...]:
+    """The values of :data:`INSERT_TRANSITION` for a job's new ``state``."""
+    step, percentage = (job.step, job.percentage) if job is not None else (None, None)
+    return (kind, job_id, now, state.value, step, percentage)
+
+
 def record_transition(
     tx: Tx, kind: str, job_id: str, state: JobState, now: float, job: Job | None = None
 ) -> None:
     """Put a job's new ``state`` on its timeline."""
-    step, percentage = (job.step, job.percentage) if job is not None else (None, None)
-    tx.run(
-        "INSERT INTO tw_transitions (kind, job_id, at, state, step, percentage)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (kind, job_id, now, state.value, step, percentage),
-    )
+    tx.run(INSERT_TRANSITION, transition_row(kind, job_id, state, now, job))
 
 
 def count_jobs(tx: Tx) -> dict[tuple[Kind, JobState], int]:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..._spec._protocol import Job, JobState, Kind
-from ._jobs import Locked, record_transition
+from ._jobs import INSERT_TRANSITION, Locked, transition_row
 from ._pace import Pace
 from ._tx import Tx
 
@@ -76,6 +76,7 @@ def _locked(kind: Kind, row: Sequence[Any]) -> Locked:
 def write_jobs(tx: Tx, jobs: Iterable[Locked], now: float) -> None:
     """Write the changed rows of locked jobs (and their new states on the timeline)."""
     rows = []
+    transitions = []
     for locked in jobs:
         if not locked.dirty:
             continue
@@ -89,7 +90,8 @@ def write_jobs(tx: Tx, jobs: Iterable[Locked], now: float) -> None:
              None if speed is None else speed.eta_seconds, job.kind.value, job.job_id)
         )  # fmt: skip
         if job.state is not locked.was:
-            record_transition(tx, job.kind.value, job.job_id, job.state, now, job)
+            transitions.append(transition_row(job.kind.value, job.job_id, job.state, now, job))
+    tx.many(INSERT_TRANSITION, transitions)
     tx.many(
         "UPDATE tw_jobs SET state = ?, step = ?, percentage = ?, message = ?,"
         " last_seen = ?, applied = ?, ts = ?, updated_at = ?, pace = ?, steps_per_second = ?,"

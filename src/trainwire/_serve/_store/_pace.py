@@ -22,7 +22,8 @@ while the percentage does not move).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 __all__ = ["Pace", "Sample", "Speed"]
@@ -72,15 +73,39 @@ def _median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def _span(kept: list[tuple[Sample, Sample, float]]) -> float:
-    """The time the kept intervals took, from both clocks (see :func:`_seconds`)."""
-    received = sum(b.at - a.at for a, b, _ in kept)
-    published = 0.0
-    for a, b, dt in kept:
-        if a.published is None or b.published is None:
-            return max(received, sum(dt for _, _, dt in kept))
-        published += b.published - a.published
-    return max(received, published - 1.0)
+#: Compact JSON (one encoder: ``json.dumps`` with separators builds one per call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _text(sample: Sample) -> str:
+    """One sample as the JSON array :meth:`Pace.dumps` writes."""
+    return _encode(sample)  # a tuple: a JSON array
+
+
+class _Recent:
+    """The paces written lately, by their text: a batch reads back what the one before it
+    wrote, so a text seen again is not parsed again. Bounded; shared by every store of the
+    process (the text says everything, whichever process wrote it)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._paces: dict[str, Pace] = {}
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> Pace | None:
+        with self._lock:
+            return self._paces.get(text)
+
+    def put(self, text: str, pace: Pace) -> None:
+        with self._lock:
+            self._paces[text] = pace
+            if len(self._paces) > self.size:
+                del self._paces[next(iter(self._paces))]  # the oldest written
+
+
+#: Room for the paces of this many jobs (about 4 KB each).
+RECENT = 2048
+_RECENT = _Recent(RECENT)
 
 
 @dataclass(frozen=True)
@@ -88,42 +113,69 @@ class Pace:
     """A running job's recent samples."""
 
     samples: tuple[Sample, ...] = ()
+    #: Each sample's JSON text (or empty: made when first needed), so that :meth:`dumps`
+    #: encodes one new sample, not all of them, per message.
+    texts: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def loads(cls, text: str | None) -> Pace:
         """The pace stored as :meth:`dumps` wrote it (empty for None or a bad text)."""
+        if not text:
+            return cls()
+        known = _RECENT.get(text)
+        if known is not None:
+            return known
         try:
-            rows = json.loads(text) if text else []
+            rows = json.loads(text)
             return cls(tuple([Sample(float(a), p, int(s), float(c)) for a, p, s, c in rows]))
         except (ValueError, TypeError):
             return cls()
 
     def dumps(self) -> str:
         """The samples as compact JSON, for a text column."""
-        return json.dumps(self.samples, separators=(",", ":"))  # tuples: JSON arrays
+        texts = self.texts if len(self.texts) == len(self.samples) else map(_text, self.samples)
+        text = "[" + ",".join(texts) + "]"
+        _RECENT.put(text, self)
+        return text
 
     def add(self, sample: Sample) -> Pace:
         """The pace with ``sample`` (the job's newest progress) taken in."""
         kept = self.samples
+        texts = self.texts if len(self.texts) == len(kept) else tuple(map(_text, kept))
         if kept and sample.step < kept[-1].step:  # the count restarted: start over
-            kept = ()
+            kept, texts = (), ()
         if len(kept) >= 2 and _seconds(kept[-2], kept[-1]) < SAMPLE_GAP:
-            kept = kept[:-1]  # the newest sample was too close to the one before: replaced
-        return Pace((*kept, sample)[-MAX_SAMPLES:])
+            # the newest sample was too close to the one before: replaced
+            kept, texts = kept[:-1], texts[:-1]
+        return Pace((*kept, sample)[-MAX_SAMPLES:], (*texts, _text(sample))[-MAX_SAMPLES:])
 
     def speed(self) -> Speed | None:
         """The recent pace, or None until there is enough signal."""
-        pairs = list(zip(self.samples, self.samples[1:]))
-        if len(pairs) < MIN_INTERVALS:
+        samples = self.samples
+        if len(samples) <= MIN_INTERVALS:
             return None
+        pairs = list(zip(samples, samples[1:]))
         lengths = [_seconds(a, b) for a, b in pairs]
         limit = max(PAUSE_MIN, PAUSE_FACTOR * _median(lengths))
-        kept = [(a, b, dt) for (a, b), dt in zip(pairs, lengths) if dt <= limit]
-        span = _span(kept)
-        steps = sum(b.step - a.step for a, b, _ in kept)
-        if len(kept) < MIN_INTERVALS or span < MIN_SPAN:
+        kept = received = timed = published = 0.0
+        steps = percent = 0.0
+        both_clocks = True  # every kept interval has its publisher timestamps
+        for (a, b), dt in zip(pairs, lengths):
+            if dt > limit:  # a pause
+                continue
+            kept += 1
+            received += b.at - a.at
+            timed += dt
+            if a.published is None or b.published is None:
+                both_clocks = False
+            else:
+                published += b.published - a.published
+            steps += b.step - a.step
+            percent += b.percentage - a.percentage
+        # The time the kept intervals took, from both clocks (see _seconds).
+        span = max(received, published - 1.0) if both_clocks else max(received, timed)
+        if kept < MIN_INTERVALS or span < MIN_SPAN:
             return None
-        percent = sum(b.percentage - a.percentage for a, b, _ in kept) / span
-        left = 100.0 - self.samples[-1].percentage
-        eta = left / percent if percent > 0 else None
+        left = 100.0 - samples[-1].percentage
+        eta = left / (percent / span) if percent > 0 else None
         return Speed(steps / span, eta)

@@ -222,3 +222,4 @@ class SqlStore(Store):
 
     def close(self) -> None:
         self.pool.close()
+        self.dialect.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._urls import describe_url
+from ._checkpoint import Checkpointer
 from ._dialect import Dialect
 from ._records import StoreError
 from ._tx import Tx
@@ -32,6 +33,7 @@ class SqliteDialect(Dialect):
                 "create it or give another --db"
             )
         _create_private(self.url, path)
+        self.checkpointer = Checkpointer(path)
 
     def connect(self) -> Any:
         try:
@@ -40,9 +42,14 @@ class SqliteDialect(Dialect):
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
         except sqlite3.Error as exc:
             raise StoreError(f"{self.url}: cannot open the SQLite database: {exc}") from None
+        self.checkpointer.start()
         return conn
+
+    def close(self) -> None:
+        self.checkpointer.stop()
 
     def begin(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")

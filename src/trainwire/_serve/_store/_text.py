@@ -10,6 +10,7 @@ import time
 __all__ = [
     "BODY_LIMIT",
     "DETAIL_LIMIT",
+    "all_storable",
     "body_text",
     "cut",
     "error_text",
@@ -34,6 +35,13 @@ def storable(text: str) -> str:
     if text.isascii():  # the usual case: only a NUL to look for, without the pattern
         return text.replace("\x00", "\ufffd") if "\x00" in text else text
     return _UNSTORABLE.sub("\ufffd", text) if _UNSTORABLE.search(text) else text
+
+
+def all_storable(text: str) -> bool:
+    """Whether :func:`storable` leaves ``text`` as it is (a check of many values joined)."""
+    if text.isascii():
+        return "\x00" not in text
+    return _UNSTORABLE.search(text) is None
 
 
 def cut(text: str, limit: int) -> str:

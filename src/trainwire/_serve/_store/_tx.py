@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ._text import storable
+from ._text import all_storable, storable
 
 __all__ = ["Pool", "Tx"]
 
@@ -15,6 +15,14 @@ __all__ = ["Pool", "Tx"]
 def _params(values: Sequence[Any]) -> tuple[Any, ...]:
     """Query parameters with every string :func:`storable`: written and looked up alike."""
     return tuple([storable(v) if isinstance(v, str) else v for v in values])
+
+
+def _rows(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+    """Rows for ``executemany`` as :func:`_params` makes them: the strings of a batch are
+    checked joined (the usual batch has nothing to change), one by one only otherwise."""
+    if all_storable("".join([v for row in rows for v in row if isinstance(v, str)])):
+        return rows
+    return [_params(r) for r in rows]
 
 
 class Tx:
@@ -44,7 +52,7 @@ class Tx:
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Execute one statement for each of ``rows`` (nothing for none)."""
         if rows:
-            self.conn.cursor().executemany(self._sql(sql), [_params(r) for r in rows])
+            self.conn.cursor().executemany(self._sql(sql), _rows(rows))
 
 
 class Pool:
