@@ -164,6 +164,52 @@ def test_the_wire_holds_at_most_max_in_flight():
     assert not confirms.room()
 
 
+def test_progress_is_taken_in_batches_oldest_first_up_to_the_room(tmp_path):
+    publisher, outbox = _publisher(tmp_path, NODES[:1])
+    for step in range(1, 6):
+        outbox.push(step)
+    first = publisher.newest.take_many(3, ignore_rate=False)
+    rest = publisher.newest.take_many(10, ignore_rate=False)
+    assert [e.body["step"] for e in first + rest] == [1, 2, 3, 4, 5]
+    assert publisher.newest.take_many(10, ignore_rate=False) == []
+    assert publisher.newest.unconfirmed_final() is rest[-1]  # the newest taken: the spool's
+
+
+def test_after_the_end_a_batch_ends_with_the_final_envelope_the_spool_keeps(tmp_path):
+    publisher, outbox = _publisher(tmp_path, NODES[:1])
+    for step in range(1, 4):
+        outbox.push(step)
+    outbox.set_terminal(done_message(publisher.config.identity))
+    final = outbox.final_progress()
+    taken = publisher.newest.take_many(10, ignore_rate=True)
+    assert [e.body["step"] for e in taken] == [1, 2, 3] and taken[-1] is final
+
+
+class _FailingChannel:
+    """A channel whose third publish fails (the connection went while publishing)."""
+
+    def __init__(self) -> None:
+        self.published: list[bytes] = []
+
+    def basic_publish(self, **message: object) -> None:
+        if len(self.published) == 2:
+            raise ConnectionError("gone")
+        self.published.append(message["body"])  # type: ignore[arg-type]
+
+
+def test_a_batch_cut_short_by_a_failed_publish_loses_nothing_and_keeps_its_order(tmp_path):
+    publisher, outbox = _publisher(tmp_path, NODES[:1])
+    for step in range(1, 6):
+        outbox.push(step)
+    with pytest.raises(ConnectionError):
+        publisher.order.fill(_FailingChannel())
+    confirms = publisher.confirms
+    confirms.requeue()  # the session's on_close: what was in flight goes first
+    assert [slot.envelope.body["step"] for slot in confirms.retry] == [1, 2, 3, 4, 5]
+    assert [slot.seq for slot in confirms.retry] == [1, 2, 3, 4, 5]
+    assert not outbox.has_pending()
+
+
 # -- what a refused message becomes ----------------------------------------------------
 
 

@@ -3,12 +3,13 @@ built the plain way: progress bodies from the byte template, properties from a c
 
 from __future__ import annotations
 
+import os
 import time
 
 import pika
 import pytest
 
-from trainwire._broker._params import message_properties
+from trainwire._broker._params import Restamped, message_properties
 from trainwire._broker._transport import Outbox
 from trainwire._spec._protocol import (
     CONTENT_TYPE,
@@ -17,6 +18,7 @@ from trainwire._spec._protocol import (
     Kind,
     ProgressTemplate,
     encode,
+    new_message_id,
     progress_message,
 )
 
@@ -72,3 +74,62 @@ def test_message_properties_copy_matches_a_new_one() -> None:
     assert vars(second) == vars(built)
     assert second.encode() == built.encode()
     assert abs(second.timestamp - time.time()) < 5
+
+
+def test_rounded_progress_parts_are_round_then_encode() -> None:
+    template = ProgressTemplate(IDENTITIES[1])
+    ties = [k / 10**4 + 5e-5 for k in range(0, 10**6, 997)]  # halfway between two 4th digits
+    grid = [
+        s * (100.0 / total)
+        for total in (3, 7, 9_999)
+        for s in range(0, total + 1, 1 + total // 300)
+    ]
+    for percentage in [*PERCENTAGES, -0.0, 99.99995, 0.00005, 2.5e-5, *ties, *grid]:
+        percentage = min(percentage, 100.0)
+        for step in (0, 3, MAX_STEP):
+            body, data = template.rounded(step, percentage)
+            expected = template.body(step, round(percentage, 4))
+            assert list(body.items()) == list(expected.items()), percentage
+            assert data == encode(expected) == encode(body), percentage
+
+
+def test_rounded_progress_parts_check_as_progress_message_does() -> None:
+    template = ProgressTemplate(IDENTITIES[0])
+    with pytest.raises(ValueError, match="step"):
+        template.rounded(-1, 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        template.rounded(1, float("nan"))
+    assert template.rounded(1, 250.0)[0]["percentage"] == 100.0  # clamped, as progress() does
+
+
+def test_restamped_properties_encode_as_new_ones() -> None:
+    stamp = Restamped()
+    for message_id in ("id-1", "id-2", "id-3"):
+        properties = stamp(message_id)
+        built = pika.BasicProperties(
+            content_type=CONTENT_TYPE,
+            content_encoding="utf-8",
+            delivery_mode=2,
+            message_id=message_id,
+            timestamp=properties.timestamp,
+            app_id="trainwire",
+        )
+        assert properties.encode() == built.encode()
+        assert abs(properties.timestamp - time.time()) < 5
+
+
+def test_message_ids_are_unique_and_a_forked_child_draws_its_own() -> None:
+    ids = [new_message_id() for _ in range(5_000)]  # several draws ahead
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, to the parent
+        os.write(write, new_message_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 32
+    assert child != new_message_id()  # the id the parent hands out next, drawn before the fork

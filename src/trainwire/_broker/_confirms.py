@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -25,6 +26,8 @@ class Slot(NamedTuple):
 
     seq: int
     envelope: Envelope
+    #: When it went on the wire (``time.monotonic()``).
+    sent_at: float = 0.0
 
 
 class Verdict(Enum):
@@ -46,7 +49,8 @@ class Confirms:
         self._returned: set[str] = set()
         #: How many times each message came back unroutable (a cluster: once per node).
         self.returns: collections.Counter[str] = collections.Counter()
-        self._sent_at: dict[int, float] = {}
+        #: No wait for a confirm counts from before this (the broker was blocking us).
+        self._clock_from = 0.0
         #: After a refusal in a cluster, one message at a time until one is confirmed: a
         #: queue that refuses for a while (a quorum queue electing its leader) then cannot
         #: take a later message before an earlier one that it refused.
@@ -64,8 +68,7 @@ class Confirms:
             self._seq += 1
             seq = self._seq
         self._tag += 1
-        self.in_flight[self._tag] = Slot(seq, envelope)
-        self._sent_at[self._tag] = time.monotonic()
+        self.in_flight[self._tag] = Slot(seq, envelope, time.monotonic())
 
     def returned(self, message_id: str) -> None:
         """The broker returned this message (its ack follows)."""
@@ -78,13 +81,13 @@ class Confirms:
 
         acked = isinstance(method, pika.spec.Basic.Ack)
         tag = method.delivery_tag
-        tags = self._up_to(tag) if method.multiple else [tag]
+        slots = self._pop_up_to(tag) if method.multiple else self._pop(tag)
+        if acked and slots and not self._returned:  # the usual case: acks, nothing returned
+            self.probing = False
+            self.newest_acked = max(self.newest_acked, max(slot.seq for slot in slots))
+            return [(slot, Verdict.ACK) for slot in slots]
         settled = []
-        for t in tags:
-            slot = self.in_flight.pop(t, None)
-            self._sent_at.pop(t, None)
-            if slot is None:
-                continue
+        for slot in slots:
             message_id = slot.envelope.message_id
             verdict = Verdict.ACK if acked else Verdict.NACK
             if message_id in self._returned:
@@ -96,8 +99,12 @@ class Confirms:
             settled.append((slot, verdict))
         return settled
 
-    def _up_to(self, tag: int) -> list[int]:
-        """The tags in flight up to ``tag``: the oldest ones, since tags are added in
+    def _pop(self, tag: int) -> list[Slot]:
+        slot = self.in_flight.pop(tag, None)
+        return [] if slot is None else [slot]
+
+    def _pop_up_to(self, tag: int) -> list[Slot]:
+        """The slots in flight up to ``tag``: the oldest ones, since tags are added in
         ascending order (one channel's, from 1). Stops at the first later tag rather than
         looking at all (up to ``MAX_IN_FLIGHT``) on every confirm."""
         tags = []
@@ -105,7 +112,15 @@ class Confirms:
             if t > tag:
                 break
             tags.append(t)
-        return tags
+        return [self.in_flight.pop(t) for t in tags]
+
+    def hold(self, envelopes: Sequence[Envelope]) -> None:
+        """``envelopes`` were taken to be published but were not: they go first on the
+        next channel, after what is in flight, with sequence numbers of their own."""
+        for envelope in envelopes:
+            self._seq += 1
+            self.retry.append(Slot(self._seq, envelope))
+        self.retry.sort(key=lambda slot: slot.seq)
 
     def again(self, *slots: Slot) -> None:
         """Put ``slots`` in the retry line, in sequence order."""
@@ -117,18 +132,22 @@ class Confirms:
         if self.in_flight:
             self.again(*self.in_flight.values())
             self.in_flight.clear()
-        self._sent_at.clear()
 
     def restart_clock(self) -> None:
         """Count the wait for what is in flight from now (the broker was blocking us)."""
-        now = time.monotonic()
-        self._sent_at = dict.fromkeys(self._sent_at, now)
+        self._clock_from = time.monotonic()
 
     def waited(self) -> float:
         """Seconds the oldest unconfirmed message has waited for its confirm (0: none)."""
-        oldest = next(iter(self._sent_at.values()), None)
-        return 0.0 if oldest is None else time.monotonic() - oldest
+        oldest = next(iter(self.in_flight.values()), None)
+        if oldest is None:
+            return 0.0
+        return time.monotonic() - max(oldest.sent_at, self._clock_from)
 
     def room(self) -> bool:
         """True while another message may go on the wire."""
-        return len(self.in_flight) < (1 if self.probing else MAX_IN_FLIGHT)
+        return self.room_left() > 0
+
+    def room_left(self) -> int:
+        """How many more messages may go on the wire now."""
+        return (1 if self.probing else MAX_IN_FLIGHT) - len(self.in_flight)

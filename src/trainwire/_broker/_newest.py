@@ -24,11 +24,16 @@ class NewestProgress:
 
     def take(self, *, ignore_rate: bool) -> Envelope | None:
         """The next progress message to publish (see :meth:`Outbox.take_progress`)."""
+        taken = self.take_many(1, ignore_rate=ignore_rate)
+        return taken[0] if taken else None
+
+    def take_many(self, limit: int, *, ignore_rate: bool) -> list[Envelope]:
+        """Up to ``limit`` progress messages to publish (see :meth:`Outbox.take_many`)."""
         with self._lock:
-            envelope = self.outbox.take_progress(ignore_rate=ignore_rate)
-            if envelope is not None:
-                self._taken = envelope
-            return envelope
+            taken = self.outbox.take_many(limit, ignore_rate=ignore_rate)
+            if taken:
+                self._taken = taken[-1]
+            return taken
 
     def confirmed(self, envelope: Envelope) -> None:
         """The broker confirmed this progress message."""

@@ -7,7 +7,7 @@ from typing import Any
 from .._spec._config import Config
 from ._confirms import Confirms
 from ._newest import NewestProgress
-from ._params import message_properties
+from ._params import Restamped
 from ._transport import Envelope, Outbox
 from ._writeahead import SpoolState, WriteAhead
 
@@ -31,6 +31,7 @@ class WireOrder:
         self.newest = newest
         self.write_ahead = write_ahead
         self._terminal_sent = False
+        self._properties = Restamped()
 
     def fill(self, channel: Any) -> None:
         """Publish in sequence: retries, progress, then the terminal alone."""
@@ -44,7 +45,7 @@ class WireOrder:
             exchange="",
             routing_key=envelope.queue or self.queue,
             body=envelope.payload(),
-            properties=message_properties(envelope.message_id),
+            properties=self._properties(envelope.message_id),
             mandatory=True,
         )
 
@@ -61,11 +62,14 @@ class WireOrder:
     def _send_progress(self, channel: Any) -> None:
         ending = self.outbox.terminal is not None
         while self.confirms.room():
-            progress = self.newest.take(ignore_rate=ending)
-            if progress is None:
-                return
-            self._publish(channel, progress)
-            if self.outbox.max_rate and not ending:
+            batch = self.newest.take_many(self.confirms.room_left(), ignore_rate=ending)
+            for index, progress in enumerate(batch):
+                try:
+                    self._publish(channel, progress)
+                except BaseException:
+                    self.confirms.hold(batch[index + 1 :])  # taken, not sent: next in line
+                    raise
+            if not batch or (self.outbox.max_rate and not ending):
                 return
 
     def _send_terminal(self, channel: Any) -> None:

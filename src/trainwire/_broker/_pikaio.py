@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 from typing import Any
 
 __all__ = [
     "IO_THREAD_PREFIX",
     "abort_connection",
+    "coalesce_writes",
     "inline_resolver_ioloop",
     "quiet_pika_in_io_threads",
 ]
@@ -99,3 +101,20 @@ def abort_connection(connection: Any, reason: str) -> None:
         connection.close()
     else:
         terminate(pika.exceptions.AMQPConnectionError(reason))
+
+
+def coalesce_writes(connection: Any) -> None:
+    """Join what the connection has buffered to send into one chunk: one ``send()``.
+
+    pika buffers every frame it builds as a chunk of its own (a message is three: method,
+    header, body) and sends each chunk with a system call of its own once the socket is
+    writable. Every-step mode publishes hundreds of messages at a time; one ``send()`` for
+    all of them instead of three a message was about a third of the publisher's CPU. The
+    bytes and their order are pika's own, untouched. pika's transport keeps its buffer in
+    private attributes: if they are not what this expects (another pika), nothing is done.
+    """
+    chunks = getattr(getattr(connection, "_transport", None), "_tx_buffers", None)
+    if isinstance(chunks, collections.deque) and len(chunks) > 1:
+        joined = b"".join(chunks)
+        chunks.clear()
+        chunks.append(joined)

@@ -55,17 +55,20 @@ class Publisher(Reporting):
     def on_confirm(self, method: Any) -> int:
         """A ``basic.ack``/``basic.nack``: returns how many messages it confirmed."""
         acked = 0
+        progress = None
         for slot, verdict in self.confirms.settle(method):
             if verdict is not Verdict.ACK:
                 self._refused(slot, verdict)
                 continue
             acked += 1
-            self.delivered += 1
+            self.delivered += 1  # before the terminal's events: finish() may read it next
             if slot.envelope.terminal:
                 self.terminal_confirmed()
                 self.write_ahead.settle()
             else:
-                self.newest.confirmed(slot.envelope)
+                progress = slot.envelope
+        if progress is not None:
+            self.newest.confirmed(progress)  # only the newest of them counts there
         return acked
 
     def _refused(self, slot: Slot, verdict: Verdict) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._spec._config import Endpoint
 from ._notices import Trouble
-from ._pikaio import abort_connection
+from ._pikaio import abort_connection, coalesce_writes
 from ._publisher import Publisher
 
 __all__ = ["POLL_INTERVAL", "Flow", "Pump"]
@@ -62,6 +62,7 @@ class Pump:
             return
         try:
             publisher.order.fill(channel)
+            coalesce_writes(conn)
         except Exception as exc:
             publisher.notices.say(
                 Trouble.PUBLISH, logging.WARNING, f"publish failed ({exc!r}); reconnecting"

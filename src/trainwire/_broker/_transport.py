@@ -81,26 +81,47 @@ class Outbox:
         self._tail: collections.deque[int | tuple[int, float]] = collections.deque()
         self._final: Envelope | None = None
         self.terminal_set = threading.Event()
-        self.last_progress: Envelope | None = None
 
     def take_progress(self, *, ignore_rate: bool = False) -> Envelope | None:
         """The next progress message to publish, or None (nothing new, or rate limit)."""
+        taken = self.take_many(1, ignore_rate=ignore_rate)
+        return taken[0] if taken else None
+
+    def take_many(self, limit: int, *, ignore_rate: bool = False) -> list[Envelope]:
+        """Up to ``limit`` progress messages to publish, oldest first, under one lock (one
+        at most with ``max_rate``); empty when nothing is new or the rate limit holds."""
         with self._lock:
             if self._terminal is not None:
-                self._seal()
-                if not self._tail:
-                    return None
-                last = self._tail.popleft()
-                return self._envelope(last) if self._tail else self._final
+                return self._take_tail(limit)
             if not self.pending:
-                return None
+                return []
             if self.max_rate:
                 now = time.monotonic()
                 if not ignore_rate and now < self._next_allowed:
-                    return None
+                    return []
                 self._next_allowed = now + self._min_interval
-            item = self._pop()
-            return None if item is None else self._envelope(item)
+                item = self._pop()
+                return [] if item is None else [self._envelope(item)]
+            return [self._envelope(item) for item in self._pop_oldest(limit)]
+
+    def _pop_oldest(self, limit: int) -> list[int | tuple[int, float]]:
+        """Every-step mode: up to ``limit`` entries, oldest first (the training thread may
+        append meanwhile: the deque's own methods are atomic; a full deque drops its oldest
+        on append, so its length never shrinks under us)."""
+        pending = self.pending
+        # Only this thread takes, under the lock: what is there now stays at least as long.
+        return [pending.popleft() for _ in range(min(limit, len(pending)))]
+
+    def _take_tail(self, limit: int) -> list[Envelope]:
+        """After the terminal is set: the sealed steps, the last one as the final envelope."""
+        self._seal()
+        taken: list[Envelope] = []
+        tail = self._tail
+        while tail and len(taken) < limit:
+            item = tail.popleft()
+            final = self._final
+            taken.append(final if not tail and final is not None else self._envelope(item))
+        return taken
 
     def final_progress(self) -> Envelope | None:
         """After the terminal is set: the newest step pushed before it (one envelope), or None."""
@@ -140,11 +161,8 @@ class Outbox:
             percentage = min(100.0, max(0.0, step * self._scale))
         else:
             step, percentage = item
-        template = self._template
-        body = template.body(step, round(percentage, 4))
-        envelope = Envelope(new_message_id(), body, data=template.encode(body))
-        self.last_progress = envelope
-        return envelope
+        body, data = self._template.rounded(step, percentage)
+        return Envelope(new_message_id(), body, data=data)
 
     def set_terminal(self, body: dict[str, Any]) -> Envelope:
         """Queue the run's one terminal message; later calls return the first one."""
