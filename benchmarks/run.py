@@ -44,6 +44,12 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "supervisor": ("supervisor",),
     "serve_ingest": ("serve.ingest.sqlite", "serve.ingest.postgres"),
     "serve_pages": ("serve.jobs_api", "serve.jobs_page", "serve.memory"),
+    "serve_live": (
+        "serve.live.ingest",
+        "serve.live.latency",
+        "serve.graph.latency",
+        "serve.graph.bytes",
+    ),
     "instructions": ("instructions", "instructions.import"),  # last: valgrind, both cores
 }
 

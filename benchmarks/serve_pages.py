@@ -121,14 +121,17 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def _start(ctx: Context, db: str, queue: str, work: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start(
+    ctx: Context, db: str, queue: str, work: Path, *extra: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real ``serve`` on ``db`` and ``queue`` (``extra``: more options), and its URL."""
     broker = ctx.broker()
     amqp = f"amqp://guest:guest@{broker.host}:{broker.port}/%2F"
     log = work / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [python(), "-m", "trainwire", "serve", "--port", "0", "--amqp-url", amqp,
-             "--queue", queue, "--db", db],
+             "--queue", queue, "--db", db, *extra],
             cwd=work, env=child_env(), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

@@ -22,6 +22,8 @@ import io
 import itertools
 import os
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +46,9 @@ __all__ = [
 #: Graph files read per job.
 MAX_FILES = 64
 #: Rows sent per graph and update at most; a longer stretch is thinned (min/max per bucket).
-MAX_POINTS = 20_000
+#: Two rows a bucket: a bucket per pixel for a chart up to 2,000 pixels wide, which is more
+#: than the page's charts are; more rows would cost every open page time, not detail.
+MAX_POINTS = 4_000
 #: Cells (rows x columns) sent per graph and update at most: a wide graph gets fewer rows.
 MAX_CELLS = 100_000
 #: Columns a graph may have; a wider header makes the file unreadable.
@@ -53,6 +57,12 @@ MAX_COLUMNS = 256
 MAX_LINE = 64 * 1024
 #: Bytes read at a time.
 CHUNK = 1024 * 1024
+#: Cells (rows x columns) of the whole-file reads kept to be continued (:class:`_Wholes`).
+CACHED_CELLS = 1_000_000
+#: Files whose whole-file reads are kept at most.
+CACHED_FILES = 4 * MAX_FILES
+#: Bytes at the start of a file that must not have changed for a kept read to be continued.
+HEAD = 4096
 
 Cell = Union[float, int, None]
 Row = list[Cell]
@@ -372,9 +382,12 @@ class Graph:
                 self.columns, self.offset, self.inode, self.skipped = [], 0, st.st_ino, 0
                 self.stats = []
                 self.announced, self._long_line = False, False
+                rows: list[Row] | None = _WHOLES.read(self, fd, st)
             elif st.st_size == self.offset:
                 return None
-            sampler = self._read(fd, st.st_size)
+            else:
+                sampler = self._read(fd, st.st_size)
+                rows = sampler.rows() if sampler is not None and sampler.count else None
         except OSError:
             return None
         finally:
@@ -383,13 +396,19 @@ class Graph:
             if not self.columns:
                 return ([], True) if reset else None
             reset, self.announced = True, True
-        elif sampler is None or sampler.count == 0:
+        elif rows is None:
             return None
-        return (sampler.rows() if sampler else []), reset
+        return rows or [], reset
 
-    def _read(self, fd: int, size: int) -> Downsampler | None:
-        """Read the complete lines between the offset and ``size``, chunk by chunk."""
-        sampler: Downsampler | None = None
+    def take_over(self, other: Graph) -> None:
+        """Continue from where ``other`` (of the same file) has read to."""
+        self.columns, self.offset, self.skipped = list(other.columns), other.offset, other.skipped
+        self.stats = [SeriesStats(s.last, s.low, s.high) for s in other.stats]
+        self._long_line = other._long_line
+
+    def _read(self, fd: int, size: int, sampler: Downsampler | None = None) -> Downsampler | None:
+        """Read the complete lines between the offset and ``size``, chunk by chunk, into
+        ``sampler`` (a new one when None)."""
         carry = b""
         position = self.offset
         while position < size:
@@ -458,6 +477,67 @@ class Graph:
             "skipped_rows": self.skipped,
             "stats": [s.to_json() for s in self.stats],
         }
+
+
+@dataclass
+class _Whole:
+    """One file read whole, kept so that the next whole read only reads what was added."""
+
+    graph: Graph
+    head: bytes
+    sampler: Downsampler | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def cells(self) -> int:
+        return self.sampler.limit * self.sampler.width if self.sampler else 0
+
+
+class _Wholes:
+    """The whole-file reads lately made, by file, to be continued: every page opened on a
+    job asks for its graphs whole, and a long file must not be parsed again each time.
+
+    A kept read is continued only while the file is the same one (device and inode), no
+    shorter than what was read, and its first :data:`HEAD` bytes are unchanged; otherwise
+    it is read again. At most :data:`CACHED_FILES` files and :data:`CACHED_CELLS` cells are
+    kept, the oldest let go first.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple[int, int], _Whole] = OrderedDict()
+
+    def read(self, graph: Graph, fd: int, st: os.stat_result) -> list[Row]:
+        """The rows of the whole file (thinned); ``graph`` takes over where the read ended."""
+        head = os.pread(fd, HEAD, 0)
+        key = (st.st_dev, st.st_ino)
+        with self._lock:
+            whole = self._kept.pop(key, None)
+            same = whole is not None and whole.graph.offset <= st.st_size
+            if whole is None or not (same and _same_start(whole.head, head)):
+                whole = _Whole(Graph(graph.name, graph.file, inode=st.st_ino), head)
+            self._kept[key] = whole
+        with whole.lock:
+            whole.sampler = whole.graph._read(fd, st.st_size, whole.sampler)
+            whole.head = max(whole.head, head, key=len)
+            graph.take_over(whole.graph)
+            rows = whole.sampler.rows() if whole.sampler else []
+        with self._lock:
+            while len(self._kept) > 1 and (
+                len(self._kept) > CACHED_FILES
+                or sum(w.cells for w in self._kept.values()) > CACHED_CELLS
+            ):
+                self._kept.popitem(last=False)
+        return rows
+
+
+def _same_start(kept: bytes, now: bytes) -> bool:
+    """True when two reads of a file's start agree where both reached."""
+    n = min(len(kept), len(now))
+    return kept[:n] == now[:n]
+
+
+_WHOLES = _Wholes()
 
 
 class GraphFollower:

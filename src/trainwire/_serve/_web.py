@@ -36,7 +36,7 @@ from ._joblist import QueryError, job_query, next_link
 from ._prometheus import CONTENT_TYPE as PROMETHEUS_TEXT
 from ._store import OUTCOMES, JobQuery, JobRecord, Store, job_json, message_json, transition_json
 
-__all__ = ["Event", "Hub", "Subscriber", "WebApp", "make_server"]
+__all__ = ["Event", "Hub", "Subscriber", "WebApp", "frame", "make_server"]
 
 log = logging.getLogger("trainwire.serve")
 
@@ -101,50 +101,69 @@ class Event(str, enum.Enum):
     CLOSE = "close"
 
 
+def frame(event: Event, data: Any) -> bytes:
+    """One event of the stream as it goes on the wire."""
+    payload = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    return f"event: {event.value}\ndata: {payload}\n\n".encode()
+
+
 class Subscriber:
     """What one event stream still has to send, coalesced: memory stays bounded.
 
     A reader that falls behind gets the newest state of each job that changed (and the
     newest counts), not every intermediate one: the stream carries states, so nothing
     a page shows is lost. ``job`` limits it to one job (a job page; no counts then).
+    Events are kept encoded (:func:`frame`): the hub encodes each once for every stream.
     """
 
     def __init__(self, job: tuple[str, str] | None = None) -> None:
         self.job = job
         self._cond = threading.Condition()
-        self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
-        self._counts: dict[str, int] | None = None
+        self._jobs: dict[tuple[str, str], bytes] = {}
+        self._counts: bytes | None = None
         self._closed = False
 
     def offer(self, event: Event, data: Any) -> None:
         """Keep ``data`` to send, replacing what it makes out of date."""
-        with self._cond:
-            if event is Event.CLOSE:
+        if event is Event.CLOSE:
+            with self._cond:
                 self._closed = True
-            elif event is Event.JOB:
-                key = (data["kind"], data["id"])
-                if self.job is not None and key != self.job:
+                self._cond.notify()
+        elif event is Event.JOB:
+            self.offer_all({(data["kind"], data["id"]): frame(event, data)}, None)
+        elif event is Event.REJECTED:
+            self.offer_all({}, frame(event, data))
+
+    def offer_all(self, jobs: dict[tuple[str, str], bytes], counts: bytes | None) -> None:
+        """Keep the frames of changed ``jobs`` (in the order changed) and of the ``counts``
+        (None: unchanged), waking the stream once."""
+        with self._cond:
+            if self.job is not None:
+                if self.job not in jobs:
                     return
-                self._jobs.pop(key, None)  # re-inserted last: the order of the changes
-                self._jobs[key] = data
-            elif event is Event.REJECTED and self.job is None:
-                self._counts = data
+                jobs = {self.job: jobs[self.job]}
+            elif counts is not None:
+                self._counts = counts
+            if self._jobs:  # a reader behind: re-inserted last, in the order of the changes
+                for key in jobs.keys() & self._jobs.keys():
+                    del self._jobs[key]
+                self._jobs.update(jobs)
             else:
-                return
+                self._jobs = dict(jobs)
             self._cond.notify()
 
-    def take(self, timeout: float) -> list[tuple[Event, Any]]:
-        """Everything kept (waiting up to ``timeout`` for something); CLOSE once closed."""
+    def take(self, timeout: float) -> list[bytes] | None:
+        """The frames kept (waiting up to ``timeout`` for one); None once closed."""
         with self._cond:
             if not (self._closed or self._jobs or self._counts is not None):
                 self._cond.wait(timeout)
             if self._closed:
-                return [(Event.CLOSE, None)]
-            events: list[tuple[Event, Any]] = [(Event.JOB, j) for j in self._jobs.values()]
+                return None
+            frames = list(self._jobs.values())
             if self._counts is not None:
-                events.append((Event.REJECTED, self._counts))
+                frames.append(self._counts)
             self._jobs, self._counts = {}, None
-            return events
+            return frames
 
 
 class Hub:
@@ -203,10 +222,13 @@ class Hub:
         with self._lock:
             self._subscribers.discard(sub)
 
-    def _publish(self, event: Event, data: Any) -> None:
+    def _publish(self, jobs: list[dict[str, Any]], counts: dict[str, int] | None) -> None:
+        # Each event encoded once, and each stream woken once, however many are open.
+        frames = {(j["kind"], j["id"]): frame(Event.JOB, j) for j in jobs}
+        counted = None if counts is None else frame(Event.REJECTED, counts)
         with self._lock:
             for sub in self._subscribers:
-                sub.offer(event, data)
+                sub.offer_all(frames, counted)
 
     def _refresh(self) -> None:
         # Only the rows written lately (with a margin for the writers' clocks and for
@@ -228,10 +250,8 @@ class Hub:
             if self._since is None:
                 self._since = 0.0
             old_counts, self._counts = self._counts, counts
-        for job in changed:
-            self._publish(Event.JOB, job)
-        if counts != old_counts:
-            self._publish(Event.REJECTED, counts)
+        if changed or counts != old_counts:
+            self._publish(changed, None if counts == old_counts else counts)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -608,8 +628,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- the event stream --------------------------------------------------------------
 
     def _event(self, event: Event, data: Any) -> None:
-        payload = json.dumps(data, ensure_ascii=False, allow_nan=False)
-        self.wfile.write(f"event: {event.value}\ndata: {payload}\n\n".encode())
+        self.wfile.write(frame(event, data))
 
     def _events(self, query: dict[str, list[str]]) -> None:
         kind = query.get("kind", [None])[-1]
@@ -666,10 +685,11 @@ class _Handler(BaseHTTPRequestHandler):
                     last_write = now
             if now >= next_graphs:
                 next_graphs = now + GRAPH_INTERVAL
-            for event, data in sub.take(max(0.05, next_graphs - time.monotonic())):
-                if event is Event.CLOSE:
-                    return
-                self._event(event, data)
+            frames = sub.take(max(0.05, next_graphs - time.monotonic()))
+            if frames is None:
+                return
+            if frames:  # one write for all: a busy hub must not cost a system call an event
+                self.wfile.write(b"".join(frames))
                 last_write = time.monotonic()
             if time.monotonic() - last_write > KEEPALIVE:
                 self.wfile.write(b": keepalive\n\n")
