@@ -128,7 +128,7 @@ def _drain_rate(url: str, n: int) -> float:
             if received - r0 < n // 4:
                 raise RuntimeError("serve drained the queue before it could be timed")
             return (received - r0) / (time.perf_counter() - t0)
-        time.sleep(0.01)
+        time.sleep(0.05)
     raise RuntimeError("serve did not drain the queue in 600 s")
 
 

@@ -231,3 +231,33 @@ def test_concurrent_writers_never_deadlock_nor_double_apply(store, tmp_path, req
         name = store.url.rsplit("/", 1)[1]
         sql = f"SELECT deadlocks FROM pg_stat_database WHERE datname = '{name}'"
         assert pg.psql(sql) == "0"
+
+
+def test_only_rejected_messages_are_indexed_as_rejected_and_an_old_index_is_dropped(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    open_store(f"sqlite:///{path}").close()
+    conn = sqlite3.connect(path)  # as the first release of schema 2 left it
+    conn.execute("DROP INDEX tw_messages_rejects")
+    conn.execute("CREATE INDEX tw_messages_rejected ON tw_messages (rejected, id)")
+    conn.commit()
+    conn.close()
+
+    store = open_store(f"sqlite:///{path}")
+    try:
+        store.receive_many([_progress(1), Delivery(b"{not json", "bad-1", T0)], T0 + 1.0)
+        with store.pool.read() as tx:
+            indexes = {r[1] for r in tx.all("PRAGMA index_list(tw_messages)")}
+            plan = tx.all(
+                "EXPLAIN QUERY PLAN SELECT id FROM tw_messages WHERE rejected = 1"
+                " ORDER BY id DESC LIMIT 10"
+            )
+            in_index = tx.all("SELECT id FROM tw_messages INDEXED BY tw_messages_rejects"
+                              " WHERE rejected = 1")  # fmt: skip
+        assert "tw_messages_rejected" not in indexes and "tw_messages_rejects" in indexes
+        assert "tw_messages_rejects" in str(plan)
+        assert len(in_index) == 1  # the malformed one; the applied one is not in it
+        assert [m.outcome for m in store.messages(rejected_only=True)] == ["malformed_json"]
+    finally:
+        store.close()

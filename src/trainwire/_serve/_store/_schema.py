@@ -33,7 +33,10 @@ def _statements(serial: str) -> list[str]:
         " outcome TEXT NOT NULL, rejected INTEGER NOT NULL,"
         " superseded INTEGER NOT NULL DEFAULT 0, detail TEXT, body TEXT)",
         "CREATE INDEX IF NOT EXISTS tw_messages_job ON tw_messages (kind, job_id, id)",
-        "CREATE INDEX IF NOT EXISTS tw_messages_rejected ON tw_messages (rejected, id)",
+        # Only the rejected messages: an applied one (nearly all) updates no such index.
+        # (Schema 2 as first released indexed every message; that index is dropped.)
+        "DROP INDEX IF EXISTS tw_messages_rejected",
+        "CREATE INDEX IF NOT EXISTS tw_messages_rejects ON tw_messages (id) WHERE rejected = 1",
         f"CREATE TABLE IF NOT EXISTS tw_transitions (id {serial} PRIMARY KEY,"
         " kind TEXT NOT NULL, job_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,"
         " state TEXT NOT NULL, step BIGINT, percentage DOUBLE PRECISION)",
