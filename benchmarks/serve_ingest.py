@@ -11,6 +11,7 @@ of prefetch-count messages with ``multiple`` and doing nothing else.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -36,13 +37,13 @@ ch.basic_qos(prefetch_count=prefetch)
 got, first = 0, None
 for method, props, body in ch.consume(queue, auto_ack=False):
     if first is None:
-        first = time.perf_counter()
+        first, cpu = time.perf_counter(), time.process_time()
     got += 1
     if got % prefetch == 0 or got == n:
         ch.basic_ack(method.delivery_tag, multiple=True)
     if got == n:
         break
-print(n / (time.perf_counter() - first))
+print(n / (time.perf_counter() - first), (time.process_time() - cpu) / n * 1e6)
 """
 
 
@@ -70,7 +71,11 @@ def _fill(ctx: Context, queue: str, jobs: int, steps: int, prefix: str = "model"
     return jobs * (steps + 1)
 
 
-def _raw_rate(ctx: Context, queue: str, n: int) -> float:
+#: (messages per second, CPU µs per message of the consuming process)
+Side = tuple[float, float]
+
+
+def _raw_rate(ctx: Context, queue: str, n: int) -> Side:
     broker = ctx.broker()
     out = subprocess.run(
         [python(), "-c", _RAW_CONSUMER, broker.host, str(broker.port), queue, str(n),
@@ -79,7 +84,8 @@ def _raw_rate(ctx: Context, queue: str, n: int) -> float:
     )  # fmt: skip
     if out.returncode != 0:
         raise RuntimeError(f"raw consumer failed: {out.stderr[-500:]}")
-    return float(out.stdout.strip())
+    rate, cpu = out.stdout.split()
+    return float(rate), float(cpu)
 
 
 def _health(url: str) -> dict[str, Any]:
@@ -87,7 +93,13 @@ def _health(url: str) -> dict[str, Any]:
         return dict(json.load(response))
 
 
-def _serve_rate(ctx: Context, queue: str, n: int, db: str) -> float:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _serve_rate(ctx: Context, queue: str, n: int, db: str) -> Side:
     broker = ctx.broker()
     amqp = f"amqp://guest:guest@{broker.host}:{broker.port}/%2F"
     with tempfile.TemporaryDirectory(dir=ctx.dir) as work:
@@ -100,7 +112,9 @@ def _serve_rate(ctx: Context, queue: str, n: int, db: str) -> float:
             )  # fmt: skip
         try:
             url = _wait_url(log, proc)
-            return _drain_rate(url, n)
+            cpu = _cpu_seconds(proc.pid)
+            rate = _drain_rate(url, n)
+            return rate, (_cpu_seconds(proc.pid) - cpu) / n * 1e6
         finally:
             proc.terminate()
             proc.wait(30)
@@ -142,7 +156,7 @@ def _postgres() -> Any:
     return Postgres().start()
 
 
-def _side(ctx: Context, jobs: int, steps: int, db: str | None) -> float:
+def _side(ctx: Context, jobs: int, steps: int, db: str | None) -> Side:
     queue = ctx.new_queue()
     try:
         n = _fill(ctx, queue, jobs, steps)
@@ -151,7 +165,10 @@ def _side(ctx: Context, jobs: int, steps: int, db: str | None) -> float:
         ctx.delete_queue(queue)
 
 
-def _figure(key: str, store: str, ours: list[float], raw: list[float], goal: str) -> Figure:
+def _figure(
+    key: str, store: str, our_sides: list[Side], raw_sides: list[Side], goal: str
+) -> Figure:
+    ours, raw = [r for r, _ in our_sides], [r for r, _ in raw_sides]
     ratio = median([a / b for a, b in zip(ours, raw)])
     rate = median(ours)
     met = ratio >= 0.5 and rate >= FLEET * 10 if store == "SQLite" else rate >= FLEET * 10
@@ -170,6 +187,11 @@ def _figure(key: str, store: str, ours: list[float], raw: list[float], goal: str
         details=[
             (f"serve ({store}), each rep", ", ".join(fmt(v, "msg/s") for v in ours)),
             ("raw consumer, each rep", ", ".join(fmt(v, "msg/s") for v in raw)),
+            (
+                "CPU per message of the consuming process (median)",
+                f"serve {median([c for _, c in our_sides]):.0f} µs, "
+                f"raw consumer {median([c for _, c in raw_sides]):.0f} µs",
+            ),
         ],
     )
 
@@ -179,7 +201,7 @@ def measure(ctx: Context) -> list[Figure]:
     jobs, steps, reps = (200, 9, 1) if ctx.quick else (1_000, 19, 3)
     pg = _postgres()
     sides = ("raw", "sqlite", "postgres")
-    rates: dict[str, list[float]] = {name: [] for name in sides}
+    rates: dict[str, list[Side]] = {name: [] for name in sides}
     try:
         for rep in range(reps):
             dbs = {
