@@ -65,6 +65,9 @@ POLL_INTERVAL = 1.0
 CHANGE_MARGIN = 10.0
 #: At most this often, even when the local receiver reports changes all the time.
 MIN_POLL_GAP = 0.25
+#: And the pause after a poll is at least this many times what the poll took, so that
+#: reading a busy fleet's changes never takes more than a quarter of the receiver's time.
+POLL_PAUSE_FACTOR = 3.0
 #: Seconds between two reads of a job's graph files while its page is open.
 GRAPH_INTERVAL = 1.0
 KEEPALIVE = 15.0
@@ -171,7 +174,8 @@ class Hub:
 
     Polling (instead of listening to the local receiver only) also shows what other
     ``serve`` processes on the same database applied. The local receiver :meth:`poke`\\ s
-    the hub so that its own changes show at once.
+    the hub so that its own changes show at once. While no stream is open the hub does
+    not poll: the first subscriber's poll reads everything changed since the last one.
     """
 
     def __init__(self, store: Store) -> None:
@@ -180,7 +184,7 @@ class Hub:
         self._lock = threading.Lock()
         self._poked = threading.Event()
         self._stop = threading.Event()
-        self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._jobs: dict[tuple[str, str], JobRecord] = {}
         self._counts: dict[str, int] = {}
         #: The newest ``updated_at`` seen (None: read every job next time).
         self._since: float | None = None
@@ -215,6 +219,7 @@ class Hub:
         sub = Subscriber(job)
         with self._lock:
             self._subscribers.add(sub)
+        self._poked.set()  # the hub may have been idle: catch up now
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
@@ -242,16 +247,16 @@ class Hub:
         changed = []
         with self._lock:
             for j in records:
-                key, data = (j.kind.value, j.job_id), job_json(j)
-                if self._jobs.get(key) != data:
-                    self._jobs[key] = data
-                    changed.append(data)
+                key = (j.kind.value, j.job_id)
+                if self._jobs.get(key) != j:
+                    self._jobs[key] = j
+                    changed.append(j)
                 self._since = max(self._since or 0.0, j.updated_at)
             if self._since is None:
                 self._since = 0.0
             old_counts, self._counts = self._counts, counts
         if changed or counts != old_counts:
-            self._publish(changed, None if counts == old_counts else counts)
+            self._publish([job_json(j) for j in changed], None if counts == old_counts else counts)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -259,11 +264,17 @@ class Hub:
             if self._stop.is_set():
                 return
             self._poked.clear()
+            with self._lock:
+                watched = bool(self._subscribers)
+            if not watched:  # nobody to tell; subscribe() pokes
+                continue
+            began = time.monotonic()
             try:
                 self._refresh()
             except Exception as exc:
                 log.warning("trainwire serve: reading the database failed: %s", exc)
-            self._stop.wait(MIN_POLL_GAP)
+            took = time.monotonic() - began
+            self._stop.wait(max(MIN_POLL_GAP, POLL_PAUSE_FACTOR * took))
 
 
 class WebApp:
