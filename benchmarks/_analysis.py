@@ -346,10 +346,12 @@ would load the 2-core machine `serve` runs on). *Rate:* a queue filled beforehan
 fleet's messages is drained by a fresh `serve` with the streams open or with none, the
 two alternating; timed from the moment every stream has its snapshot. *Latency:*
 {live_jobs} trainings at {live_rate} messages a second each ({live_total} msg/s, evenly
-spread: a fleet below what `serve` applies on this machine, so that the figure is the
-path's delay, not a growing backlog; the backlog case is the rate above) are published
-from this process, which notes when each (job, step) went out (`time.monotonic`, one
-clock for the processes of a machine). The hub reads the store at most every
+spread) are published from this process, which notes when each (job, step) went out
+(`time.monotonic`, one clock for the processes of a machine). The fleet is meant to stay
+below what `serve` applies (the first row's rates), so that the figure is the path's
+delay; the details say how much of it `serve` applied: when that is short of the offered
+rate (a machine busy with other work), a growing backlog is part of the latency, for one
+stream as for {clients}. The hub reads the store at most every
 {hub_gap_ms} ms and sends each stream the newest state of each job that changed, so a
 stream sees only some steps (the share is in the details); the latency is over those.
 Goals: p99 under 1 s (the page is read by people; the hub's pause and the receiver's
