@@ -187,7 +187,7 @@ def _latency_figure(
 def measure(ctx: Context) -> list[Figure]:
     """Three figures: a page of /api/jobs, the list page, and serve's memory."""
     jobs, messages, requests = (200, 10_000, 20) if ctx.quick else (10_000, 1_000_000, 300)
-    counts = (10_000, 20_000) if ctx.quick else (10_000, 40_000)
+    counts = (10_000, 20_000) if ctx.quick else (10_000, 100_000)
     with tempfile.TemporaryDirectory(dir=ctx.dir) as scratch:
         work = Path(scratch)
         path = work / "pages.sqlite3"
