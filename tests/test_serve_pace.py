@@ -262,3 +262,15 @@ def test_the_text_written_is_the_samples_json_through_replacements_restarts_and_
         assert json.loads(pace.dumps()) == [list(s) for s in pace.samples]
     assert len(pace.samples) == 31
     assert Pace.loads(pace.dumps()) == pace
+
+
+def test_a_pace_read_back_from_any_json_text_writes_the_same_samples():
+    from trainwire._serve._store import _pace
+
+    written = _feed(Pace(), 0.0, range(1, 60), 1.5, 100).dumps()
+    spaced = json.dumps(json.loads(written))  # the same samples, not as trainwire spaces them
+    for text in (written, spaced, f" {written} ", "[[1.0, null, 3, 4.0]]"):
+        _pace._RECENT._paces.clear()  # read from the text itself, not the paces written lately
+        pace = Pace.loads(text)
+        later = pace.add(Sample(1e6, None, 10**6, 99.0))
+        assert json.loads(later.dumps()) == [*json.loads(text)[-30:], [1e6, None, 10**6, 99.0]]

@@ -103,8 +103,9 @@ class _Recent:
                 del self._paces[next(iter(self._paces))]  # the oldest written
 
 
-#: Room for the paces of this many jobs (about 4 KB each).
-RECENT = 2048
+#: Room for the paces of this many jobs (about 10 KB each with 31 samples); a larger
+#: fleet's paces are parsed again, at the cost of one ``json.loads``.
+RECENT = 256
 _RECENT = _Recent(RECENT)
 
 
@@ -127,9 +128,14 @@ class Pace:
             return known
         try:
             rows = json.loads(text)
-            return cls(tuple([Sample(float(a), p, int(s), float(c)) for a, p, s, c in rows]))
+            samples = tuple([Sample(float(a), p, int(s), float(c)) for a, p, s, c in rows])
         except (ValueError, TypeError):
             return cls()
+        # Each sample's text as written, so that the next dumps() encodes one sample only.
+        compact = text.startswith("[[") and text.endswith("]]")
+        pieces = text[2:-2].split("],[") if samples and compact else []
+        texts = tuple([f"[{piece}]" for piece in pieces]) if len(pieces) == len(samples) else ()
+        return cls(samples, texts)
 
     def dumps(self) -> str:
         """The samples as compact JSON, for a text column."""
