@@ -274,3 +274,20 @@ def test_a_pace_read_back_from_any_json_text_writes_the_same_samples():
         pace = Pace.loads(text)
         later = pace.add(Sample(1e6, None, 10**6, 99.0))
         assert json.loads(later.dumps()) == [*json.loads(text)[-30:], [1e6, None, 10**6, 99.0]]
+
+
+def test_the_rate_kept_message_by_message_equals_the_rate_worked_out_afresh():
+    import random
+
+    rng = random.Random(7)
+    pace, at, step = Pace(), 0.0, 0
+    rates = 0
+    for _ in range(3000):
+        at += rng.choice([0.05, 0.3, 0.9, 1.2, 3.0, 15.0])  # replaced, kept, pauses
+        step = step + rng.randrange(0, 50) if rng.random() > 0.01 else rng.randrange(0, 10)
+        published = None if rng.random() < 0.1 else int(T0 + at)
+        pace = pace.add(Sample(at, published, step, min(100.0, step / 100)))
+        afresh = Pace(pace.samples)  # no intervals kept: every one worked out again
+        assert pace.speed() == afresh.speed()
+        rates += pace.speed() is not None
+    assert rates > 1000  # the comparison covered real rates, not only "not enough signal"

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["Pace", "Sample", "Speed"]
+__all__ = ["Interval", "Pace", "Sample", "Speed"]
 
 #: Samples kept at least this many seconds apart.
 SAMPLE_GAP = 1.0
@@ -64,6 +64,26 @@ def _seconds(a: Sample, b: Sample) -> float:
     if a.published is not None and b.published is not None:
         dt = max(dt, b.published - a.published - 1.0)
     return dt
+
+
+class Interval(NamedTuple):
+    """What the rate takes from two consecutive samples (kept beside them: a message
+    changes only the newest interval, so the others are not worked out again)."""
+
+    #: :func:`_seconds` of the two samples.
+    seconds: float
+    received: float
+    #: The publisher timestamps' difference (None: a sample had none).
+    published: int | None
+    steps: int
+    percent: float
+
+
+def _interval(a: Sample, b: Sample) -> Interval:
+    published = None if a.published is None or b.published is None else b.published - a.published
+    return Interval(
+        _seconds(a, b), b.at - a.at, published, b.step - a.step, b.percentage - a.percentage
+    )
 
 
 def _median(values: list[float]) -> float:
@@ -117,6 +137,8 @@ class Pace:
     #: Each sample's JSON text (or empty: made when first needed), so that :meth:`dumps`
     #: encodes one new sample, not all of them, per message.
     texts: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    #: The intervals between the samples (or empty: worked out when first needed).
+    intervals: tuple[Interval, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def loads(cls, text: str | None) -> Pace:
@@ -146,42 +168,54 @@ class Pace:
 
     def add(self, sample: Sample) -> Pace:
         """The pace with ``sample`` (the job's newest progress) taken in."""
-        kept = self.samples
-        texts = self.texts if len(self.texts) == len(kept) else tuple(map(_text, kept))
+        kept, texts, spans = self.samples, self._texts(), self._intervals()
         if kept and sample.step < kept[-1].step:  # the count restarted: start over
-            kept, texts = (), ()
-        if len(kept) >= 2 and _seconds(kept[-2], kept[-1]) < SAMPLE_GAP:
+            kept, texts, spans = (), (), ()
+        if spans and spans[-1].seconds < SAMPLE_GAP:
             # the newest sample was too close to the one before: replaced
-            kept, texts = kept[:-1], texts[:-1]
-        return Pace((*kept, sample)[-MAX_SAMPLES:], (*texts, _text(sample))[-MAX_SAMPLES:])
+            kept, texts, spans = kept[:-1], texts[:-1], spans[:-1]
+        if kept:
+            spans = (*spans, _interval(kept[-1], sample))
+        kept, texts = (*kept, sample), (*texts, _text(sample))
+        if len(kept) > MAX_SAMPLES:
+            kept, texts, spans = kept[1:], texts[1:], spans[1:]
+        return Pace(kept, texts, spans)
+
+    def _texts(self) -> tuple[str, ...]:
+        if len(self.texts) == len(self.samples):
+            return self.texts
+        return tuple(map(_text, self.samples))
+
+    def _intervals(self) -> tuple[Interval, ...]:
+        if len(self.intervals) == max(0, len(self.samples) - 1):
+            return self.intervals
+        return tuple(map(_interval, self.samples, self.samples[1:]))
 
     def speed(self) -> Speed | None:
         """The recent pace, or None until there is enough signal."""
-        samples = self.samples
-        if len(samples) <= MIN_INTERVALS:
+        spans = self._intervals()
+        if len(spans) < MIN_INTERVALS:
             return None
-        pairs = list(zip(samples, samples[1:]))
-        lengths = [_seconds(a, b) for a, b in pairs]
-        limit = max(PAUSE_MIN, PAUSE_FACTOR * _median(lengths))
+        limit = max(PAUSE_MIN, PAUSE_FACTOR * _median([i.seconds for i in spans]))
         kept = received = timed = published = 0.0
         steps = percent = 0.0
         both_clocks = True  # every kept interval has its publisher timestamps
-        for (a, b), dt in zip(pairs, lengths):
-            if dt > limit:  # a pause
+        for interval in spans:
+            if interval.seconds > limit:  # a pause
                 continue
             kept += 1
-            received += b.at - a.at
-            timed += dt
-            if a.published is None or b.published is None:
+            received += interval.received
+            timed += interval.seconds
+            if interval.published is None:
                 both_clocks = False
             else:
-                published += b.published - a.published
-            steps += b.step - a.step
-            percent += b.percentage - a.percentage
+                published += interval.published
+            steps += interval.steps
+            percent += interval.percent
         # The time the kept intervals took, from both clocks (see _seconds).
         span = max(received, published - 1.0) if both_clocks else max(received, timed)
         if kept < MIN_INTERVALS or span < MIN_SPAN:
             return None
-        left = 100.0 - samples[-1].percentage
+        left = 100.0 - self.samples[-1].percentage
         eta = left / (percent / span) if percent > 0 else None
         return Speed(steps / span, eta)
