@@ -159,6 +159,7 @@
       axes: [{ label: chart.columns[0] }, { size: axisSize }],
       cursor: { drag: { x: true, y: false } },
     }, plotData(chart), chart.holder);
+    chart.holder.uplot = chart.plot; // what the browser tests read the drawn points from
     chart.card.dataset.smoothing = String(smoothing);
   }
 
@@ -241,6 +242,49 @@
     }
   }
 
+  // The rows the server sends per graph and update at most: MAX_POINTS, fewer for a graph
+  // wider than MAX_CELLS allows (both as in _graphs.py; tests/test_serve_graph_cap.py keeps
+  // them equal). A chart holds at most twice that, so a page left open on a long run stays
+  // bounded: past it, the chart is thinned to at most the server's limit.
+  const MAX_POINTS = 4000;
+  const MAX_CELLS = 100000;
+  function rowLimit(chart) {
+    return Math.max(8, Math.min(MAX_POINTS, Math.floor(MAX_CELLS / chart.data.length)));
+  }
+
+  // The indexes of the minimum and maximum of column[begin:end], gaps left out (-1: none).
+  function extremes(column, begin, end) {
+    let low = -1;
+    let high = -1;
+    for (let i = begin; i < end; i++) {
+      if (column[i] === null) continue;
+      if (low < 0 || column[i] < column[low]) low = i;
+      if (high < 0 || column[i] > column[high]) high = i;
+    }
+    return [low, high];
+  }
+
+  // At most `limit` rows, thinned as the server does (its Downsampler): the rows between the
+  // first and the last in buckets of equal length, each bucket two rows (at its first and
+  // last x) holding every line's minimum and maximum in the order they came, so a spike
+  // stays visible; the first and the last row kept as they are.
+  function thin(data, limit) {
+    const n = data[0].length;
+    const size = Math.ceil((n - 2) / Math.floor((limit - 2) / 2));
+    const out = data.map((column) => [column[0]]);
+    for (let begin = 1; begin < n - 1; begin += size) {
+      const end = Math.min(begin + size, n - 1);
+      out[0].push(data[0][begin], data[0][end - 1]);
+      for (let c = 1; c < data.length; c++) {
+        const [low, high] = extremes(data[c], begin, end);
+        const at = (i) => (i < 0 ? null : data[c][i]);
+        out[c].push(at(Math.min(low, high)), at(Math.max(low, high)));
+      }
+    }
+    data.forEach((column, c) => out[c].push(column[n - 1]));
+    return out;
+  }
+
   function onGraph(graph) {
     note.textContent = "";
     let chart = charts.get(graph.file);
@@ -257,6 +301,7 @@
       charts.set(graph.file, chart);
     }
     addRows(chart, graph.rows);
+    if (chart.data[0].length > 2 * rowLimit(chart)) chart.data = thin(chart.data, rowLimit(chart));
     chart.stats = graph.stats || [];
     redraw(chart);
     const points = chart.data[0].length;
