@@ -166,6 +166,18 @@ def serve_factory_fixture(tmp_path: Path):
         p.stop()
 
 
+def serve_with_job(
+    serve_factory: Any, broker: Any, queue: str, config: Path, jobs_dir: Path
+) -> tuple[ServeProcess, Path]:
+    """A serve consuming ``queue`` with ``config``'s job registered from ``jobs_dir`` (made
+    here); the server and the job's metrics folder."""
+    jobs_dir.mkdir()
+    (jobs_dir / config.name).write_text(config.read_text())
+    server = serve_factory("--amqp-url", broker.amqp_url, "--queue", queue, "--jobs", str(jobs_dir))
+    metrics = Path(json.loads(config.read_text())["model_write_path"]) / "save" / "metrics"
+    return server, metrics
+
+
 def publish_raw(
     broker: Any,
     queue: str,

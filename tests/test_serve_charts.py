@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import time
 import urllib.parse
 from pathlib import Path
 
 import trainwire
-from _serve import serve_factory_fixture  # noqa: F401
+from _serve import serve_factory_fixture, serve_with_job  # noqa: F401
 from test_serve_browser import ARTIFACTS, _page, browser  # noqa: F401
 
 HOSTILE_NAME = '정확도 <img src=x onerror="window.__pwned=1"> #1 ?%&'
@@ -88,12 +87,8 @@ def test_graph_stats_smoothing_and_csv_in_the_browser(
     make_config,
     tmp_path,
 ):
-    jobs_dir = tmp_path / "jobs"
-    jobs_dir.mkdir()
     config = make_config(model_id="차트-1")
-    (jobs_dir / "charts.json").write_text(config.read_text())
-    server = serve_factory("--amqp-url", broker.amqp_url, "--queue", queue, "--jobs", str(jobs_dir))
-    metrics = Path(json.loads(config.read_text())["model_write_path"]) / "save" / "metrics"
+    server, metrics = serve_with_job(serve_factory, broker, queue, config, tmp_path / "jobs")
 
     # A real run, at a pace, so that the page shows its speed and time left too.
     run = trainwire.init(config, total_steps=200, max_rate=None)

@@ -6,14 +6,13 @@ point. In a real browser (Debian's chromium driven by Playwright) against a real
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import trainwire
-from _serve import serve_factory_fixture  # noqa: F401
+from _serve import serve_factory_fixture, serve_with_job  # noqa: F401
 from test_serve_browser import _page, browser  # noqa: F401
 from trainwire._serve._graphs import MAX_CELLS, MAX_POINTS
 
@@ -56,12 +55,8 @@ def test_a_chart_fed_past_its_cap_stays_bounded_and_keeps_its_spikes(
     make_config,
     tmp_path,
 ):
-    jobs_dir = tmp_path / "jobs"
-    jobs_dir.mkdir()
     config = make_config(model_id="cap-1")
-    (jobs_dir / "cap.json").write_text(config.read_text())
-    server = serve_factory("--amqp-url", broker.amqp_url, "--queue", queue, "--jobs", str(jobs_dir))
-    metrics = Path(json.loads(config.read_text())["model_write_path"]) / "save" / "metrics"
+    server, metrics = serve_with_job(serve_factory, broker, queue, config, tmp_path / "jobs")
     metrics.mkdir(parents=True, exist_ok=True)
     long_log = metrics / "long.log"
     long_log.write_text("step, value, gappy\n1, 0.5, 1\n")
