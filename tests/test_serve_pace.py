@@ -291,3 +291,80 @@ def test_the_rate_kept_message_by_message_equals_the_rate_worked_out_afresh():
         assert pace.speed() == afresh.speed()
         rates += pace.speed() is not None
     assert rates > 1000  # the comparison covered real rates, not only "not enough signal"
+
+
+def test_a_sample_text_is_what_the_json_encoder_writes():
+    import random
+
+    from trainwire._serve._store._pace import _text
+
+    rng = random.Random(11)
+    floats = [0.0, -0.0, 1e-310, 5e-324, 1e16, 1.7976931348623157e308, 0.1, 100.0, 1e22]
+    cases = [
+        Sample(rng.choice([*floats, rng.uniform(0, 2e9)]), rng.choice([None, T0, 0, -5, 2**63]),
+               rng.choice([0, 1, 2**63 - 1, rng.randrange(10**9)]),
+               rng.choice([*floats, rng.uniform(0, 100)]))
+        for _ in range(2000)
+    ]  # fmt: skip
+    # Whatever a stored text held: the encoder's own spelling (Infinity, NaN, true).
+    cases += [Sample(float("inf"), None, 1, 2.0), Sample(1.0, None, 1, float("nan"))]
+    cases += [Sample(1.0, True, 1, 2.0), Sample(1, None, True, 2), Sample(1.0, "x", 1, 2.0)]
+    for sample in cases:
+        assert _text(sample) == json.dumps(list(sample), separators=(",", ":")), sample
+
+
+def test_the_rate_is_the_rule_worked_out_interval_by_interval():
+    import random
+
+    from trainwire._serve._store._pace import MIN_INTERVALS, MIN_SPAN, PAUSE_FACTOR, PAUSE_MIN
+
+    def by_hand(pace: Pace) -> tuple[float, float | None] | None:
+        spans = list(zip(pace.samples, pace.samples[1:]))
+        if len(spans) < MIN_INTERVALS:
+            return None
+
+        def seconds(a: Sample, b: Sample) -> float:
+            if a.published is None or b.published is None:
+                return b.at - a.at
+            return max(b.at - a.at, b.published - a.published - 1.0)
+
+        ordered = sorted(seconds(a, b) for a, b in spans)
+        middle = len(ordered) // 2
+        median = (
+            ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        )
+        limit = max(PAUSE_MIN, PAUSE_FACTOR * median)
+        kept = [(a, b) for a, b in spans if seconds(a, b) <= limit]
+        received = sum(b.at - a.at for a, b in kept)
+        if all(a.published is not None and b.published is not None for a, b in kept):
+            span = max(received, sum(b.published - a.published for a, b in kept) - 1.0)
+        else:
+            span = max(received, sum(seconds(a, b) for a, b in kept))
+        if len(kept) < MIN_INTERVALS or span < MIN_SPAN:
+            return None
+        percent = sum(b.percentage - a.percentage for a, b in kept)
+        left = 100.0 - pace.samples[-1].percentage
+        return sum(b.step - a.step for a, b in kept) / span, (
+            left / (percent / span) if percent > 0 else None
+        )
+
+    rng = random.Random(3)
+    pace, at, step, rates, paused = Pace(), 0.0, 0, 0, 0
+    for _ in range(3000):
+        gap = rng.choice([0.05, 0.3, 0.9, 1.2, 3.0, 15.0])
+        at += gap
+        step = step + rng.randrange(0, 50) if rng.random() > 0.01 else rng.randrange(0, 10)
+        published = None if rng.random() < 0.1 else int(T0 + at)
+        pace = pace.add(Sample(at, published, step, min(100.0, step / 100)))
+        speed, expected = pace.speed(), by_hand(pace)
+        if expected is None:
+            assert speed is None
+            continue
+        rates += 1
+        paused += gap == 15.0
+        assert speed is not None
+        assert speed.steps_per_second == pytest.approx(expected[0], rel=1e-9)
+        assert speed.eta_seconds == (
+            None if expected[1] is None else pytest.approx(expected[1], rel=1e-9)
+        )
+    assert rates > 1000 and paused > 50

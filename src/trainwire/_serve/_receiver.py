@@ -2,10 +2,12 @@
 the watcher that turns silent running jobs ``abnormal``.
 
 The consumer is a pika ``BlockingConnection`` owned by one thread (pika objects are not
-thread-safe). What the broker has handed over (at most the prefetch count) is settled by
-:meth:`Store.receive_many` in one transaction and acknowledged only after that transaction
-committed (one ``basic.ack`` with ``multiple``). A batch also ends once its bodies
-reach :data:`BATCH_BYTES`, so that memory is bounded by bytes, not by the prefetch count.
+thread-safe). What the broker has handed over, up to half the prefetch count, is settled
+by :meth:`Store.receive_many` in one transaction and acknowledged only after that
+transaction committed (one ``basic.ack`` with ``multiple``). Half, so that the broker sends
+the next half while a batch is stored, and the consumer never waits for it. A batch also
+ends once its bodies reach :data:`BATCH_BYTES`, so that memory is bounded by bytes, not by
+the prefetch count.
 
 Failures are told apart so that one bad message never blocks the queue:
 
@@ -31,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._broker._amqp import Diagnosis, describe_connect_error
 from .._broker._diagnosis import ConnectFailure, FailureKind, diagnose, tls_verdict
@@ -125,8 +127,7 @@ class _StoreFailed(Exception):
     """Raised out of the consumer callback to drop the connection without acking."""
 
 
-@dataclass(frozen=True)
-class _Pending:
+class _Pending(NamedTuple):
     """A delivery not acknowledged yet, with its delivery tag."""
 
     delivery: Delivery
@@ -183,6 +184,8 @@ class Receiver:
         self.source = source
         self.project_keys = project_keys
         self.prefetch = prefetch
+        #: Deliveries settled together at most: half the prefetch count (module docstring).
+        self.batch_limit = max(1, prefetch // 2)
         self.on_change = on_change
         self.stats = ReceiverStats()
         self.state = "starting"
@@ -316,7 +319,7 @@ class Receiver:
             size += len(body)
             if (
                 not self._careful
-                and len(batch) < self.prefetch
+                and len(batch) < self.batch_limit
                 and size < BATCH_BYTES
                 and channel.get_waiting_message_count() > 0
             ):

@@ -21,6 +21,7 @@ from .._errors import ProtocolError
 
 __all__ = [
     "CONTENT_TYPE",
+    "JOB_STATES",
     "MAX_ID_CHARS",
     "MAX_MESSAGE_CHARS",
     "MAX_STEP",
@@ -219,6 +220,10 @@ class Status(str, enum.Enum):
     def terminal(self) -> bool:
         """True for the statuses that end a job."""
         return self is not Status.PROGRESS
+
+
+#: Each status by its text (a dict lookup costs a tenth of calling the enum).
+_STATUSES = {status.value: status for status in Status}
 
 
 @dataclass(frozen=True)
@@ -492,13 +497,12 @@ def validate(body: Mapping[str, Any]) -> StatusMessage:
     project_key = _require_id(body, "project_key")
     job_id = _require_id(body, kind.id_field)
     status_text = _require_str(body, "status")
-    try:
-        status = Status(status_text)
-    except ValueError:
+    status = _STATUSES.get(status_text)
+    if status is None:
         allowed = [s.value for s in Status]
         raise InvalidMessage(
             Rejection.UNKNOWN_STATUS, f"status {_shown(status_text)} is not one of {allowed}"
-        ) from None
+        )
     if status is Status.PROGRESS:
         for key in ("percentage", "step"):
             if key not in body:
@@ -523,6 +527,10 @@ class JobState(str, enum.Enum):
     DONE = "done"
     ERROR = "error"
     ABNORMAL = "abnormal"
+
+
+#: Each job state by its text (a dict lookup costs a tenth of calling the enum).
+JOB_STATES = {state.value: state for state in JobState}
 
 
 @dataclass

@@ -66,7 +66,7 @@ class Batch:
 
         def job_order(i: int) -> tuple[str, str]:
             msg = self.parsed[i][0]
-            return (msg.kind.value, msg.job_id) if msg is not None else ("", "")
+            return (msg.kind, msg.job_id) if msg is not None else ("", "")  # Kind sorts as str
 
         for i in sorted(range(len(self.deliveries)), key=job_order):
             outcomes[i] = self._one(i, refusals[i])
@@ -104,7 +104,7 @@ class Batch:
             )
         if refusal is not None or msg is None:
             return refusal
-        return self.keys[msg.kind.value, msg.job_id, msg.project_key]
+        return self.keys[msg.kind, msg.job_id, msg.project_key]  # a Kind is its text's key
 
     def _lock(self, refusals: list[Refusal | None]) -> None:
         """Lock the rows of the jobs that have a message to settle, all at once."""
@@ -121,7 +121,8 @@ class Batch:
         if refusal is not None or msg is None:
             assert refusal is not None
             return self._reject(i, refusal, msg)
-        locked = self.jobs[msg.kind.value, msg.job_id]
+        kind = msg.kind.value
+        locked = self.jobs[kind, msg.job_id]
         try:
             moved = settle(locked.job, locked.ts, msg, delivery.timestamp, self.now)
         except InvalidMessage as exc:
@@ -131,8 +132,8 @@ class Batch:
         else:
             locked.dirty = True  # counted
         detail = "" if moved else superseded_detail(locked.job.state)
-        self._log(i, msg.kind.value, msg.job_id, msg.status.value, msg, APPLIED, detail, not moved)
-        return Outcome(APPLIED, msg.kind.value, msg.job_id, detail, superseded=not moved)
+        self._log(i, kind, msg.job_id, msg.status.value, msg, APPLIED, detail, not moved)
+        return Outcome(APPLIED, kind, msg.job_id, detail, superseded=not moved)
 
     def _reject(self, i: int, refusal: Refusal, msg: StatusMessage | None) -> Outcome:
         if msg is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..._spec._protocol import Job, JobState, Kind
+from ..._spec._protocol import JOB_STATES, Job, JobState, Kind
 from ._jobs import INSERT_TRANSITION, Locked, transition_row
 from ._pace import Pace
 from ._tx import Tx
@@ -39,12 +39,14 @@ def lock_jobs(
     on a job created now (a registered job's config overrides it). ``order`` is what makes
     the database sort job ids by code point (see the module docstring).
     """
-    keys = sorted(firsts, key=lambda k: (k[0].value, k[1]))
+    keys = sorted(firsts)  # a Kind sorts as its text
+    texts = {kind: kind.value for kind in Kind}  # once, not once per job
+    waiting = JobState.WAITING.value
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
         values: list[Any] = []
         for kind, job_id in chunk:
-            values += (kind.value, job_id, JobState.WAITING.value, now, now, firsts[kind, job_id])
+            values += (texts[kind], job_id, waiting, now, now, firsts[kind, job_id])
         tx.run(
             "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at,"
             " project_key) VALUES " + ", ".join(["(?, ?, ?, 0, ?, ?, ?)"] * len(chunk))
@@ -54,21 +56,22 @@ def lock_jobs(
     locked: dict[tuple[str, str], Locked] = {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
-        for kind in sorted({k for k, _ in chunk}, key=lambda k: k.value):
+        for kind in sorted({k for k, _ in chunk}):
             ids = [job_id for k, job_id in chunk if k is kind]
+            text = kind.value
             rows = tx.all(
                 "SELECT job_id, state, step, percentage, message, last_seen, applied, ts, pace"
                 f" FROM tw_jobs WHERE kind = ? AND job_id IN ({', '.join(['?'] * len(ids))})"
                 f" ORDER BY job_id{order}{for_update}",
-                [kind.value, *ids],
+                [text, *ids],
             )
             for row in rows:
-                locked[kind.value, row[0]] = _locked(kind, row)
+                locked[text, row[0]] = _locked(kind, row)
     return locked
 
 
 def _locked(kind: Kind, row: Sequence[Any]) -> Locked:
-    state = JobState(row[1])
+    state = JOB_STATES[row[1]] if row[1] in JOB_STATES else JobState(row[1])
     job = Job(kind, row[0], state, row[2], row[3], row[4], row[5], int(row[6] or 0))
     return Locked(job, row[7], Pace.loads(row[8]), state)
 

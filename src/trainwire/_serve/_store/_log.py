@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._records import MessageRecord
 from ._tx import Tx
@@ -19,9 +19,8 @@ _COLUMNS = (
 MAX_PAGE = 1000
 
 
-@dataclass(frozen=True)
-class LogRow:
-    """One line of the log as it is written."""
+class LogRow(NamedTuple):
+    """One line of the log as it is written (a tuple: one is made per message)."""
 
     received_at: float
     message_id: str | None

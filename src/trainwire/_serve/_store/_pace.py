@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -86,7 +87,7 @@ def _interval(a: Sample, b: Sample) -> Interval:
     )
 
 
-def _median(values: list[float]) -> float:
+def _median(values: Sequence[float]) -> float:
     """The median (``statistics.median`` costs more than the rest of :meth:`Pace.speed`)."""
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -99,6 +100,19 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 def _text(sample: Sample) -> str:
     """One sample as the JSON array :meth:`Pace.dumps` writes."""
+    at, published, step, percentage = sample
+    # The usual sample written directly: the same text as the encoder's (float and int
+    # reprs, null), a third of its cost. Anything else (from a stored text) is encoded.
+    if (
+        type(at) is float
+        and type(percentage) is float
+        and type(step) is int
+        and (published is None or type(published) is int)
+        and at - at == 0.0  # finite: JSON writes NaN and Infinity differently
+        and percentage - percentage == 0.0
+    ):
+        shown = "null" if published is None else published
+        return f"[{at!r},{shown},{step},{percentage!r}]"
     return _encode(sample)  # a tuple: a JSON array
 
 
@@ -196,26 +210,22 @@ class Pace:
         spans = self._intervals()
         if len(spans) < MIN_INTERVALS:
             return None
-        limit = max(PAUSE_MIN, PAUSE_FACTOR * _median([i.seconds for i in spans]))
-        kept = received = timed = published = 0.0
-        steps = percent = 0.0
-        both_clocks = True  # every kept interval has its publisher timestamps
-        for interval in spans:
-            if interval.seconds > limit:  # a pause
-                continue
-            kept += 1
-            received += interval.received
-            timed += interval.seconds
-            if interval.published is None:
-                both_clocks = False
-            else:
-                published += interval.published
-            steps += interval.steps
-            percent += interval.percent
+        # Column by column: zip and sum run in C (a loop over ~30 intervals cost 13 µs).
+        timed, received, published, steps, percent = zip(*spans)
+        limit = max(PAUSE_MIN, PAUSE_FACTOR * _median(timed))
+        if max(timed) > limit:  # pauses: left out
+            kept = [i for i in spans if i.seconds <= limit]
+            if len(kept) < MIN_INTERVALS:
+                return None
+            timed, received, published, steps, percent = zip(*kept)
         # The time the kept intervals took, from both clocks (see _seconds).
-        span = max(received, published - 1.0) if both_clocks else max(received, timed)
-        if kept < MIN_INTERVALS or span < MIN_SPAN:
+        if None in published:
+            span = max(sum(received), sum(timed))
+        else:
+            span = max(sum(received), sum(published) - 1.0)
+        if span < MIN_SPAN:
             return None
+        moved = sum(percent)
         left = 100.0 - self.samples[-1].percentage
-        eta = left / (percent / span) if percent > 0 else None
-        return Speed(steps / span, eta)
+        eta = left / (moved / span) if moved > 0 else None
+        return Speed(sum(steps) / span, eta)

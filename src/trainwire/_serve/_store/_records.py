@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..._errors import TrainwireError
 from ..._spec._layout import metrics_dir
@@ -52,9 +52,8 @@ class StoreRejection(str, enum.Enum):
 OUTCOMES = (APPLIED, *(r.value for r in Rejection), *(r.value for r in StoreRejection))
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One message as the broker delivered it."""
+class Delivery(NamedTuple):
+    """One message as the broker delivered it (a tuple: one is made per message)."""
 
     body: bytes
     message_id: str | None = None
@@ -83,12 +82,11 @@ class Delivery:
             ts = int(now)
         if message_id == self.message_id and ts == self.timestamp:
             return self
-        return dataclasses.replace(self, message_id=message_id, timestamp=ts)
+        return self._replace(message_id=message_id, timestamp=ts)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What became of a delivery."""
+class Outcome(NamedTuple):
+    """What became of a delivery (a tuple: one is made per message)."""
 
     #: :data:`APPLIED`, or the value of a :class:`Rejection` or :class:`StoreRejection`.
     outcome: str

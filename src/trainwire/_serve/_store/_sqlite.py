@@ -16,6 +16,18 @@ from ._tx import Tx
 __all__ = ["SqliteDialect"]
 
 
+def _null(value: None) -> None:
+    """None as sqlite3 binds it: NULL."""
+    return value
+
+
+# sqlite3 sends every parameter that is not exactly int, float, str or bytes (None too)
+# through its adapter lookup, which on a miss formats and drops two AttributeErrors:
+# about 0.4 µs per NULL, several per stored message. An adapter registered for None is
+# found at once and returns it, bound as NULL as before.
+sqlite3.register_adapter(type(None), _null)
+
+
 class SqliteDialect(Dialect):
     """A SQLite file; the folder must exist, the file is created readable by its owner."""
 
