@@ -211,8 +211,10 @@ class Hub:
         return self._stop.is_set()
 
     def poke(self) -> None:
-        """Something changed: poll soon."""
-        self._poked.set()
+        """Something changed: poll soon (nothing while no page listens: the receiver pokes
+        once per batch, and :meth:`subscribe` pokes)."""
+        if self._subscribers:
+            self._poked.set()
 
     def subscribe(self, job: tuple[str, str] | None = None) -> Subscriber:
         """A subscriber to job changes (of every job, or of ``job``) and rejection counts."""
