@@ -390,3 +390,25 @@ def test_decode_and_validate_never_raise_anything_but_a_rejection():
         assert msg.step is None or 0 <= msg.step <= MAX_STEP
         assert msg.percentage is None or 0.0 <= msg.percentage <= 100.0
     assert 300 < accepted < 2700  # both paths exercised
+
+
+def test_a_state_or_kind_read_by_its_text_is_the_member_and_another_text_is_refused():
+    for enum_type in (JobState, Kind):
+        for member in enum_type:
+            assert enum_type.of(member.value) is member
+        for text in ("", "RUNNING", "running ", "training\x00", "\ud800"):
+            with pytest.raises(ValueError):
+                enum_type.of(text)
+
+
+def test_an_identifier_refused_once_is_refused_again_and_one_accepted_stays_accepted():
+    # validate() remembers identifiers that passed its check: a refused one never joins them
+    body = {"cmd": "training_status", "project_key": "pk", "status": "training_done"}
+    for bad in ("m\x00", "m\ud800", "m\n", "x" * (MAX_ID_CHARS + 1)):
+        for _ in range(3):
+            with pytest.raises(InvalidMessage) as caught:
+                validate({**body, "model_id": bad})
+            assert caught.value.reason is Rejection.BAD_FIELD
+    for i in range(5000):  # past the remembered set's bound: it is emptied, never wrong
+        assert validate({**body, "model_id": f"m-{i}"}).job_id == f"m-{i}"
+    assert validate({**body, "model_id": "m-0"}).job_id == "m-0"

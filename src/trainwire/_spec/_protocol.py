@@ -21,7 +21,6 @@ from .._errors import ProtocolError
 
 __all__ = [
     "CONTENT_TYPE",
-    "JOB_STATES",
     "MAX_ID_CHARS",
     "MAX_MESSAGE_CHARS",
     "MAX_STEP",
@@ -197,6 +196,13 @@ class Kind(str, enum.Enum):
         return _ID_FIELD[self]
 
     @classmethod
+    def of(cls, text: str) -> Kind:
+        """The kind ``text`` names, as ``Kind(text)`` (ValueError for none) at a fraction of
+        its cost: the store reads one per job row."""
+        kind = _KINDS.get(text)
+        return cls(text) if kind is None else kind
+
+    @classmethod
     def from_cmd(cls, cmd: str) -> Kind:
         """The kind whose messages carry ``cmd``; ``ProtocolError`` if none."""
         for kind, value in _CMD.items():
@@ -206,6 +212,7 @@ class Kind(str, enum.Enum):
 
 
 _CMD = {Kind.TRAINING: "training_status", Kind.VALIDATION: "validation_status"}
+_KINDS = {kind.value: kind for kind in Kind}
 _ID_FIELD = {Kind.TRAINING: "model_id", Kind.VALIDATION: "validation_id"}
 
 
@@ -540,9 +547,15 @@ class JobState(str, enum.Enum):
     ERROR = "error"
     ABNORMAL = "abnormal"
 
+    @classmethod
+    def of(cls, text: str) -> JobState:
+        """The state ``text`` names, as ``JobState(text)`` (ValueError for none) at a
+        fraction of its cost: the store reads one per job row."""
+        state = _JOB_STATES.get(text)
+        return cls(text) if state is None else state
 
-#: Each job state by its text (a dict lookup costs a tenth of calling the enum).
-JOB_STATES = {state.value: state for state in JobState}
+
+_JOB_STATES = {state.value: state for state in JobState}
 
 
 @dataclass

@@ -36,9 +36,9 @@ JOB_COLUMNS = (
 def job_record(row: Sequence[Any]) -> JobRecord:
     """A row of :data:`JOB_COLUMNS` as a record."""
     return JobRecord(
-        kind=Kind(row[0]),
+        kind=Kind.of(row[0]),
         job_id=row[1],
-        state=JobState(row[2]),
+        state=JobState.of(row[2]),
         step=row[3],
         percentage=row[4],
         message=row[5],
@@ -104,7 +104,7 @@ def record_transition(
 def count_jobs(tx: Tx) -> dict[tuple[Kind, JobState], int]:
     """How many jobs there are of each kind in each state (only the pairs that occur)."""
     rows = tx.all("SELECT kind, state, COUNT(*) FROM tw_jobs GROUP BY kind, state")
-    return {(Kind(r[0]), JobState(r[1])): int(r[2]) for r in rows}
+    return {(Kind.of(r[0]), JobState.of(r[1])): int(r[2]) for r in rows}
 
 
 def select_transitions(tx: Tx, kind: str, job_id: str, limit: int = 1000) -> list[Transition]:
@@ -114,7 +114,7 @@ def select_transitions(tx: Tx, kind: str, job_id: str, limit: int = 1000) -> lis
         " ORDER BY id DESC LIMIT ?",
         (kind, job_id, limit),
     )
-    return [Transition(r[0], JobState(r[1]), r[2], r[3]) for r in reversed(rows)]
+    return [Transition(r[0], JobState.of(r[1]), r[2], r[3]) for r in reversed(rows)]
 
 
 def mark_stale(tx: Tx, now: float, stale_after: float, for_update: str) -> list[tuple[str, str]]:

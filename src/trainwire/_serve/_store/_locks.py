@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..._spec._protocol import JOB_STATES, Job, JobState, Kind
+from ..._spec._protocol import Job, JobState, Kind
 from ._jobs import INSERT_TRANSITION, Locked, transition_row
 from ._pace import Pace
 from ._tx import Tx
@@ -71,7 +71,7 @@ def lock_jobs(
 
 
 def _locked(kind: Kind, row: Sequence[Any]) -> Locked:
-    state = JOB_STATES[row[1]] if row[1] in JOB_STATES else JobState(row[1])
+    state = JobState.of(row[1])
     job = Job(kind, row[0], state, row[2], row[3], row[4], row[5], int(row[6] or 0))
     return Locked(job, row[7], Pace.loads(row[8]), state)
 
