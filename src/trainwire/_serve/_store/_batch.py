@@ -112,8 +112,7 @@ class Batch:
         for (msg, _), refusal in zip(self.parsed, refusals):
             if msg is not None and refusal is None:
                 firsts.setdefault((msg.kind, msg.job_id), msg.project_key)
-        dialect = self.dialect
-        self.jobs = lock_jobs(self.tx, firsts, self.now, dialect.for_update, dialect.order)
+        self.jobs = lock_jobs(self.tx, firsts, self.now, self.dialect)
 
     def _one(self, i: int, refusal: Refusal | None) -> Outcome:
         delivery = self.deliveries[i]

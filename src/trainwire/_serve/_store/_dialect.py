@@ -23,6 +23,8 @@ class Dialect(abc.ABC):
     serial = "INTEGER"
     #: Appended to an ``ORDER BY`` of text so that it sorts by code point, as Python does.
     order = ""
+    #: A write transaction holds the whole database's write lock (no row locks to order).
+    locks_whole_file = False
 
     @abc.abstractmethod
     def connect(self) -> Any:

@@ -12,6 +12,8 @@ and written with a few statements per batch, not a few per job:
 
 Inserting before locking keeps the order whole: a row another consumer creates meanwhile
 is found by the insert (which waits for that transaction), never locked out of turn later.
+A SQLite transaction holds the whole file's write lock (``BEGIN IMMEDIATE``): there the
+rows are read first and only the missing ones inserted (then read).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..._spec._protocol import Job, JobState, Kind
+from ._dialect import Dialect
 from ._jobs import INSERT_TRANSITION, Locked, transition_row
 from ._pace import Pace
 from ._tx import Tx
@@ -31,15 +34,36 @@ CHUNK = 200
 
 
 def lock_jobs(
-    tx: Tx, firsts: Mapping[tuple[Kind, str], str], now: float, for_update: str, order: str
+    tx: Tx,
+    firsts: Mapping[tuple[Kind, str], str],
+    now: float,
+    dialect: Dialect,
 ) -> dict[tuple[str, str], Locked]:
     """The rows of the jobs ``firsts`` names, locked for this transaction.
 
     ``firsts`` maps (kind, job id) to the ``project_key`` of the job's first message, kept
-    on a job created now (a registered job's config overrides it). ``order`` is what makes
-    the database sort job ids by code point (see the module docstring).
+    on a job created now (a registered job's config overrides it). The dialect's ``order``
+    makes the database sort job ids by code point (see the module docstring). Where the
+    transaction holds the whole file's write lock (SQLite), the rows are read first and
+    only the missing ones inserted: the order cannot matter there, and the usual batch has
+    no new job (an insert that finds every row costs a lookup per job).
     """
     keys = sorted(firsts)  # a Kind sorts as its text
+    if not dialect.locks_whole_file:
+        _insert(tx, keys, firsts, now)
+        return _select(tx, keys, dialect)
+    locked = _select(tx, keys, dialect)
+    missing = [(kind, job_id) for kind, job_id in keys if (kind.value, job_id) not in locked]
+    if missing:
+        _insert(tx, missing, firsts, now)
+        locked.update(_select(tx, missing, dialect))
+    return locked
+
+
+def _insert(
+    tx: Tx, keys: list[tuple[Kind, str]], firsts: Mapping[tuple[Kind, str], str], now: float
+) -> None:
+    """Insert the rows of new jobs (``waiting``); a row that exists is left alone."""
     texts = {kind: kind.value for kind in Kind}  # once, not once per job
     waiting = JobState.WAITING.value
     for start in range(0, len(keys), CHUNK):
@@ -53,6 +77,12 @@ def lock_jobs(
             + " ON CONFLICT (kind, job_id) DO NOTHING",
             values,
         )  # fmt: skip
+
+
+def _select(
+    tx: Tx, keys: list[tuple[Kind, str]], dialect: Dialect
+) -> dict[tuple[str, str], Locked]:
+    """The rows of ``keys`` that exist, read (and locked) in one statement per kind."""
     locked: dict[tuple[str, str], Locked] = {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
@@ -62,7 +92,7 @@ def lock_jobs(
             rows = tx.all(
                 "SELECT job_id, state, step, percentage, message, last_seen, applied, ts, pace"
                 f" FROM tw_jobs WHERE kind = ? AND job_id IN ({', '.join(['?'] * len(ids))})"
-                f" ORDER BY job_id{order}{for_update}",
+                f" ORDER BY job_id{dialect.order}{dialect.for_update}",
                 [text, *ids],
             )
             for row in rows:

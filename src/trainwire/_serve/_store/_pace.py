@@ -58,20 +58,11 @@ class Speed:
     eta_seconds: float | None
 
 
-def _seconds(a: Sample, b: Sample) -> float:
-    """The time between two samples: received, or published less the second the whole
-    seconds may hide, when that says longer (a backlog arrives faster than it was made)."""
-    dt = b.at - a.at
-    if a.published is not None and b.published is not None:
-        dt = max(dt, b.published - a.published - 1.0)
-    return dt
-
-
 class Interval(NamedTuple):
     """What the rate takes from two consecutive samples (kept beside them: a message
     changes only the newest interval, so the others are not worked out again)."""
 
-    #: :func:`_seconds` of the two samples.
+    #: The time between the two samples (see :func:`_interval`).
     seconds: float
     received: float
     #: The publisher timestamps' difference (None: a sample had none).
@@ -81,10 +72,15 @@ class Interval(NamedTuple):
 
 
 def _interval(a: Sample, b: Sample) -> Interval:
-    published = None if a.published is None or b.published is None else b.published - a.published
-    return Interval(
-        _seconds(a, b), b.at - a.at, published, b.step - a.step, b.percentage - a.percentage
-    )
+    """What two samples say. Their time apart is the time received, or the time published
+    less the second the whole seconds may hide, when that says longer (a backlog arrives
+    faster than it was made)."""
+    received = b.at - a.at
+    steps, percent = b.step - a.step, b.percentage - a.percentage
+    if a.published is None or b.published is None:
+        return Interval(received, received, None, steps, percent)
+    published = b.published - a.published
+    return Interval(max(received, published - 1.0), received, published, steps, percent)
 
 
 def _median(values: Sequence[float]) -> float:
@@ -189,8 +185,9 @@ class Pace:
             # the newest sample was too close to the one before: replaced
             kept, texts, spans = kept[:-1], texts[:-1], spans[:-1]
         if kept:
-            spans = (*spans, _interval(kept[-1], sample))
-        kept, texts = (*kept, sample), (*texts, _text(sample))
+            spans += (_interval(kept[-1], sample),)
+        kept += (sample,)
+        texts += (_text(sample),)
         if len(kept) > MAX_SAMPLES:
             kept, texts, spans = kept[1:], texts[1:], spans[1:]
         return Pace(kept, texts, spans)
@@ -218,7 +215,7 @@ class Pace:
             if len(kept) < MIN_INTERVALS:
                 return None
             timed, received, published, steps, percent = zip(*kept)
-        # The time the kept intervals took, from both clocks (see _seconds).
+        # The time the kept intervals took, from both clocks (see _interval).
         if None in published:
             span = max(sum(received), sum(timed))
         else:

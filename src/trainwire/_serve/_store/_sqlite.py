@@ -31,6 +31,8 @@ sqlite3.register_adapter(type(None), _null)
 class SqliteDialect(Dialect):
     """A SQLite file; the folder must exist, the file is created readable by its owner."""
 
+    locks_whole_file = True  # BEGIN IMMEDIATE
+
     def __init__(self, url: str, path: Path) -> None:
         self.path = path
         self.url = describe_url(url)
