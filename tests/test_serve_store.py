@@ -261,3 +261,36 @@ def test_only_rejected_messages_are_indexed_as_rejected_and_an_old_index_is_drop
         assert [m.outcome for m in store.messages(rejected_only=True)] == ["malformed_json"]
     finally:
         store.close()
+
+
+def test_a_batch_of_hostile_text_is_stored_whole_with_nothing_unstorable(store):
+    # A batch's rows skip the store's last check for NUL and lone surrogates (each string
+    # is made storable where it is made): nothing is quarantined, nothing unstorable kept.
+    hostile = "a\x00b\ud800c\udcff"
+    raw = b'{"cmd": "training_status", \x00 "x": "\\ud800"}'
+    deliveries = [
+        _progress(1, job="h1", mid="id\x00nul"),
+        _error(f"failed {hostile}", job="h1"),
+        Delivery(raw, "raw-nul", T0),  # rejected: its body is logged
+        Delivery(
+            encode({**progress_message(_id("ok"), 1, 1.0), "model_id": hostile}), "bad-id", T0
+        ),
+        Delivery(b"\xff\xfe\x00not utf-8", "\ud800id", T0),
+        _progress(2, job="h1", ts=T0 + 5),  # after the error: rejected with its detail
+    ]
+    outcomes = store.receive_many(deliveries, time.time())
+    assert [o.outcome for o in outcomes] == [
+        "applied", "applied", "malformed_json", "bad_field", "malformed_json", "after_error",
+    ]  # fmt: skip
+    [job] = store.jobs()
+    assert job.message == "failed ab\ufffdc\\xff"  # U+DCFF: an undecodable byte 0xFF
+    texts = [
+        value
+        for record in store.messages(limit=100)
+        for value in (record.message_id, record.kind, record.job_id, record.status,
+                      record.detail, record.body)
+        if value is not None
+    ]  # fmt: skip
+    assert any("\ufffd" in t for t in texts)  # the hostile text was stored, replaced
+    for text in texts:
+        assert "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text), text

@@ -71,7 +71,10 @@ class Batch:
         for i in sorted(range(len(self.deliveries)), key=job_order):
             outcomes[i] = self._one(i, refusals[i])
         write_jobs(self.tx, self.jobs.values(), self.now)
-        insert_log(self.tx, [self.log_rows[i] for i in sorted(self.log_rows)])
+        # Every string of a batch's rows is storable where it is made: an identifier or
+        # status that passed validate() (or guess_job's check), an id of Delivery.received,
+        # a detail through storable(), a body through body_text(), a cleaned error message.
+        insert_log(self.tx, [self.log_rows[i] for i in sorted(self.log_rows)], checked=True)
         return [outcomes[i] for i in range(len(self.deliveries))]
 
     def _duplicates(self) -> list[bool]:

@@ -124,10 +124,13 @@ def write_jobs(tx: Tx, jobs: Iterable[Locked], now: float) -> None:
         )  # fmt: skip
         if job.state is not locked.was:
             transitions.append(transition_row(job.kind.value, job.job_id, job.state, now, job))
-    tx.many(INSERT_TRANSITION, transitions)
+    # Storable already: validated identifiers, cleaned messages, paces as ASCII JSON (or
+    # as read back from the database), enum values.
+    tx.many(INSERT_TRANSITION, transitions, checked=True)
     tx.many(
         "UPDATE tw_jobs SET state = ?, step = ?, percentage = ?, message = ?,"
         " last_seen = ?, applied = ?, ts = ?, updated_at = ?, pace = ?, steps_per_second = ?,"
         " eta_seconds = ? WHERE kind = ? AND job_id = ?",
         rows,
+        checked=True,
     )

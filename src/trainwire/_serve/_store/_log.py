@@ -37,8 +37,8 @@ class LogRow(NamedTuple):
     body: str | None
 
 
-def insert_log(tx: Tx, rows: Sequence[LogRow]) -> None:
-    """Append ``rows`` to the log, in order."""
+def insert_log(tx: Tx, rows: Sequence[LogRow], *, checked: bool = False) -> None:
+    """Append ``rows`` to the log, in order (``checked``: see :meth:`Tx.many`)."""
     tx.many(
         "INSERT INTO tw_messages (received_at, message_id, published_ts, kind, job_id,"
         " status, step, percentage, outcome, rejected, superseded, detail, body)"
@@ -48,6 +48,7 @@ def insert_log(tx: Tx, rows: Sequence[LogRow]) -> None:
              r.percentage, r.outcome, int(r.rejected), int(r.superseded), r.detail, r.body)
             for r in rows
         ],
+        checked=checked,
     )  # fmt: skip
 
 

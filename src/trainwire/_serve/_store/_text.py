@@ -63,8 +63,9 @@ def message_id_text(value: object) -> str | None:
 
 
 def body_text(raw: bytes) -> str:
-    """The first :data:`BODY_LIMIT` characters of a body, for the log of rejected ones."""
-    return raw[: BODY_LIMIT * 4].decode("utf-8", "replace")[:BODY_LIMIT]
+    """The first :data:`BODY_LIMIT` characters of a body, for the log of rejected ones
+    (:func:`storable`: a NUL becomes U+FFFD)."""
+    return storable(raw[: BODY_LIMIT * 4].decode("utf-8", "replace")[:BODY_LIMIT])
 
 
 def error_text(exc: BaseException) -> str:

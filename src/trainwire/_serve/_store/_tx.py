@@ -52,10 +52,14 @@ class Tx:
         rows: list[Sequence[Any]] = self.run(sql, params).fetchall()
         return rows
 
-    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Execute one statement for each of ``rows`` (nothing for none)."""
+    def many(self, sql: str, rows: Sequence[Sequence[Any]], *, checked: bool = False) -> None:
+        """Execute one statement for each of ``rows`` (nothing for none).
+
+        ``checked``: every string of ``rows`` was made :func:`storable` where it was made
+        (a batch's rows: a few dozen values per message, looked at again for nothing).
+        """
         if rows:
-            self.conn.cursor().executemany(self._sql(sql), _rows(rows))
+            self.conn.cursor().executemany(self._sql(sql), rows if checked else _rows(rows))
 
 
 class Pool:
