@@ -30,7 +30,7 @@ from ._locks import lock_jobs, write_jobs
 from ._log import LogRow, insert_log
 from ._records import APPLIED, Delivery, Outcome
 from ._rule import settle, superseded_detail
-from ._text import DETAIL_LIMIT, body_text, cut, storable
+from ._text import DETAIL_LIMIT, TEXT, body_text, cut, storable
 from ._tx import Tx
 
 __all__ = ["Batch"]
@@ -123,7 +123,7 @@ class Batch:
         if refusal is not None or msg is None:
             assert refusal is not None
             return self._reject(i, refusal, msg)
-        kind = msg.kind.value
+        kind = TEXT[msg.kind]
         locked = self.jobs[kind, msg.job_id]
         try:
             moved = settle(locked.job, locked.ts, msg, delivery.timestamp, self.now)
@@ -134,7 +134,7 @@ class Batch:
         else:
             locked.dirty = True  # counted
         detail = "" if moved else superseded_detail(locked.job.state)
-        self._log(i, kind, msg.job_id, msg.status.value, msg, APPLIED, detail, not moved)
+        self._log(i, kind, msg.job_id, TEXT[msg.status], msg, APPLIED, detail, not moved)
         return Outcome(APPLIED, kind, msg.job_id, detail, superseded=not moved)
 
     def _reject(self, i: int, refusal: Refusal, msg: StatusMessage | None) -> Outcome:

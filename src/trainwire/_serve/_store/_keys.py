@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..._spec._protocol import InvalidMessage, Rejection, StatusMessage
-from ._text import mask_key
+from ._text import TEXT, mask_key
 from ._tx import Tx
 
 __all__ = ["key_problems"]
@@ -29,7 +29,7 @@ def key_problems(
     A few statements for the whole batch: whether any job is registered, and only then
     the registered keys of these jobs and which of these keys are registered.
     """
-    uses = {(m.kind.value, m.job_id, m.project_key) for m in msgs}
+    uses = {(TEXT[m.kind], m.job_id, m.project_key) for m in msgs}
     if not uses:
         return {}
     row = tx.one("SELECT EXISTS (SELECT 1 FROM tw_jobs WHERE registered = 1)")

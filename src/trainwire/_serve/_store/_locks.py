@@ -25,6 +25,7 @@ from ..._spec._protocol import Job, JobState, Kind
 from ._dialect import Dialect
 from ._jobs import INSERT_TRANSITION, Locked, transition_row
 from ._pace import Pace
+from ._text import TEXT
 from ._tx import Tx
 
 __all__ = ["lock_jobs", "write_jobs"]
@@ -53,7 +54,7 @@ def lock_jobs(
         _insert(tx, keys, firsts, now)
         return _select(tx, keys, dialect)
     locked = _select(tx, keys, dialect)
-    missing = [(kind, job_id) for kind, job_id in keys if (kind.value, job_id) not in locked]
+    missing = [(kind, job_id) for kind, job_id in keys if (TEXT[kind], job_id) not in locked]
     if missing:
         _insert(tx, missing, firsts, now)
         locked.update(_select(tx, missing, dialect))
@@ -64,13 +65,12 @@ def _insert(
     tx: Tx, keys: list[tuple[Kind, str]], firsts: Mapping[tuple[Kind, str], str], now: float
 ) -> None:
     """Insert the rows of new jobs (``waiting``); a row that exists is left alone."""
-    texts = {kind: kind.value for kind in Kind}  # once, not once per job
-    waiting = JobState.WAITING.value
+    waiting = TEXT[JobState.WAITING]
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
         values: list[Any] = []
         for kind, job_id in chunk:
-            values += (texts[kind], job_id, waiting, now, now, firsts[kind, job_id])
+            values += (TEXT[kind], job_id, waiting, now, now, firsts[kind, job_id])
         tx.run(
             "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at,"
             " project_key) VALUES " + ", ".join(["(?, ?, ?, 0, ?, ?, ?)"] * len(chunk))
@@ -117,13 +117,13 @@ def write_jobs(tx: Tx, jobs: Iterable[Locked], now: float) -> None:
         running = job.state is JobState.RUNNING
         speed = locked.pace.speed() if running else None
         rows.append(
-            (job.state.value, job.step, job.percentage, job.message, job.last_seen,
+            (TEXT[job.state], job.step, job.percentage, job.message, job.last_seen,
              job.applied, locked.ts, now, locked.pace.dumps() if running else None,
              None if speed is None else speed.steps_per_second,
-             None if speed is None else speed.eta_seconds, job.kind.value, job.job_id)
+             None if speed is None else speed.eta_seconds, TEXT[job.kind], job.job_id)
         )  # fmt: skip
         if job.state is not locked.was:
-            transitions.append(transition_row(job.kind.value, job.job_id, job.state, now, job))
+            transitions.append(transition_row(TEXT[job.kind], job.job_id, job.state, now, job))
     # Storable already: validated identifiers, cleaned messages, paces as ASCII JSON (or
     # as read back from the database), enum values.
     tx.many(INSERT_TRANSITION, transitions, checked=True)
