@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._errors import ProtocolError
 
@@ -405,9 +405,8 @@ class InvalidMessage(ProtocolError):
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class StatusMessage:
-    """A validated status message."""
+class StatusMessage(NamedTuple):
+    """A validated status message (a tuple: the receiver makes one per message)."""
 
     kind: Kind
     project_key: str
