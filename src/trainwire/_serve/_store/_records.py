@@ -102,9 +102,8 @@ class Outcome(NamedTuple):
         return self.outcome != APPLIED
 
 
-@dataclass(frozen=True)
-class JobRecord:
-    """One job as stored."""
+class JobRecord(NamedTuple):
+    """One job as stored (a tuple: the hub reads every changed job a few times a second)."""
 
     kind: Kind
     job_id: str
