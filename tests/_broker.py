@@ -317,8 +317,26 @@ class Broker:
             raise
         return self
 
+    def _wait_pid_file(self, deadline: float) -> None:
+        """Until the pid file holds a whole pid: ``rabbitmqctl wait`` reads it as soon as it
+        exists, and fails with ``garbage_in_pid_file`` if it catches it before the pid is
+        written (seen once in a benchmark run)."""
+        last = None
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                return  # _wait_ready reports the exit
+            try:
+                text = self.pid_file.read_text().strip()
+            except OSError:
+                text = ""
+            if text.isdigit() and text == last:  # the same whole pid twice, 50 ms apart
+                return
+            last = text
+            time.sleep(0.05)
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
+        self._wait_pid_file(deadline)
         waiter = subprocess.Popen(
             [
                 str(CTL),
