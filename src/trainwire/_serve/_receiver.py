@@ -45,7 +45,6 @@ __all__ = ["BrokerSource", "Receiver", "StaleWatcher"]
 
 log = logging.getLogger("trainwire.serve")
 
-HEARTBEAT = 30
 #: A batch is settled once its bodies hold this many bytes, whatever the prefetch count.
 BATCH_BYTES = 4 << 20
 #: After a failed message alone, wait this long before the try that may quarantine it.

@@ -88,7 +88,7 @@ def _select(
         chunk = keys[start : start + CHUNK]
         for kind in sorted({k for k, _ in chunk}):
             ids = [job_id for k, job_id in chunk if k is kind]
-            text = kind.value
+            text = TEXT[kind]
             rows = tx.all(
                 "SELECT job_id, state, step, percentage, message, last_seen, applied, ts, pace"
                 f" FROM tw_jobs WHERE kind = ? AND job_id IN ({', '.join(['?'] * len(ids))})"
