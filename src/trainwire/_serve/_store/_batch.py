@@ -57,6 +57,8 @@ class Batch:
         self.jobs: dict[tuple[str, str], Locked] = {}
         self.keys: dict[tuple[str, str, str], Refusal | None] = {}
         self.log_rows: dict[int, LogRow] = {}
+        #: Job rows this batch created.
+        self.created = 0
 
     def settle(self) -> list[Outcome]:
         """Settle every delivery; one outcome each, in delivery order."""
@@ -70,11 +72,12 @@ class Batch:
 
         for i in sorted(range(len(self.deliveries)), key=job_order):
             outcomes[i] = self._one(i, refusals[i])
-        write_jobs(self.tx, self.jobs.values(), self.now)
+        write_jobs(self.tx, self.jobs.values(), self.now, self.dialect)
         # Every string of a batch's rows is storable where it is made: an identifier or
         # status that passed validate() (or guess_job's check), an id of Delivery.received,
         # a detail through storable(), a body through body_text(), a cleaned error message.
-        insert_log(self.tx, [self.log_rows[i] for i in sorted(self.log_rows)], checked=True)
+        rows = [self.log_rows[i] for i in sorted(self.log_rows)]
+        insert_log(self.tx, self.dialect, rows, checked=True)
         return [outcomes[i] for i in range(len(self.deliveries))]
 
     def _duplicates(self) -> list[bool]:
@@ -115,7 +118,7 @@ class Batch:
         for (msg, _), refusal in zip(self.parsed, refusals):
             if msg is not None and refusal is None:
                 firsts.setdefault((msg.kind, msg.job_id), msg.project_key)
-        self.jobs = lock_jobs(self.tx, firsts, self.now, self.dialect)
+        self.jobs, self.created = lock_jobs(self.tx, firsts, self.now, self.dialect)
 
     def _one(self, i: int, refusal: Refusal | None) -> Outcome:
         delivery = self.deliveries[i]

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
+from ._bulk import Bulk
 from ._records import StoreError
 from ._tx import Tx
 
@@ -34,6 +38,16 @@ class Dialect(abc.ABC):
     def begin(self, conn: Any) -> None:
         """Start a write transaction (taking what lock the database needs up front)."""
 
+    def pipeline(self, conn: Any) -> AbstractContextManager[Any]:
+        """Where the database has one, its pipeline mode on ``conn`` for a block (see
+        :meth:`~._tx.Pool.write`); else nothing."""
+        del conn
+        return contextlib.nullcontext()
+
+    def analyze_jobs(self, tx: Tx) -> None:
+        """Refresh the planner's statistics of the jobs table (where plans need them)."""
+        del tx  # SQLite finds a batch's jobs by their primary key whatever it knows
+
     def close(self) -> None:  # noqa: B027 - most databases run nothing in the background
         """Stop what the dialect runs in the background (after the pool closed)."""
 
@@ -50,16 +64,17 @@ class Dialect(abc.ABC):
         row."""
         return isinstance(exc, StoreError)
 
+    @abc.abstractmethod
     def insert_seen(self, tx: Tx, ids: list[str], now: float) -> set[str]:
         """Insert message ids (sorted: one lock order); the ones that were new."""
-        inserted: set[str] = set()
-        for start in range(0, len(ids), 400):
-            chunk = ids[start : start + 400]
-            rows = tx.all(
-                "INSERT INTO tw_seen (message_id, received_at) VALUES "
-                + ", ".join(["(?, ?)"] * len(chunk))
-                + " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
-                [v for mid in chunk for v in (mid, now)],
-            )
-            inserted.update(str(r[0]) for r in rows)
-        return inserted
+
+    def many(
+        self, tx: Tx, bulk: Bulk, rows: Sequence[Sequence[Any]], *, checked: bool = False
+    ) -> Any:
+        """Run ``bulk`` for ``rows`` (``checked``: see :meth:`~._tx.Tx.many`); the cursor,
+        whose ``rowcount`` counts the rows changed (once the result is in), or None."""
+        return tx.many(bulk.each, rows, checked=checked)
+
+    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A condition that ``column`` is one of ``values``, and its parameters."""
+        return f"{column} IN ({', '.join(['?'] * len(values))})", list(values)

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..._spec._protocol import Job, JobState, Kind
+from ._bulk import Bulk, Column
 from ._dialect import Dialect
 from ._jobs import INSERT_TRANSITION, Locked, transition_row
 from ._pace import Pace
@@ -39,8 +40,9 @@ def lock_jobs(
     firsts: Mapping[tuple[Kind, str], str],
     now: float,
     dialect: Dialect,
-) -> dict[tuple[str, str], Locked]:
-    """The rows of the jobs ``firsts`` names, locked for this transaction.
+) -> tuple[dict[tuple[str, str], Locked], int]:
+    """The rows of the jobs ``firsts`` names, locked for this transaction, and how many
+    of them this transaction created.
 
     ``firsts`` maps (kind, job id) to the ``project_key`` of the job's first message, kept
     on a job created now (a registered job's config overrides it). The dialect's ``order``
@@ -51,32 +53,41 @@ def lock_jobs(
     """
     keys = sorted(firsts)  # a Kind sorts as its text
     if not dialect.locks_whole_file:
-        _insert(tx, keys, firsts, now)
-        return _select(tx, keys, dialect)
+        cursor = _insert(tx, keys, firsts, now, dialect)
+        locked = _select(tx, keys, dialect)  # its read also ends a pipeline's insert
+        return locked, 0 if cursor is None else max(0, cursor.rowcount)
     locked = _select(tx, keys, dialect)
     missing = [(kind, job_id) for kind, job_id in keys if (TEXT[kind], job_id) not in locked]
     if missing:
-        _insert(tx, missing, firsts, now)
+        _insert(tx, missing, firsts, now, dialect)
         locked.update(_select(tx, missing, dialect))
-    return locked
+    return locked, len(missing)
+
+
+#: A new job's row (``waiting``); a row that exists is left alone.
+INSERT_JOB = Bulk(
+    "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at, project_key)"
+    " VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT (kind, job_id) DO NOTHING",
+    "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at, project_key)"
+    " SELECT kind, job_id, state, 0, created_at, updated_at, project_key"
+    " FROM {rows} AS v(kind, job_id, state, created_at, updated_at, project_key)"
+    " ON CONFLICT (kind, job_id) DO NOTHING",
+    (Column.TEXT, Column.TEXT, Column.TEXT, Column.FLOAT, Column.FLOAT, Column.TEXT),
+)
 
 
 def _insert(
-    tx: Tx, keys: list[tuple[Kind, str]], firsts: Mapping[tuple[Kind, str], str], now: float
-) -> None:
-    """Insert the rows of new jobs (``waiting``); a row that exists is left alone."""
+    tx: Tx,
+    keys: list[tuple[Kind, str]],
+    firsts: Mapping[tuple[Kind, str], str],
+    now: float,
+    dialect: Dialect,
+) -> Any:
+    """Insert the rows of new jobs (``waiting``), in the order of ``keys``; the cursor:
+    its ``rowcount`` is the number of rows created (once the result is in)."""
     waiting = TEXT[JobState.WAITING]
-    for start in range(0, len(keys), CHUNK):
-        chunk = keys[start : start + CHUNK]
-        values: list[Any] = []
-        for kind, job_id in chunk:
-            values += (TEXT[kind], job_id, waiting, now, now, firsts[kind, job_id])
-        tx.run(
-            "INSERT INTO tw_jobs (kind, job_id, state, applied, created_at, updated_at,"
-            " project_key) VALUES " + ", ".join(["(?, ?, ?, 0, ?, ?, ?)"] * len(chunk))
-            + " ON CONFLICT (kind, job_id) DO NOTHING",
-            values,
-        )  # fmt: skip
+    rows = [(TEXT[kind], job_id, waiting, now, now, firsts[kind, job_id]) for kind, job_id in keys]
+    return dialect.many(tx, INSERT_JOB, rows, checked=True)  # validated identifiers
 
 
 def _select(
@@ -87,11 +98,11 @@ def _select(
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
         for kind in sorted({k for k, _ in chunk}):
-            ids = [job_id for k, job_id in chunk if k is kind]
             text = TEXT[kind]
+            among, ids = dialect.one_of("job_id", [job_id for k, job_id in chunk if k is kind])
             rows = tx.all(
                 "SELECT job_id, state, step, percentage, message, last_seen, applied, ts, pace"
-                f" FROM tw_jobs WHERE kind = ? AND job_id IN ({', '.join(['?'] * len(ids))})"
+                f" FROM tw_jobs WHERE kind = ? AND {among}"
                 f" ORDER BY job_id{dialect.order}{dialect.for_update}",
                 [text, *ids],
             )
@@ -106,7 +117,7 @@ def _locked(kind: Kind, row: Sequence[Any]) -> Locked:
     return Locked(job, row[7], Pace.loads(row[8]), state)
 
 
-def write_jobs(tx: Tx, jobs: Iterable[Locked], now: float) -> None:
+def write_jobs(tx: Tx, jobs: Iterable[Locked], now: float, dialect: Dialect) -> None:
     """Write the changed rows of locked jobs (and their new states on the timeline)."""
     rows = []
     transitions = []
@@ -127,10 +138,20 @@ def write_jobs(tx: Tx, jobs: Iterable[Locked], now: float) -> None:
     # Storable already: validated identifiers, cleaned messages, paces as ASCII JSON (or
     # as read back from the database), enum values.
     tx.many(INSERT_TRANSITION, transitions, checked=True)
-    tx.many(
-        "UPDATE tw_jobs SET state = ?, step = ?, percentage = ?, message = ?,"
-        " last_seen = ?, applied = ?, ts = ?, updated_at = ?, pace = ?, steps_per_second = ?,"
-        " eta_seconds = ? WHERE kind = ? AND job_id = ?",
-        rows,
-        checked=True,
-    )
+    dialect.many(tx, UPDATE_JOB, rows, checked=True)
+
+
+_T, _B, _F = Column.TEXT, Column.BIGINT, Column.FLOAT
+#: A locked job's new values.
+UPDATE_JOB = Bulk(
+    "UPDATE tw_jobs SET state = ?, step = ?, percentage = ?, message = ?,"
+    " last_seen = ?, applied = ?, ts = ?, updated_at = ?, pace = ?, steps_per_second = ?,"
+    " eta_seconds = ? WHERE kind = ? AND job_id = ?",
+    "UPDATE tw_jobs AS j SET state = v.state, step = v.step, percentage = v.percentage,"
+    " message = v.message, last_seen = v.last_seen, applied = v.applied, ts = v.ts,"
+    " updated_at = v.updated_at, pace = v.pace, steps_per_second = v.steps_per_second,"
+    " eta_seconds = v.eta_seconds FROM {rows} AS v(state, step, percentage, message, last_seen,"
+    " applied, ts, updated_at, pace, steps_per_second, eta_seconds, kind, job_id)"
+    " WHERE j.kind = v.kind AND j.job_id = v.job_id",
+    (_T, _B, _F, _T, _F, _B, _B, _F, _T, _F, _F, _T, _T),
+)

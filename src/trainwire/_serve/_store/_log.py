@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ._bulk import Bulk, Column
+from ._dialect import Dialect
 from ._records import MessageRecord
 from ._tx import Tx
 
@@ -37,12 +39,24 @@ class LogRow(NamedTuple):
     body: str | None
 
 
-def insert_log(tx: Tx, rows: Sequence[LogRow], *, checked: bool = False) -> None:
+_T, _B, _F = Column.TEXT, Column.BIGINT, Column.FLOAT
+_LOG = (
+    "INSERT INTO tw_messages (received_at, message_id, published_ts, kind, job_id,"
+    " status, step, percentage, outcome, rejected, superseded, detail, body)"
+)
+#: A line of the log (in order: ``id`` counts up row by row, the array's order too).
+INSERT_LOG = Bulk(
+    _LOG + " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    _LOG + " SELECT * FROM {rows}",
+    (_F, _T, _B, _T, _T, _T, _B, _F, _T, _B, _B, _T, _T),
+)
+
+
+def insert_log(tx: Tx, dialect: Dialect, rows: Sequence[LogRow], *, checked: bool = False) -> None:
     """Append ``rows`` to the log, in order (``checked``: see :meth:`Tx.many`)."""
-    tx.many(
-        "INSERT INTO tw_messages (received_at, message_id, published_ts, kind, job_id,"
-        " status, step, percentage, outcome, rejected, superseded, detail, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    dialect.many(
+        tx,
+        INSERT_LOG,
         [
             (r.received_at, r.message_id, r.published_ts, r.kind, r.job_id, r.status, r.step,
              r.percentage, r.outcome, int(r.rejected), int(r.superseded), r.detail, r.body)

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .._urls import describe_url
+from ._bulk import Bulk, Column
 from ._dialect import Dialect
 from ._records import StoreError
-from ._tx import Tx
+from ._tx import Tx, storable_rows
 
 __all__ = ["PostgresDialect"]
 
 #: The advisory lock that serialises schema creation ("trnw").
 _SCHEMA_LOCK = 0x7472_6E77
+
+
+#: The whole form of each bulk statement run so far.
+_WHOLE: dict[Bulk, str] = {}
+
+
+def _array(column: Column, values: Sequence[Any]) -> list[Any]:
+    """A column's values as psycopg dumps a list: one Python type for all (an int among
+    floats would fail the dump)."""
+    if column is Column.FLOAT:
+        return [None if v is None else float(v) for v in values]
+    return list(values)
 
 
 class PostgresDialect(Dialect):
@@ -47,12 +62,43 @@ class PostgresDialect(Dialect):
     def begin(self, conn: Any) -> None:
         conn.execute("BEGIN")
 
+    def pipeline(self, conn: Any) -> AbstractContextManager[Any]:
+        pipeline: AbstractContextManager[Any] = conn.pipeline()
+        return pipeline
+
     def transient(self, exc: BaseException) -> bool:
         import psycopg.errors
 
         return isinstance(
             exc, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
         )
+
+    def insert_seen(self, tx: Tx, ids: list[str], now: float) -> set[str]:
+        rows = tx.all(
+            "INSERT INTO tw_seen (message_id, received_at) SELECT unnest(%b::text[]), ?"
+            " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+            (ids, now),
+        )
+        return {str(r[0]) for r in rows}
+
+    def many(
+        self, tx: Tx, bulk: Bulk, rows: Sequence[Sequence[Any]], *, checked: bool = False
+    ) -> Any:
+        if not rows:
+            return None
+        sql = _WHOLE.get(bulk)
+        if sql is None:
+            arrays = ", ".join(f"%b::{column.value}[]" for column in bulk.columns)
+            sql = _WHOLE[bulk] = bulk.whole.replace("{rows}", f"unnest({arrays})")
+        columns = zip(*(rows if checked else storable_rows(rows)))
+        return tx.run(sql, [_array(c, col) for c, col in zip(bulk.columns, columns)])
+
+    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        # One text whatever the number of values: planned once, then prepared by psycopg.
+        return f"{column} = ANY(%b::text[])", [list(values)]
+
+    def analyze_jobs(self, tx: Tx) -> None:
+        tx.run("ANALYZE tw_jobs")
 
     def lock_schema(self, tx: Tx) -> None:
         tx.run("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))

@@ -41,6 +41,8 @@ __all__ = ["SqlStore"]
 
 #: Attempts of a batch that met a deadlock or a busy database.
 RETRIES = 4
+#: Jobs created by this process before the jobs table's statistics are refreshed.
+ANALYZE_AFTER = 200
 
 log = logging.getLogger("trainwire.serve")
 
@@ -52,12 +54,16 @@ class SqlStore(Store):
         self.url = describe_url(url)
         self._raw_url = url
         self.dialect = dialect
-        self.pool = Pool(dialect.connect, dialect.begin, dialect.placeholder, pool_size)
+        self.pool = Pool(
+            dialect.connect, dialect.begin, dialect.placeholder, pool_size, dialect.pipeline
+        )
         with self.pool.write() as tx:
             dialect.lock_schema(tx)
             create_schema(tx, dialect.serial, self.url)
             create_outbox(tx, dialect.serial)
         self.outbox = Outbox(self.pool)
+        self._created = 0
+        self._analyze_at = ANALYZE_AFTER
 
     # -- writing
     def receive_many(
@@ -70,17 +76,39 @@ class SqlStore(Store):
         parsed = [parse(d.body) for d in deliveries]
         for attempt in range(1, RETRIES + 1):
             try:
-                with self.pool.write() as tx:
+                # Pipelined: a batch's statements are checked by the database at its reads
+                # and its COMMIT; anything raised fails the whole batch, as before.
+                with self.pool.write(pipelined=True) as tx:
                     batch = Batch(self.dialect, tx, deliveries, parsed, now, project_keys)
                     outcomes = batch.settle()
                     self.outbox.after_batch(tx, batch, outcomes)
-                    return outcomes
             except Exception as exc:
                 if attempt == RETRIES or not self.dialect.transient(exc):
                     raise
                 log.info("trainwire serve: retrying a batch after %s", type(exc).__name__)
                 time.sleep(0.05 * attempt)
+                continue
+            self._grown(batch.created)
+            return outcomes
         raise AssertionError("unreachable")
+
+    def _grown(self, created: int) -> None:
+        """Count created jobs; refresh the jobs table's statistics each time they double.
+
+        PostgreSQL plans the batch's lock query from them: without any (a new database,
+        a fleet's jobs created faster than autovacuum's once a minute) it reads every job
+        of a kind for each batch, about 1.8 ms a batch of 25 among 1,000 jobs instead of
+        0.2 ms.
+        """
+        self._created += created
+        if self._created < self._analyze_at:
+            return
+        self._analyze_at = 2 * self._created
+        try:
+            with self.pool.read() as tx:
+                self.dialect.analyze_jobs(tx)
+        except Exception as exc:  # a lost refresh costs time, never a message
+            log.info("trainwire serve: cannot refresh the jobs' statistics: %s", error_text(exc))
 
     def settle_alone(
         self, delivery: Delivery, now: float, project_keys: frozenset[str] = frozenset()
@@ -131,7 +159,7 @@ class SqlStore(Store):
         ts = delivery.timestamp if whole else None
         row = LogRow(now, message_id, ts, kind, job_id, status, None, None, reason, True, False,
                      detail, body)  # fmt: skip
-        insert_log(tx, [row])
+        insert_log(tx, self.dialect, [row])
         return Outcome(reason, kind, job_id, detail)
 
     def outage(self, exc: BaseException) -> bool:

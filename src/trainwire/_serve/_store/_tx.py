@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ._text import all_storable, storable
 
-__all__ = ["Pool", "Tx"]
+__all__ = ["Pool", "Tx", "storable_rows"]
 
 
 def _params(values: Sequence[Any]) -> tuple[Any, ...]:
@@ -20,12 +21,16 @@ def _params(values: Sequence[Any]) -> tuple[Any, ...]:
     return tuple([storable(v) if isinstance(v, str) else v for v in values])
 
 
-def _rows(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+def storable_rows(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
     """Rows for ``executemany`` as :func:`_params` makes them: the strings of a batch are
     checked joined (the usual batch has nothing to change), one by one only otherwise."""
     if all_storable("".join([v for row in rows for v in row if isinstance(v, str)])):
         return rows
     return [_params(r) for r in rows]
+
+
+def _nothing() -> AbstractContextManager[None]:
+    return contextlib.nullcontext()
 
 
 class Tx:
@@ -52,24 +57,34 @@ class Tx:
         rows: list[Sequence[Any]] = self.run(sql, params).fetchall()
         return rows
 
-    def many(self, sql: str, rows: Sequence[Sequence[Any]], *, checked: bool = False) -> None:
-        """Execute one statement for each of ``rows`` (nothing for none).
+    def many(self, sql: str, rows: Sequence[Sequence[Any]], *, checked: bool = False) -> Any:
+        """Execute one statement for each of ``rows`` (nothing for none); the cursor, or
+        None for no rows.
 
         ``checked``: every string of ``rows`` was made :func:`storable` where it was made
         (a batch's rows: a few dozen values per message, looked at again for nothing).
         """
-        if rows:
-            self.conn.cursor().executemany(self._sql(sql), rows if checked else _rows(rows))
+        if not rows:
+            return None
+        cursor = self.conn.cursor()
+        cursor.executemany(self._sql(sql), rows if checked else storable_rows(rows))
+        return cursor
 
 
 class Pool:
     """Up to ``size`` idle connections kept for reuse; a connection that failed is dropped."""
 
     def __init__(
-        self, connect: Callable[[], Any], begin: Callable[[Any], None], placeholder: str, size: int
+        self,
+        connect: Callable[[], Any],
+        begin: Callable[[Any], None],
+        placeholder: str,
+        size: int,
+        pipeline: Callable[[Any], AbstractContextManager[Any]] | None = None,
     ) -> None:
         self._connect = connect
         self._begin = begin
+        self._pipeline = pipeline or (lambda conn: _nothing())
         self._placeholder = placeholder
         self._size = size
         self._idle: list[Any] = []
@@ -98,9 +113,15 @@ class Pool:
             conn.close()
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Tx]:
-        """A write transaction: committed at the end, rolled back on an exception."""
-        with self.connection() as conn:
+    def write(self, *, pipelined: bool = False) -> Iterator[Tx]:
+        """A write transaction: committed at the end, rolled back on an exception.
+
+        ``pipelined``: the statements whose results are not read are sent with the next
+        one that is read, the last ones with the COMMIT (PostgreSQL's pipeline mode: a
+        round trip per read instead of one per statement). Their errors are raised late,
+        at the next read or at the end: not for a block that must catch a statement's own.
+        """
+        with self.connection() as conn, self._pipeline(conn) if pipelined else _nothing():
             self._begin(conn)
             try:
                 yield Tx(conn, self._placeholder)
