@@ -298,11 +298,11 @@ def test_a_message_id_that_is_not_utf8_is_found_again_as_a_duplicate(platforms, 
     assert p.rejected("\\xff\\xfe-raw-id")["outcome"] == "duplicate"
 
 
-def _refuse_job_rows(p: Platform, job: str, text: str) -> None:
-    """A real trigger that makes the database refuse the row of one job."""
+def _refuse_job_rows(p: Platform, job: str, text: str, table: str = "tw_jobs") -> None:
+    """A real trigger that makes the database refuse the rows of one job in ``table``."""
     if p.db == "sqlite":
         p.sql(
-            f"CREATE TRIGGER tw_test_refuse BEFORE INSERT ON tw_jobs WHEN NEW.job_id = '{job}'"
+            f"CREATE TRIGGER tw_test_refuse BEFORE INSERT ON {table} WHEN NEW.job_id = '{job}'"
             f" BEGIN SELECT RAISE(ABORT, '{text}'); END"
         )
     else:
@@ -310,16 +310,16 @@ def _refuse_job_rows(p: Platform, job: str, text: str) -> None:
             "CREATE FUNCTION tw_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
             f" IF NEW.job_id = '{job}' THEN RAISE EXCEPTION '{text}'; END IF;"
             " RETURN NEW; END $$;"
-            " CREATE TRIGGER tw_test_refuse BEFORE INSERT ON tw_jobs"
+            f" CREATE TRIGGER tw_test_refuse BEFORE INSERT ON {table}"
             " FOR EACH ROW EXECUTE FUNCTION tw_test_refuse()"
         )
 
 
-def _allow_job_rows(p: Platform) -> None:
+def _allow_job_rows(p: Platform, table: str = "tw_jobs") -> None:
     if p.db == "sqlite":
         p.sql("DROP TRIGGER tw_test_refuse")
     else:
-        p.sql("DROP TRIGGER tw_test_refuse ON tw_jobs; DROP FUNCTION tw_test_refuse()")
+        p.sql(f"DROP TRIGGER tw_test_refuse ON {table}; DROP FUNCTION tw_test_refuse()")
 
 
 @pytest.mark.parametrize("db", DBS)
@@ -350,6 +350,34 @@ def test_a_message_the_database_refuses_is_quarantined_and_the_others_are_applie
     rejected = p.server.get("/api/rejected?limit=1000")["messages"]
     outcomes = [m["outcome"] for m in rejected if m["message_id"] == "poison"]
     assert outcomes == ["duplicate", "quarantined"]
+
+
+@pytest.mark.parametrize("db", DBS)
+def test_a_log_row_the_database_refuses_at_commit_is_quarantined_and_the_others_are_applied(
+    platforms, broker, db
+):
+    # The log is written last (on PostgreSQL with the COMMIT, in one pipelined round trip):
+    # a refusal there fails the batch late, and still only its message is set aside.
+    p = platforms(db)
+    _refuse_job_rows(p, "log-poison-job", "log row refused by a test trigger", table="tw_messages")
+    try:
+        for i in range(5):
+            p.publisher.send(_progress("log-neighbour", i + 1), message_id=f"log-neighbour-{i}")
+            if i == 2:
+                p.publisher.send(_progress("log-poison-job", 1), message_id="log-poison")
+        p.server.wait_job("log-neighbour", state="running", step=5, applied=5, timeout=PROMPT)
+        p.server.wait_until("an empty queue", lambda: broker.list_queues()[p.queue] == 0)
+        rejected = p.server.get("/api/rejected?limit=1000")["messages"]
+        # Even its whole quarantine row names the job: the bare one is kept.
+        bare = [m for m in rejected if m["outcome"] == "quarantined" and m["message_id"] is None]
+        assert len(bare) == 1 and bare[0]["body"] is None, bare
+        assert "refused this message even on its own" in bare[0]["detail"]
+        assert p.server.job("log-poison-job") is None
+        assert [m["message_id"] for m in p.log("log-neighbour")] == [
+            f"log-neighbour-{i}" for i in range(5)
+        ]
+    finally:
+        _allow_job_rows(p, table="tw_messages")
 
 
 def test_a_row_refused_once_is_applied_on_its_own_not_quarantined(platforms):

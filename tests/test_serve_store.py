@@ -294,3 +294,94 @@ def test_a_batch_of_hostile_text_is_stored_whole_with_nothing_unstorable(store):
     assert any("\ufffd" in t for t in texts)  # the hostile text was stored, replaced
     for text in texts:
         assert "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text), text
+
+
+def test_a_big_batch_keeps_delivery_order_and_every_value_exactly(store):
+    # PostgreSQL writes a batch's rows as one array per column: the log's order must still
+    # be the delivery order, and an integer among float percentages must not fail the dump.
+    rng = random.Random(7)
+    deliveries, expected = [], {}
+    for i in range(300):
+        job = f"j{rng.randrange(40):02d}"
+        step = expected.get(job, (0, 0.0))[0] + rng.randrange(1, 2**40)
+        pct = rng.choice([50, 0, 100, 5e-324, 33.333333333333336, 1e-7, 99.99999999999999])
+        body = {**progress_message(_id(job), 1, 1.0), "step": step, "percentage": pct}
+        deliveries.append(Delivery(encode(body), f"m{i:03d}", T0 + i))
+        expected[job] = (step, pct)
+    outcomes = store.receive_many(deliveries, time.time())
+    assert {o.outcome for o in outcomes} == {"applied"}
+    for job, (step, pct) in expected.items():
+        record = store.job("training", job)
+        assert (record.step, record.percentage) == (step, pct)
+        assert isinstance(record.percentage, float)
+    assert [m.message_id for m in reversed(store.messages(limit=1000))] == [
+        d.message_id for d in deliveries
+    ]
+
+
+def test_postgres_statistics_of_the_jobs_table_are_refreshed_as_created_jobs_double(postgres):
+    # Without statistics PostgreSQL plans the batch's lock query as a read of every job of
+    # a kind; the store analyzes the table after 200 created jobs, then at 400, 800, ...
+    import psycopg
+
+    url = postgres.create_database(f"st_{uuid.uuid4().hex[:10]}")
+    store = open_store(url)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE tw_jobs SET (autovacuum_enabled = false)")
+
+            def analyzed() -> int:
+                row = conn.execute(
+                    "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'tw_jobs'"
+                ).fetchone()
+                return int(row[0])
+
+            def create(first: int, count: int) -> None:
+                for start in range(first, first + count, 25):
+                    jobs = range(start, min(start + 25, first + count))
+                    store.receive_many([_progress(1, f"job-{j}") for j in jobs], time.time())
+                    store.receive_many([_progress(2, f"job-{j}") for j in jobs], time.time())
+
+            create(0, 199)
+            assert analyzed() == 0
+            create(199, 1)
+            assert analyzed() == 1
+            create(200, 199)
+            assert analyzed() == 1
+            create(399, 1)
+            assert analyzed() == 2
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    "EXPLAIN SELECT job_id FROM tw_jobs WHERE kind = 'training'"
+                    " AND job_id = ANY(ARRAY['job-1', 'job-2'])"
+                )
+            )
+            # Both columns of the key find the rows (without statistics: only the kind).
+            assert "Index Cond: ((kind = 'training'::text) AND (job_id = ANY" in plan, plan
+    finally:
+        store.close()
+
+
+def test_a_log_written_at_once_takes_ints_among_floats_and_strings_to_clean(store):
+    # psycopg dumps a list with one Python type: PostgreSQL's column arrays are made of
+    # floats whatever the caller passed (an int `now`, an int percentage), and the strings
+    # of rows not marked checked are made storable first, as executemany's are.
+    from trainwire._serve._store._log import LogRow, insert_log
+
+    rows = [
+        LogRow(T0, "a\x00", 1, "training", "j", "training_ing", 2**62, 50, "applied", False,
+               False, None, None),
+        LogRow(T0 + 0.5, "b", None, None, None, None, None, 0.25, "bad_field", True, False,
+               "\ud800", "x"),
+    ]  # fmt: skip
+    with store.pool.write() as tx:
+        insert_log(tx, store.dialect, rows)
+    first, second = reversed(store.messages(limit=10))
+    assert (first.message_id, first.received_at, first.step, first.percentage) == (
+        "a\ufffd",
+        float(T0),
+        2**62,
+        50.0,
+    )
+    assert (second.received_at, second.detail, second.percentage) == (T0 + 0.5, "\ufffd", 0.25)

@@ -121,15 +121,17 @@ class Pool:
         round trip per read instead of one per statement). Their errors are raised late,
         at the next read or at the end: not for a block that must catch a statement's own.
         """
-        with self.connection() as conn, self._pipeline(conn) if pipelined else _nothing():
-            self._begin(conn)
+        with self.connection() as conn:
             try:
-                yield Tx(conn, self._placeholder)
+                with self._pipeline(conn) if pipelined else _nothing():
+                    self._begin(conn)
+                    yield Tx(conn, self._placeholder)
+                    conn.execute("COMMIT")
             except BaseException:
+                # Outside the pipeline, which refuses more statements once one failed.
                 with contextlib.suppress(Exception):
                     conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
