@@ -25,7 +25,7 @@ from ..._spec._protocol import InvalidMessage, Kind, Rejection, StatusMessage
 from ._dialect import Dialect
 from ._intake import Parsed, Refusal, guess_job
 from ._jobs import Locked
-from ._keys import key_problems
+from ._keys import AnyRegistered, key_problems
 from ._locks import lock_jobs, write_jobs
 from ._log import LogRow, insert_log
 from ._records import APPLIED, Delivery, Outcome
@@ -62,7 +62,8 @@ class Batch:
 
     def settle(self) -> list[Outcome]:
         """Settle every delivery; one outcome each, in delivery order."""
-        refusals = self._refusals(self._duplicates())
+        registered = AnyRegistered(self.tx)  # read with the message ids' insert
+        refusals = self._refusals(self._duplicates(), registered)
         self._lock(refusals)
         outcomes: dict[int, Outcome] = {}
 
@@ -93,10 +94,10 @@ class Batch:
             duplicate.append(not new)
         return duplicate
 
-    def _refusals(self, duplicate: list[bool]) -> list[Refusal | None]:
+    def _refusals(self, duplicate: list[bool], registered: AnyRegistered) -> list[Refusal | None]:
         """Why each delivery is refused (None: it goes on), project keys checked at once."""
         fresh = [m for (m, r), dup in zip(self.parsed, duplicate) if m and not r and not dup]
-        problems = key_problems(self.tx, fresh, self.project_keys)
+        problems = key_problems(self.tx, fresh, self.project_keys, registered)
         self.keys = {k: None if p is None else Refusal.of(p) for k, p in problems.items()}
         return [self._refusal(i, dup) for i, dup in enumerate(duplicate)]
 

@@ -13,7 +13,7 @@ from ..._spec._protocol import InvalidMessage, Rejection, StatusMessage
 from ._text import TEXT, mask_key
 from ._tx import Tx
 
-__all__ = ["key_problems"]
+__all__ = ["AnyRegistered", "key_problems"]
 
 #: Values per ``IN (...)`` list (well under every database's parameter limit).
 CHUNK = 400
@@ -21,19 +21,33 @@ CHUNK = 400
 KeyUse = tuple[str, str, str]
 
 
+class AnyRegistered:
+    """Whether any job is registered, asked when made and answered when called: in a
+    pipelined transaction the question goes with the batch's first statement that is read."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._cursor = tx.run("SELECT EXISTS (SELECT 1 FROM tw_jobs WHERE registered = 1)")
+
+    def __call__(self) -> bool:
+        row = self._cursor.fetchone()
+        return row is not None and bool(row[0])
+
+
 def key_problems(
-    tx: Tx, msgs: Iterable[StatusMessage], project_keys: frozenset[str]
+    tx: Tx,
+    msgs: Iterable[StatusMessage],
+    project_keys: frozenset[str],
+    registered: AnyRegistered,
 ) -> dict[KeyUse, InvalidMessage | None]:
     """Why each (kind, job id, project key) of ``msgs`` is not accepted (None: it is).
 
-    A few statements for the whole batch: whether any job is registered, and only then
-    the registered keys of these jobs and which of these keys are registered.
+    A few statements for the whole batch: whether any job is registered (``registered``),
+    and only then the registered keys of these jobs and which of these keys are registered.
     """
     uses = {(TEXT[m.kind], m.job_id, m.project_key) for m in msgs}
     if not uses:
         return {}
-    row = tx.one("SELECT EXISTS (SELECT 1 FROM tw_jobs WHERE registered = 1)")
-    any_registered = row is not None and bool(row[0])
+    any_registered = registered()
     job_keys: dict[tuple[str, str], str] = {}
     known: set[str] = set()
     if any_registered:
