@@ -385,3 +385,31 @@ def test_a_log_written_at_once_takes_ints_among_floats_and_strings_to_clean(stor
         50.0,
     )
     assert (second.received_at, second.detail, second.percentage) == (T0 + 0.5, "\ufffd", 0.25)
+
+
+def test_postgres_statistics_refresh_never_waits_long_behind_a_lock(postgres):
+    # Another session holds the lock ANALYZE needs (as a VACUUM would): the batch that
+    # crosses the threshold is stored and returns; the refresh is skipped, not waited for.
+    import psycopg
+
+    url = postgres.create_database(f"st_{uuid.uuid4().hex[:10]}")
+    store = open_store(url)
+    holder = psycopg.connect(url)
+    try:
+        for start in range(0, 175, 25):
+            store.receive_many([_progress(1, f"job-{j}") for j in range(start, start + 25)], 1.0)
+        holder.execute("LOCK TABLE tw_jobs IN SHARE UPDATE EXCLUSIVE MODE")
+        outcomes: list = []
+        batch = [_progress(1, f"job-{j}") for j in range(175, 200)]
+        worker = threading.Thread(target=lambda: outcomes.extend(store.receive_many(batch, 2.0)))
+        worker.start()
+        worker.join(timeout=30)
+        finished = not worker.is_alive()
+        holder.rollback()  # lets a waiting ANALYZE go on, so that a failure cannot hang
+        worker.join()
+        assert finished, "the batch waited for the lock"
+        assert [o.outcome for o in outcomes] == ["applied"] * 25
+        assert store.job("training", "job-199").step == 1
+    finally:
+        holder.close()
+        store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -63,6 +64,10 @@ class PostgresDialect(Dialect):
         conn.execute("BEGIN")
 
     def pipeline(self, conn: Any) -> AbstractContextManager[Any]:
+        import psycopg
+
+        if not psycopg.Pipeline.is_supported():  # a libpq older than 14
+            return contextlib.nullcontext()
         pipeline: AbstractContextManager[Any] = conn.pipeline()
         return pipeline
 
@@ -98,7 +103,12 @@ class PostgresDialect(Dialect):
         return f"{column} = ANY(%b::text[])", [list(values)]
 
     def analyze_jobs(self, tx: Tx) -> None:
-        tx.run("ANALYZE tw_jobs")
+        # Never wait long behind a VACUUM or another server's ANALYZE: the batch's ack waits.
+        tx.run("SET lock_timeout = 1000")
+        try:
+            tx.run("ANALYZE tw_jobs")
+        finally:
+            tx.run("RESET lock_timeout")
 
     def lock_schema(self, tx: Tx) -> None:
         tx.run("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
