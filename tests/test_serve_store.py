@@ -370,7 +370,7 @@ def test_a_log_written_at_once_takes_ints_among_floats_and_strings_to_clean(stor
     from trainwire._serve._store._log import LogRow, insert_log
 
     rows = [
-        LogRow(T0, "a\x00", 1, "training", "j", "training_ing", 2**62, 50, "applied", False,
+        LogRow(T0, "a\x00", 1, "training", "j", "training_ing", 2**63 - 1, 50, "applied", False,
                False, None, None),
         LogRow(T0 + 0.5, "b", None, None, None, None, None, 0.25, "bad_field", True, False,
                "\ud800", "x"),
@@ -381,7 +381,7 @@ def test_a_log_written_at_once_takes_ints_among_floats_and_strings_to_clean(stor
     assert (first.message_id, first.received_at, first.step, first.percentage) == (
         "a\ufffd",
         float(T0),
-        2**62,
+        2**63 - 1,
         50.0,
     )
     assert (second.received_at, second.detail, second.percentage) == (T0 + 0.5, "\ufffd", 0.25)
