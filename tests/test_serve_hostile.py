@@ -322,6 +322,18 @@ def _allow_job_rows(p: Platform, table: str = "tw_jobs") -> None:
         p.sql(f"DROP TRIGGER tw_test_refuse ON {table}; DROP FUNCTION tw_test_refuse()")
 
 
+def _five_around_one(p: Platform, prefix: str, poison_id: str) -> None:
+    """Five progress messages of ``{prefix}neighbour`` with one of ``{prefix}poison-job`` in
+    their midst; returns once the five are applied."""
+    for i in range(5):
+        p.publisher.send(
+            _progress(f"{prefix}neighbour", i + 1), message_id=f"{prefix}neighbour-{i}"
+        )
+        if i == 2:
+            p.publisher.send(_progress(f"{prefix}poison-job", 1), message_id=poison_id)
+    p.server.wait_job(f"{prefix}neighbour", state="running", step=5, applied=5, timeout=PROMPT)
+
+
 @pytest.mark.parametrize("db", DBS)
 def test_a_message_the_database_refuses_is_quarantined_and_the_others_are_applied(
     platforms, broker, db
@@ -329,11 +341,7 @@ def test_a_message_the_database_refuses_is_quarantined_and_the_others_are_applie
     p = platforms(db)
     _refuse_job_rows(p, "poison-job", "poison row refused by a test trigger")
     try:
-        for i in range(5):
-            p.publisher.send(_progress("neighbour", i + 1), message_id=f"neighbour-{i}")
-            if i == 2:
-                p.publisher.send(_progress("poison-job", 1), message_id="poison")
-        p.server.wait_job("neighbour", state="running", step=5, applied=5, timeout=PROMPT)
+        _five_around_one(p, "", "poison")
         stored = p.rejected("poison")
         assert stored["outcome"] == "quarantined"
         assert "poison row refused by a test trigger" in stored["detail"]
@@ -361,11 +369,7 @@ def test_a_log_row_the_database_refuses_at_commit_is_quarantined_and_the_others_
     p = platforms(db)
     _refuse_job_rows(p, "log-poison-job", "log row refused by a test trigger", table="tw_messages")
     try:
-        for i in range(5):
-            p.publisher.send(_progress("log-neighbour", i + 1), message_id=f"log-neighbour-{i}")
-            if i == 2:
-                p.publisher.send(_progress("log-poison-job", 1), message_id="log-poison")
-        p.server.wait_job("log-neighbour", state="running", step=5, applied=5, timeout=PROMPT)
+        _five_around_one(p, "log-", "log-poison")
         p.server.wait_until("an empty queue", lambda: broker.list_queues()[p.queue] == 0)
         rejected = p.server.get("/api/rejected?limit=1000")["messages"]
         # Even its whole quarantine row names the job: the bare one is kept.
