@@ -198,7 +198,8 @@ def _figure(
 
 def measure(ctx: Context) -> list[Figure]:
     """Two figures: serve's ingest rate on SQLite and on PostgreSQL, each beside raw pika."""
-    jobs, steps, reps = (200, 9, 1) if ctx.quick else (1_000, 19, 3)
+    # Five reps: the raw consumer's rate swings by a quarter from one rep to the next.
+    jobs, steps, reps = (200, 9, 1) if ctx.quick else (1_000, 19, 5)
     pg = _postgres()
     sides = ("raw", "sqlite", "postgres")
     rates: dict[str, list[Side]] = {name: [] for name in sides}
