@@ -29,10 +29,6 @@ def storable_rows(rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
     return [_params(r) for r in rows]
 
 
-def _nothing() -> AbstractContextManager[None]:
-    return contextlib.nullcontext()
-
-
 class Tx:
     """A cursor that speaks ``?`` placeholders on every database."""
 
@@ -80,11 +76,11 @@ class Pool:
         begin: Callable[[Any], None],
         placeholder: str,
         size: int,
-        pipeline: Callable[[Any], AbstractContextManager[Any]] | None = None,
+        pipeline: Callable[[Any], AbstractContextManager[Any]],
     ) -> None:
         self._connect = connect
         self._begin = begin
-        self._pipeline = pipeline or (lambda conn: _nothing())
+        self._pipeline = pipeline
         self._placeholder = placeholder
         self._size = size
         self._idle: list[Any] = []
@@ -123,7 +119,7 @@ class Pool:
         """
         with self.connection() as conn:
             try:
-                with self._pipeline(conn) if pipelined else _nothing():
+                with self._pipeline(conn) if pipelined else contextlib.nullcontext():
                     self._begin(conn)
                     yield Tx(conn, self._placeholder)
                     conn.execute("COMMIT")
