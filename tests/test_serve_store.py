@@ -363,6 +363,36 @@ def test_postgres_statistics_of_the_jobs_table_are_refreshed_as_created_jobs_dou
         store.close()
 
 
+def test_postgres_finds_a_batchs_jobs_by_their_key_in_a_table_of_a_thousand(postgres):
+    # A fleet of a thousand jobs fits in ~60 pages: with the planner's default cost of a
+    # page read out of order, the lock query and the update read all of them for the 25
+    # jobs of a batch. The store's sessions find them by the key's index.
+    url = postgres.create_database(f"st_{uuid.uuid4().hex[:10]}")
+    store = open_store(url)
+    try:
+        for step in range(1, 9):
+            for start in range(0, 1_000, 25):
+                batch = [_progress(step, f"job-{j:04d}") for j in range(start, start + 25)]
+                store.receive_many(batch, T0 + step)
+        ids = ", ".join(f"'job-{j:04d}'" for j in range(0, 1_000, 40))
+        steps = ", ".join(["9"] * 25)
+        with store.pool.write() as tx:
+            tx.run("ANALYZE tw_jobs")
+            lock = tx.all(
+                "EXPLAIN SELECT job_id, pace FROM tw_jobs WHERE kind = 'training'"
+                f' AND job_id = ANY(ARRAY[{ids}]) ORDER BY job_id COLLATE "C" FOR UPDATE'
+            )
+            update = tx.all(
+                f"EXPLAIN UPDATE tw_jobs AS j SET step = v.step FROM unnest(ARRAY[{ids}],"
+                f" ARRAY[{steps}]::bigint[]) AS v(job_id, step) WHERE j.kind = 'training'"
+                " AND j.job_id = v.job_id"
+            )
+        for plan in ("\n".join(r[0] for r in lock), "\n".join(r[0] for r in update)):
+            assert "Index Scan using tw_jobs_pkey" in plan and "Seq Scan" not in plan, plan
+    finally:
+        store.close()
+
+
 def test_a_log_written_at_once_takes_ints_among_floats_and_strings_to_clean(store):
     # psycopg dumps a list with one Python type: PostgreSQL's column arrays are made of
     # floats whatever the caller passed (an int `now`, an int percentage), and the strings

@@ -19,6 +19,12 @@ __all__ = ["PostgresDialect"]
 _SCHEMA_LOCK = 0x7472_6E77
 
 
+#: What serve's sessions tell the planner a page read out of order costs (PostgreSQL's
+#: default is 4, for spinning disks). A status service's tables live in memory: with 4, a
+#: batch's lock query and update read every row of a jobs table of a thousand rows (0.6 ms)
+#: to find 25 of them (0.15 ms by the key's index).
+RANDOM_PAGE_COST = 1.1
+
 #: The whole form of each bulk statement run so far.
 _WHOLE: dict[Bulk, str] = {}
 
@@ -53,12 +59,18 @@ class PostgresDialect(Dialect):
         import psycopg
 
         try:
-            return psycopg.connect(
+            conn = psycopg.connect(
                 self._raw_url, autocommit=True, connect_timeout=10, application_name="trainwire"
             )
         except psycopg.Error as exc:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"{self.url}: cannot connect to PostgreSQL: {text}") from None
+        try:
+            conn.execute(f"SET random_page_cost = {RANDOM_PAGE_COST}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def begin(self, conn: Any) -> None:
         conn.execute("BEGIN")
