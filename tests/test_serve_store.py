@@ -417,6 +417,42 @@ def test_a_log_written_at_once_takes_ints_among_floats_and_strings_to_clean(stor
     assert (second.received_at, second.detail, second.percentage) == (T0 + 0.5, "\ufffd", 0.25)
 
 
+def test_postgres_arrays_packed_at_once_read_back_as_every_value_went_in(postgres):
+    # serve packs a batch's columns itself (psycopg's list dump is Python per value): the
+    # server must read back exactly what went in, NULLs, extremes and any text included.
+    import math
+
+    from trainwire._serve._store._bulk import Column
+    from trainwire._serve._store._pgarray import pack
+
+    rng = random.Random(17)
+    texts = ["", "a", "학습 완료", "\U0001f600", "x" * 5000, "'\"\\,{}", None]
+    ints = [0, 1, -1, 2**63 - 1, -(2**63), 2**31, None]
+    floats = [0.0, -0.0, 5e-324, 1e308, math.inf, -math.inf, math.nan, 1 / 3, 7, None]
+    columns = [
+        (Column.TEXT, [rng.choice(texts) for _ in range(300)]),
+        (Column.TEXT, texts[:-1]),  # no NULL
+        (Column.BIGINT, [rng.choice(ints) for _ in range(300)]),
+        (Column.FLOAT, [rng.choice(floats) for _ in range(300)]),
+    ]
+    store = open_store(postgres.create_database(f"st_{uuid.uuid4().hex[:10]}"))
+    try:
+        with store.pool.read() as tx:
+            for column, values in columns:
+                sql = f"SELECT ?::{column.value}[], array_length(?::{column.value}[], 1)"
+                back, length = tx.one(sql, (pack(column, values), pack(column, values)))
+                assert length == len(values)
+                for went, came in zip(values, back):
+                    if column is Column.FLOAT and went is not None:
+                        assert isinstance(came, float)
+                        assert came == went or (math.isnan(went) and math.isnan(came))
+                        assert math.copysign(1, came) == math.copysign(1, went)
+                    else:
+                        assert came == went, (column, went, came)
+    finally:
+        store.close()
+
+
 def test_postgres_statistics_refresh_never_waits_long_behind_a_lock(postgres):
     # Another session holds the lock ANALYZE needs (as a VACUUM would): the batch that
     # crosses the threshold is stored and returns; the refresh is skipped, not waited for.

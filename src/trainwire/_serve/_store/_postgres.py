@@ -29,14 +29,6 @@ RANDOM_PAGE_COST = 1.1
 _WHOLE: dict[Bulk, str] = {}
 
 
-def _array(column: Column, values: Sequence[Any]) -> list[Any]:
-    """A column's values as psycopg dumps a list: one Python type for all (an int among
-    floats would fail the dump)."""
-    if column is Column.FLOAT:
-        return [None if v is None else float(v) for v in values]
-    return list(values)
-
-
 class PostgresDialect(Dialect):
     """A PostgreSQL database named by a ``postgresql://`` URL (libpq reads the rest)."""
 
@@ -65,8 +57,13 @@ class PostgresDialect(Dialect):
         except psycopg.Error as exc:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"{self.url}: cannot connect to PostgreSQL: {text}") from None
+        from ._pgarray import ENCODING, PackedArray, PackedDumper
+
         try:
-            conn.execute(f"SET random_page_cost = {RANDOM_PAGE_COST}")
+            conn.execute(
+                f"SET random_page_cost = {RANDOM_PAGE_COST}; SET client_encoding = '{ENCODING}'"
+            )
+            conn.adapters.register_dumper(PackedArray, PackedDumper)
         except BaseException:
             conn.close()
             raise
@@ -91,16 +88,20 @@ class PostgresDialect(Dialect):
         )
 
     def insert_seen(self, tx: Tx, ids: list[str], now: float) -> set[str]:
+        from ._pgarray import pack
+
         rows = tx.all(
             "INSERT INTO tw_seen (message_id, received_at) SELECT unnest(%b::text[]), ?"
             " ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
-            (ids, now),
+            (pack(Column.TEXT, ids), now),
         )
         return {str(r[0]) for r in rows}
 
     def many(
         self, tx: Tx, bulk: Bulk, rows: Sequence[Sequence[Any]], *, checked: bool = False
     ) -> Any:
+        from ._pgarray import pack
+
         if not rows:
             return None
         sql = _WHOLE.get(bulk)
@@ -108,11 +109,13 @@ class PostgresDialect(Dialect):
             arrays = ", ".join(f"%b::{column.value}[]" for column in bulk.columns)
             sql = _WHOLE[bulk] = bulk.whole.replace("{rows}", f"unnest({arrays})")
         columns = zip(*(rows if checked else storable_rows(rows)))
-        return tx.run(sql, [_array(c, col) for c, col in zip(bulk.columns, columns)])
+        return tx.run(sql, [pack(c, col) for c, col in zip(bulk.columns, columns)])
 
     def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        from ._pgarray import pack
+
         # One text whatever the number of values: planned once, then prepared by psycopg.
-        return f"{column} = ANY(%b::text[])", [list(values)]
+        return f"{column} = ANY(%b::text[])", [pack(Column.TEXT, values)]
 
     def analyze_jobs(self, tx: Tx) -> None:
         # Never wait long behind a VACUUM or another server's ANALYZE: the batch's ack waits.
