@@ -5,7 +5,8 @@ steps, then ``training_done``; jobs interleaved as a fleet sends them). Then the
 starts and drains it. trainwire: a real ``trainwire serve`` process (SQLite, and
 PostgreSQL on a private server), the rate read from its ``/api/health`` counter.
 Baseline: a raw pika consumer in its own process with the same prefetch, acking each batch
-of prefetch-count messages with ``multiple`` and doing nothing else.
+of the size serve stores at once (half the prefetch count) with ``multiple`` and doing
+nothing else. Both use serve's default prefetch.
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from trainwire._serve._defaults import PREFETCH
+
 from ._common import Context, Figure, child_env, fmt, median, python
 
 __all__ = ["measure"]
 
-PREFETCH = 50
+#: Messages serve stores in one transaction at most, and the raw consumer acks at once.
+BATCH = PREFETCH // 2
 #: A fleet of this many trainings at the platform's default 10 messages a second.
 FLEET = 1_000
 _RAW_CONSUMER = """
 import sys, time, pika
 host, queue = sys.argv[1], sys.argv[3]
-port, n, prefetch = int(sys.argv[2]), int(sys.argv[4]), int(sys.argv[5])
+port, n, prefetch, batch = (int(a) for a in (sys.argv[2], *sys.argv[4:7]))
 conn = pika.BlockingConnection(pika.ConnectionParameters(host, port, heartbeat=0))
 ch = conn.channel()
 ch.basic_qos(prefetch_count=prefetch)
@@ -39,7 +43,7 @@ for method, props, body in ch.consume(queue, auto_ack=False):
     if first is None:
         first, cpu = time.perf_counter(), time.process_time()
     got += 1
-    if got % prefetch == 0 or got == n:
+    if got % batch == 0 or got == n:
         ch.basic_ack(method.delivery_tag, multiple=True)
     if got == n:
         break
@@ -79,7 +83,7 @@ def _raw_rate(ctx: Context, queue: str, n: int) -> Side:
     broker = ctx.broker()
     out = subprocess.run(
         [python(), "-c", _RAW_CONSUMER, broker.host, str(broker.port), queue, str(n),
-         str(PREFETCH)],
+         str(PREFETCH), str(BATCH)],
         capture_output=True, text=True, timeout=300, env=child_env(),
     )  # fmt: skip
     if out.returncode != 0:
@@ -178,7 +182,7 @@ def _figure(
         unit="msg/s",
         trainwire=rate,
         baseline=median(raw),
-        baseline_name=f"raw pika consumer, prefetch {PREFETCH}, one ack per batch",
+        baseline_name=f"raw pika consumer, prefetch {PREFETCH}, one ack per {BATCH} messages",
         goal=goal,
         met=met,
         ratio=ratio,

@@ -263,6 +263,45 @@ def test_only_rejected_messages_are_indexed_as_rejected_and_an_old_index_is_drop
         store.close()
 
 
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_only_registered_jobs_are_indexed_by_key_and_an_old_index_is_dropped(db, tmp_path, request):
+    # On PostgreSQL every update of a job's row adds an entry to each index holding it:
+    # the key index holds only the few registered jobs, so a progress message adds none.
+    if db == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.sqlite3"
+        names_sql = "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'tw_jobs'"
+    else:
+        url = request.getfixturevalue("postgres").create_database(f"st_{uuid.uuid4().hex[:10]}")
+        names_sql = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tw_jobs'"
+    store = open_store(url)
+    with store.pool.write() as tx:  # as the first release of schema 2 left it
+        tx.run("DROP INDEX tw_jobs_registered")
+        tx.run("CREATE INDEX tw_jobs_keys ON tw_jobs (registered, project_key)")
+    store.close()
+    store = open_store(url)
+    try:
+        store.register(Kind.TRAINING, "reg", "k-reg", str(tmp_path), "c.json")
+        outcomes = store.receive_many(
+            [_progress(1, "reg", key="k-reg"), _progress(1, "free", key="k-other")], T0
+        )
+        assert [o.outcome for o in outcomes] == ["applied", "unknown_project_key"]
+        with store.pool.read() as tx:
+            names = {r[0]: r[1] for r in tx.all(names_sql)}
+            if db == "postgresql":
+                tx.run("SET enable_seqscan = off")  # a table this small is read whole
+            plan = str(tx.all(f"EXPLAIN {'QUERY PLAN' * (db == 'sqlite')} SELECT DISTINCT"
+                              " project_key FROM tw_jobs WHERE registered = 1"))  # fmt: skip
+            held = tx.all("SELECT job_id FROM tw_jobs WHERE registered = 1")
+        assert "tw_jobs_keys" not in names
+        assert "WHERE registered = 1" in names["tw_jobs_registered"].replace("(", "").replace(
+            ")", ""
+        )
+        assert "tw_jobs_registered" in plan, plan
+        assert [r[0] for r in held] == ["reg"]
+    finally:
+        store.close()
+
+
 def test_a_batch_of_hostile_text_is_stored_whole_with_nothing_unstorable(store):
     # A batch's rows skip the store's last check for NUL and lone surrogates (each string
     # is made storable where it is made): nothing is quarantined, nothing unstorable kept.

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .._serve._defaults import PREFETCH
 from .._serve._urls import POSTGRES_SCHEMES, describe_url, postgres_params, scrubbed
 from ._access_options import access_from, access_options
 from ._alert_options import alert_options, alerts_from
@@ -214,7 +215,7 @@ def _source(config_path: Path | None, amqp_urls: list[str], queue_name: str | No
 )
 @click.option(
     "--prefetch",
-    default=50,
+    default=PREFETCH,
     show_default=True,
     type=click.IntRange(1, 10_000),
     help="Unacknowledged messages the broker may hand this process at once.",

@@ -18,6 +18,7 @@ from typing import Any
 from .._errors import TrainwireError
 from ._alerts import AlertSender, AlertSettings
 from ._auth import Access
+from ._defaults import PREFETCH
 from ._prometheus import ServeMetrics
 from ._receiver import BrokerSource, Receiver, StaleWatcher
 from ._registry import JobsFolder, register_config
@@ -44,7 +45,7 @@ class Settings:
     port: int = 8080
     stale_after: float = 600.0
     project_keys: frozenset[str] = frozenset()
-    prefetch: int = 50
+    prefetch: int = PREFETCH
     jobs_dir: Path | None = None
     #: The database as it may be shown (no password).
     database: str = ""

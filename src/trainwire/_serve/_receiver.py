@@ -39,6 +39,7 @@ from .._broker._amqp import Diagnosis, describe_connect_error
 from .._broker._diagnosis import ConnectFailure, FailureKind, diagnose, tls_verdict
 from .._broker._nodes import BACKOFF_FIRST, BACKOFF_MAX
 from .._spec._config import Config
+from ._defaults import PREFETCH
 from ._store import APPLIED, Delivery, Outcome, Store, StoreRejection
 
 __all__ = ["BrokerSource", "Receiver", "StaleWatcher"]
@@ -176,7 +177,7 @@ class Receiver:
         source: BrokerSource,
         *,
         project_keys: frozenset[str] = frozenset(),
-        prefetch: int = 50,
+        prefetch: int = PREFETCH,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.store = store

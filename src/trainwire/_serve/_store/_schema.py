@@ -21,7 +21,12 @@ def _statements(serial: str) -> list[str]:
         " registered INTEGER NOT NULL DEFAULT 0, project_key TEXT,"
         " model_write_path TEXT, config_path TEXT, pace TEXT, steps_per_second DOUBLE PRECISION,"
         " eta_seconds DOUBLE PRECISION, PRIMARY KEY (kind, job_id))",
-        "CREATE INDEX IF NOT EXISTS tw_jobs_keys ON tw_jobs (registered, project_key)",
+        # Only the registered jobs (a few): on PostgreSQL every update of a job's row adds
+        # an entry to each index that holds the row, and a job that is not registered is
+        # in none here. (Schema 2 as first released indexed every job; that is dropped.)
+        "DROP INDEX IF EXISTS tw_jobs_keys",
+        "CREATE INDEX IF NOT EXISTS tw_jobs_registered ON tw_jobs (project_key)"
+        " WHERE registered = 1",
         "CREATE INDEX IF NOT EXISTS tw_jobs_state ON tw_jobs (state, last_seen)",
         "CREATE INDEX IF NOT EXISTS tw_jobs_updated ON tw_jobs (updated_at)",
         "CREATE INDEX IF NOT EXISTS tw_jobs_created ON tw_jobs (created_at, kind, job_id)",
