@@ -473,6 +473,8 @@ def test_postgres_arrays_packed_at_once_read_back_as_every_value_went_in(postgre
         (Column.TEXT, texts[:-1]),  # no NULL
         (Column.BIGINT, [rng.choice(ints) for _ in range(300)]),
         (Column.FLOAT, [rng.choice(floats) for _ in range(300)]),
+        (Column.BIGINT, ints[:-1]),
+        (Column.FLOAT, floats[:-1]),
     ]
     store = open_store(postgres.create_database(f"st_{uuid.uuid4().hex[:10]}"))
     try:
