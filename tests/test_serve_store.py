@@ -302,6 +302,38 @@ def test_only_registered_jobs_are_indexed_by_key_and_an_old_index_is_dropped(db,
         store.close()
 
 
+def test_no_index_holds_what_every_message_changes_so_postgres_updates_stay_on_their_page(
+    postgres,
+):
+    # A job's row is rewritten by every message. With no index on last_seen or updated_at
+    # and half of each page free, PostgreSQL keeps the new version on the row's page and
+    # writes no index entry (a HOT update); an index on either column makes none HOT.
+    import psycopg
+
+    url = postgres.create_database(f"st_{uuid.uuid4().hex[:10]}")
+    store = open_store(url)
+    for step in range(1, 11):
+        for start in range(0, 200, 100):
+            batch = [_progress(step, f"job-{j:03d}") for j in range(start, start + 100)]
+            store.receive_many(batch, T0 + step)
+    store.close()  # its sessions end: their counts reach the statistics
+    with psycopg.connect(url, autocommit=True) as conn:
+        indexed = conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
+            " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'tw_jobs'::regclass"
+        ).fetchall()
+        assert not {"last_seen", "updated_at"} & {r[0] for r in indexed}, indexed
+        deadline = time.monotonic() + 20
+        while True:
+            upd, hot = conn.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'tw_jobs'"
+            ).fetchone()
+            if upd >= 2_000 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert upd >= 2_000 and hot >= upd * 0.6, (upd, hot)
+
+
 def test_a_batch_of_hostile_text_is_stored_whole_with_nothing_unstorable(store):
     # A batch's rows skip the store's last check for NUL and lone surrogates (each string
     # is made storable where it is made): nothing is quarantined, nothing unstorable kept.

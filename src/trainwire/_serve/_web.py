@@ -244,7 +244,9 @@ class Hub:
 
     def _refresh(self) -> None:
         # Only the rows written lately (with a margin for the writers' clocks and for
-        # transactions that commit after they started), so 10,000 quiet jobs cost nothing.
+        # transactions that commit after they started), so 10,000 quiet jobs are not sent
+        # again. The database reads the whole jobs table for them: no index may hold
+        # updated_at, which every message changes (see the store's schema).
         records = (
             self.store.jobs()
             if self._since is None

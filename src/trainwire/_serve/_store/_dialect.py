@@ -51,6 +51,11 @@ class Dialect(abc.ABC):
     def close(self) -> None:  # noqa: B027 - most databases run nothing in the background
         """Stop what the dialect runs in the background (after the pool closed)."""
 
+    def room_for_updates(self, tx: Tx) -> None:
+        """Keep free space in the jobs table's pages, where a row's next version can go
+        (PostgreSQL only)."""
+        del tx  # SQLite rewrites a row in place
+
     def lock_schema(self, tx: Tx) -> None:
         """Serialise schema creation between processes (PostgreSQL only)."""
         del tx  # SQLite's BEGIN IMMEDIATE already holds the whole file's write lock

@@ -25,6 +25,9 @@ _SCHEMA_LOCK = 0x7472_6E77
 #: to find 25 of them (0.15 ms by the key's index).
 RANDOM_PAGE_COST = 1.1
 
+#: The jobs table's storage parameter (:meth:`PostgresDialect.room_for_updates`).
+JOBS_FILLFACTOR = "fillfactor=50"
+
 #: The whole form of each bulk statement run so far.
 _WHOLE: dict[Bulk, str] = {}
 
@@ -124,6 +127,13 @@ class PostgresDialect(Dialect):
             tx.run("ANALYZE tw_jobs")
         finally:
             tx.run("RESET lock_timeout")
+
+    def room_for_updates(self, tx: Tx) -> None:
+        # Half of each page free: a job's row is rewritten by every message, and a new
+        # version on the same page is a HOT update (no index entry). New pages only.
+        options = tx.one("SELECT reloptions FROM pg_class WHERE oid = 'tw_jobs'::regclass")
+        if options is None or JOBS_FILLFACTOR not in (options[0] or []):
+            tx.run(f"ALTER TABLE tw_jobs SET ({JOBS_FILLFACTOR})")
 
     def lock_schema(self, tx: Tx) -> None:
         tx.run("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))

@@ -60,6 +60,7 @@ class SqlStore(Store):
         with self.pool.write() as tx:
             dialect.lock_schema(tx)
             create_schema(tx, dialect.serial, self.url)
+            dialect.room_for_updates(tx)
             create_outbox(tx, dialect.serial)
         self.outbox = Outbox(self.pool)
         self._created = 0
