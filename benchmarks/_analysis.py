@@ -384,15 +384,38 @@ with one text whatever the batch size, so that they are planned once and prepare
 CPU per message 81-99 µs before, 55-75 µs after. Real `serve` processes on a filled queue
 (1,000 jobs x 20 messages, prefetch 50): 4,199-5,162 msg/s after (the last stop's final
 run: 3,395), with CPU per message `serve` 104-136 µs, PostgreSQL 84-104 µs and RabbitMQ
-26-40 µs: about 250 µs of CPU per message on this 2-core machine, so 10,000 msg/s would
-need 2.5 cores even if all three overlapped perfectly. A bigger batch is the next lever:
-with prefetch 200 (batches of 100) the same processes gave 6,692 and 8,403 msg/s on
-PostgreSQL (SQLite 12,134 and 12,809, the raw consumer 20,784 and 41,223); the benchmark
-keeps prefetch 50 for both sides. Tried and left out: HOT updates of `tw_jobs` (the
-indexes on `last_seen` and `updated_at` dropped, fillfactor 50): PostgreSQL's CPU per
-message 59-73 µs against 64-84 µs, within the noise, and the hub's change query needs the
-`updated_at` index; the rows as JSON (`json_to_recordset`) instead of arrays: no gain in
-rate.
+26-40 µs. Tried and left out: the rows as JSON (`json_to_recordset`) instead of arrays:
+no gain in rate.
+
+**Then** (src/trainwire/_serve/_store/, src/trainwire/_serve/_defaults.py): the
+PostgreSQL CPU of the last paragraph was mostly plans and index entries.
+pg_stat_statements (in-process, 1,000 jobs x 10 messages, batches of 25) showed the lock
+query at 21-28 µs a message: with statistics, the planner's default cost of a page read out
+of order (`random_page_cost` 4) made a sequential read of all 1,000 rows (0.6 ms) look
+cheaper than 25 lookups by the key (0.15 ms), and the update's join the same; serve's
+sessions now plan with 1.1, the usual value for data in memory: 2.8 µs a message. Each
+update of a job's row added an entry to every index of the table, because it changed
+indexed columns (`last_seen`, `updated_at`): the index of project keys now holds only
+registered jobs (the update 17.5-22.0 -> 12.4-15.3 µs a message, five in-process runs
+each), and no index holds a column every message changes, with half of each page of
+`tw_jobs` left free, so that 81 % of the updates stay on their page (HOT; 30 % without
+the free space) and write no index entry (8-9 µs a message, measured in a slower hour).
+The price: the live page's change query reads the whole jobs table, 0.87 ms on SQLite and
+1.63 ms on PostgreSQL for 10,000 jobs (median of 20; 0.01 and 0.25 ms with the index),
+at most every 0.5 s while a page is open. A batch's column arrays are packed by serve in
+PostgreSQL's binary form (psycopg's list dump ran Python per value: 148 -> 74 µs for the
+13 columns of 25 job rows). And the default prefetch is 200 (batches of up to 100), for
+both sides of this benchmark: a transaction's fixed cost is shared by more messages
+(in-process on PostgreSQL, about 0.86 ms of serve's CPU a batch against 0.07 ms on
+SQLite). *Recorded* (2026-12-03, real `serve` processes, 1,000 jobs x 20 messages):
+PostgreSQL at prefetch 50 went from 4,131-4,810 msg/s to 5,944-7,591 with the planner
+setting; with prefetch 200 as well, 8,960-10,200 msg/s (SQLite 12,008-15,910, the raw
+consumer 27,560-28,596). `serve`'s CPU per message for the same Python swings by half
+between hours of this machine (on PostgreSQL 52-62 µs at 02:45 UTC, 82-98 µs from 03:00),
+and these rates with it. Tried and left out: storing in a thread of its own again (the result
+recorded above: 5,777-6,741 msg/s against 6,428-6,957); packing the arrays through C
+iterators only (18.8 against 20.9 µs for 100 texts: the per-value `struct` call is the
+cost).
 
 What the benchmark does not show: a drained backlog keeps few pace samples per job (they
 are kept at least 1 s apart), while a training reporting live for more than 30 s has 31,
@@ -420,7 +443,10 @@ _SERVE_LIVE = """
 and note when a (job, step) first shows, the others read and drop (parsing all of them
 would load the 2-core machine `serve` runs on). *Rate:* a queue filled beforehand with a
 fleet's messages is drained by a fresh `serve` with the streams open or with none, the
-two alternating; timed from the moment every stream has its snapshot. *Latency:*
+two alternating; both sides timed over the same messages, from the third to the last
+(every stream has its snapshot before the third: a window that started when the streams
+were ready left the watched side fewer and later messages, more so as `serve` got faster).
+*Latency:*
 {live_jobs} trainings at {live_rate} messages a second each ({live_total} msg/s, evenly
 spread) are published from this process, which notes when each (job, step) went out
 (`time.monotonic`, one clock for the processes of a machine). The fleet is meant to stay
