@@ -443,8 +443,8 @@ _SERVE_LIVE = """
 and note when a (job, step) first shows, the others read and drop (parsing all of them
 would load the 2-core machine `serve` runs on). *Rate:* a queue filled beforehand with a
 fleet's messages is drained by a fresh `serve` with the streams open or with none, the
-two alternating; both sides timed over the same messages, from the third to the last
-(every stream has its snapshot before the third: a window that started when the streams
+two alternating; both sides timed over the same messages, the second half (every
+stream has its snapshot before it: a window that started when the streams
 were ready left the watched side fewer and later messages, more so as `serve` got faster).
 *Latency:*
 {live_jobs} trainings at {live_rate} messages a second each ({live_total} msg/s, evenly

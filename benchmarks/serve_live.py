@@ -5,8 +5,8 @@ Ingest while the page is watched (a real ``trainwire serve`` on SQLite, a real b
 - *rate*: a queue is filled beforehand with the messages of a fleet of trainings, then a
   fresh ``serve`` drains it, either with :data:`CLIENTS` event streams open on
   ``/api/events?list=0`` (what the job list page opens) or with none, the two sides
-  alternating; the rate is timed over the same messages on both sides, from the third
-  to the last (every stream has its snapshot before the third);
+  alternating; the rate is timed over the same messages on both sides, the second half
+  (every stream has its snapshot before it);
 - *latency*: a publisher in this process sends :data:`LIVE_JOBS` trainings' progress at
   :data:`LIVE_RATE` messages a second each, evenly spread, recording when each (job, step)
   went out; the streams (in a child process) record when a ``job`` event first shows that
@@ -175,8 +175,8 @@ def _drain(ctx: Context, work: Path, clients: int, fleet: tuple[int, int], tag: 
     watchers = None
     try:
         watchers = _Watchers(url, clients) if clients else None
-        # Both sides are timed over the same messages: from the third to the last.
-        start = n // 3
+        # Both sides are timed over the same messages: the second half.
+        start = n // 2
         if _received(url) > start:
             raise RuntimeError(f"serve took over {start:,} of {n:,} messages before the streams")
         if not wait_until(lambda: _received(url) >= start, 600, 0.005):
@@ -505,7 +505,7 @@ def measure(ctx: Context) -> list[Figure]:
     """Four figures: ingest with streams open, publish -> event latency, the long graph's
     latency and size on the job page."""
     quick = ctx.quick
-    fleet, reps = ((200, 24), 1) if quick else ((300, 120), 3)
+    fleet, reps = ((200, 60), 1) if quick else ((300, 120), 3)
     seconds, rows, requests = (2.0, 10_000, 10) if quick else (20.0, GRAPH_ROWS, 50)
     with tempfile.TemporaryDirectory(dir=ctx.dir) as scratch:
         work = Path(scratch)
