@@ -316,6 +316,10 @@ for step in trainwire.track(range(12), max_rate=None):
     optimizer.zero_grad()
     loss.backward()  # an all-reduce: the ranks wait for each other
     optimizer.step()
+# DDP's reducer keeps the process group alive past destroy_process_group(): let both go
+# while Python is whole, so that gloo's threads do not end during the interpreter's
+# teardown (a CI run had a rank abort with "terminate called without an active exception").
+del model, optimizer
 dist.destroy_process_group()
 """
 
