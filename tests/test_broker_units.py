@@ -197,12 +197,35 @@ class _FailingChannel:
         self.published.append(message["body"])  # type: ignore[arg-type]
 
 
-def test_a_batch_cut_short_by_a_failed_publish_loses_nothing_and_keeps_its_order(tmp_path):
+class _FailingConnection:
+    """pika's connection as the framed path writes to it: its third write fails."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def _output_marshaled_frames(self, chunks: tuple[bytes, ...]) -> None:
+        if len(self.chunks) == 2:
+            raise ConnectionError("gone")
+        self.chunks.extend(chunks)
+
+
+class _FailingFramedChannel:
+    """A channel written to through its connection (trainwire's frames); the third fails."""
+
+    channel_number = 1
+    is_open = True
+
+    def __init__(self) -> None:
+        self.connection = _FailingConnection()
+
+
+@pytest.mark.parametrize("channel", [_FailingChannel, _FailingFramedChannel])
+def test_a_batch_cut_short_by_a_failed_publish_loses_nothing_and_keeps_its_order(tmp_path, channel):
     publisher, outbox = _publisher(tmp_path, NODES[:1])
     for step in range(1, 6):
         outbox.push(step)
     with pytest.raises(ConnectionError):
-        publisher.order.fill(_FailingChannel())
+        publisher.order.fill(channel())
     confirms = publisher.confirms
     confirms.requeue()  # the session's on_close: what was in flight goes first
     assert [slot.envelope.body["step"] for slot in confirms.retry] == [1, 2, 3, 4, 5]

@@ -133,6 +133,32 @@ def test_training_error_text_is_sent_verbatim_in_korean(broker, queue, make_conf
     assert b"\\u" not in raw
 
 
+def test_an_error_too_long_for_one_frame_arrives_whole_beside_framed_progress(
+    broker, queue, make_config
+):
+    # Korean identifiers and message at their limits: a body of about 6 KB, beyond what
+    # one frame of the smallest size holds, so pika builds it; the progress before it
+    # goes as frames built from templates. Both arrive as sent.
+    project_key, model_id, text = "프" * 512, "모" * 512, ("긴 오류 메시지 " * 111).strip()
+    config = make_config(project_key=project_key, model_id=model_id)
+    with (
+        pytest.raises(trainwire.TrainingError),
+        trainwire.init(config=config, total_steps=3, max_rate=None) as run,
+    ):
+        for step in (1, 2, 3):
+            run.progress(step)
+        raise trainwire.TrainingError(text)
+    seq, msgs = bodies(broker, queue)
+    assert [b["status"] for b in seq] == [PROGRESS] * 3 + [ERROR]
+    assert [b["step"] for b in seq[:3]] == [1, 2, 3]
+    assert len(msgs[-1]["raw"]) > 4096
+    assert seq[-1]["message"] == text
+    assert all(b["project_key"] == project_key and b["model_id"] == model_id for b in seq)
+    props = [m["properties"] for m in msgs]
+    assert all(p.delivery_mode == 2 and p.app_id == "trainwire" for p in props)
+    assert len({p.message_id for p in props}) == 4
+
+
 def test_english_sentences_on_request(broker, queue, make_config):
     with pytest.raises(MemoryError), trainwire.init(config=make_config(), language="en"):
         raise MemoryError()

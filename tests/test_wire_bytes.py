@@ -1,5 +1,6 @@
 """The bytes trainwire puts on the wire per message, built the cheap way, are the same as
-built the plain way: progress bodies from the byte template, properties from a copy."""
+built the plain way: progress bodies from the byte template, properties from a copy,
+frames from templates."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import time
 
 import pika
 import pytest
+from pika import frame, spec
 
-from trainwire._broker._params import Restamped, message_properties
+from trainwire._broker._frames import ONE_FRAME, FramedPublisher
+from trainwire._broker._params import message_properties
 from trainwire._broker._transport import Outbox
 from trainwire._spec._protocol import (
     CONTENT_TYPE,
@@ -102,20 +105,56 @@ def test_rounded_progress_parts_check_as_progress_message_does() -> None:
     assert template.rounded(1, 250.0)[0]["percentage"] == 100.0  # clamped, as progress() does
 
 
-def test_restamped_properties_encode_as_new_ones() -> None:
-    stamp = Restamped()
-    for message_id in ("id-1", "id-2", "id-3"):
-        properties = stamp(message_id)
-        built = pika.BasicProperties(
-            content_type=CONTENT_TYPE,
-            content_encoding="utf-8",
-            delivery_mode=2,
-            message_id=message_id,
-            timestamp=properties.timestamp,
-            app_id="trainwire",
+def _pika_frames(channel: int, queue: str, body: bytes, message_id: str, second: int) -> bytes:
+    """The frames pika's ``basic_publish`` builds for the same message."""
+    properties = pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        content_encoding="utf-8",
+        delivery_mode=2,
+        message_id=message_id,
+        timestamp=second,
+        app_id="trainwire",
+    )
+    publish = spec.Basic.Publish(exchange="", routing_key=queue, mandatory=True)
+    return b"".join(
+        (
+            frame.Method(channel, publish).marshal(),
+            frame.Header(channel, len(body), properties).marshal(),
+            frame.Body(channel, body).marshal(),
         )
-        assert properties.encode() == built.encode()
-        assert abs(properties.timestamp - time.time()) < 5
+    )
+
+
+@pytest.mark.parametrize("channel", [1, 2, 65535])
+def test_framed_messages_are_the_bytes_pika_builds(channel: int) -> None:
+    framed = FramedPublisher()
+    queues = ["q", "training-큐", "x" * 255]
+    bodies = [b"{}", encode(progress_message(IDENTITIES[1], 7, 33.3)), b"b" * ONE_FRAME]
+    ids = [new_message_id(), "id-1", "", "é" * 127]
+    for queue in queues:
+        for body in bodies:
+            for message_id in ids:
+                built = framed.frames(channel, queue, body, message_id)
+                expected = _pika_frames(channel, queue, body, message_id, framed.second)
+                assert built == expected, (queue, len(body), message_id)
+    assert abs(framed.second - time.time()) < 5
+
+
+def test_framed_messages_take_the_new_second_for_their_timestamp() -> None:
+    framed = FramedPublisher()
+    framed.frames(1, "q", b"{}", "id")
+    framed.second -= 10  # as if the last message went ten seconds ago
+    built = framed.frames(1, "q", b"{}", "id")
+    assert built == _pika_frames(1, "q", b"{}", "id", framed.second)
+    assert abs(framed.second - time.time()) < 5
+
+
+def test_a_message_beyond_one_frame_or_with_a_long_id_is_left_to_pika() -> None:
+    framed = FramedPublisher()
+    assert framed.frames(1, "q", b"b" * (ONE_FRAME + 1), "id") is None
+    assert framed.frames(1, "q", b"", "id") is None
+    assert framed.frames(1, "q", b"{}", "가" * 86) is None  # 258 bytes: not a shortstr
+    assert framed.frames(1, "q", b"{}", "가" * 85) is not None
 
 
 def test_message_ids_are_unique_and_a_forked_child_draws_its_own() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 from .._spec._config import Config
 from ._confirms import Confirms
+from ._frames import FramedPublisher
 from ._newest import NewestProgress
-from ._params import Restamped
 from ._transport import Envelope, Outbox
 from ._writeahead import SpoolState, WriteAhead
 
@@ -31,7 +31,7 @@ class WireOrder:
         self.newest = newest
         self.write_ahead = write_ahead
         self._terminal_sent = False
-        self._properties = Restamped()
+        self._framed = FramedPublisher()
 
     def fill(self, channel: Any) -> None:
         """Publish in sequence: retries, progress, then the terminal alone."""
@@ -41,12 +41,8 @@ class WireOrder:
 
     def _publish(self, channel: Any, envelope: Envelope, seq: int | None = None) -> None:
         self.confirms.sent(envelope, seq)
-        channel.basic_publish(
-            exchange="",
-            routing_key=envelope.queue or self.queue,
-            body=envelope.payload(),
-            properties=self._properties(envelope.message_id),
-            mandatory=True,
+        self._framed.publish(
+            channel, envelope.queue or self.queue, envelope.payload(), envelope.message_id
         )
 
     def _send_retries(self, channel: Any) -> bool:

@@ -15,7 +15,6 @@ from ._diagnosis import TlsFileError
 
 __all__ = [
     "HEARTBEAT",
-    "Restamped",
     "connection_parameters",
     "message_properties",
     "node_parameters",
@@ -52,26 +51,6 @@ def message_properties(message_id: str) -> Any:
     properties.__dict__ = template.__dict__.copy()
     properties.message_id = message_id
     return properties
-
-
-class Restamped:
-    """One message's properties at a time, for the I/O thread's every-step stream: one
-    ``BasicProperties`` whose ``message_id`` is set anew for each message (a new one each
-    second, for the timestamp). Safe because pika encodes the properties inside
-    ``basic_publish`` and keeps no reference to them; one thread only."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._properties: Any = None
-
-    def __call__(self, message_id: str) -> Any:
-        """The properties of ``message_id``, valid until the next call."""
-        now = int(time.time())
-        if now != self._second:
-            self._second, self._properties = now, message_properties(message_id)
-        else:
-            self._properties.message_id = message_id
-        return self._properties
 
 
 def _tls_options(config: Config, server_name: str | None) -> Any:
