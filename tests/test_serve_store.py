@@ -336,6 +336,51 @@ def test_no_index_holds_what_every_message_changes_so_postgres_updates_stay_on_t
     assert upd >= 2_000 and hot >= upd * 0.6, (upd, hot)
 
 
+def test_a_job_removed_after_the_server_saw_it_is_created_again_by_its_next_message(store):
+    # The server skips the insert of jobs it found before; a row removed since (pruned,
+    # or by another server) is inserted again, in the same batch as a job it never saw.
+    store.receive_many([_progress(1, "gone"), _progress(1, "kept")], T0)
+    with store.pool.write() as tx:
+        tx.run("DELETE FROM tw_jobs WHERE job_id = ?", ("gone",))
+    outcomes = store.receive_many(
+        [_progress(2, "gone"), _progress(2, "kept"), _progress(1, "new")], T0 + 1
+    )
+    assert [o.outcome for o in outcomes] == ["applied"] * 3
+    jobs = {j: store.job(Kind.TRAINING, j) for j in ("gone", "kept", "new")}
+    assert {j: (r.state, r.step) for j, r in jobs.items() if r} == {
+        "gone": (JobState.RUNNING, 2),
+        "kept": (JobState.RUNNING, 2),
+        "new": (JobState.RUNNING, 1),
+    }
+
+
+def test_postgres_inserts_a_jobs_row_once_not_once_a_batch(postgres):
+    # An insert that finds the row costs a lookup a message: a job seen once is not
+    # inserted again. A trigger counts the rows each insert offers.
+    url = postgres.create_database(f"st_{uuid.uuid4().hex[:10]}")
+    store = open_store(url)
+    try:
+        with store.pool.write() as tx:
+            tx.run("CREATE TABLE offered (n INT)")
+            tx.run(
+                "CREATE FUNCTION count_offered() RETURNS trigger LANGUAGE plpgsql AS"
+                " 'BEGIN INSERT INTO offered VALUES (1); RETURN NEW; END'"
+            )
+            tx.run(
+                "CREATE TRIGGER offered BEFORE INSERT ON tw_jobs"
+                " FOR EACH ROW EXECUTE FUNCTION count_offered()"
+            )
+        for step in range(1, 6):
+            store.receive_many([_progress(step, f"job-{j}") for j in range(40)], T0 + step)
+        with store.pool.read() as tx:
+            offered = tx.one("SELECT count(*) FROM offered")
+            steps = tx.all("SELECT DISTINCT step FROM tw_jobs")
+    finally:
+        store.close()
+    assert offered is not None and offered[0] == 40
+    assert [r[0] for r in steps] == [5]
+
+
 def test_a_batch_of_hostile_text_is_stored_whole_with_nothing_unstorable(store):
     # A batch's rows skip the store's last check for NUL and lone surrogates (each string
     # is made storable where it is made): nothing is quarantined, nothing unstorable kept.

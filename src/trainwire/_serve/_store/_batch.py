@@ -26,7 +26,7 @@ from ._dialect import Dialect
 from ._intake import Parsed, Refusal, guess_job
 from ._jobs import Locked
 from ._keys import AnyRegistered, key_problems
-from ._locks import lock_jobs, write_jobs
+from ._locks import KnownJobs, lock_jobs, write_jobs
 from ._log import LogRow, insert_log
 from ._records import APPLIED, Delivery, Outcome
 from ._rule import settle, superseded_detail
@@ -47,8 +47,10 @@ class Batch:
         parsed: Sequence[Parsed],
         now: float,
         project_keys: frozenset[str],
+        known: KnownJobs,
     ) -> None:
         self.dialect = dialect
+        self.known = known
         self.tx = tx
         self.deliveries = deliveries
         self.parsed = parsed
@@ -119,7 +121,7 @@ class Batch:
         for (msg, _), refusal in zip(self.parsed, refusals):
             if msg is not None and refusal is None:
                 firsts.setdefault((msg.kind, msg.job_id), msg.project_key)
-        self.jobs, self.created = lock_jobs(self.tx, firsts, self.now, self.dialect)
+        self.jobs, self.created = lock_jobs(self.tx, firsts, self.now, self.dialect, self.known)
 
     def _one(self, i: int, refusal: Refusal | None) -> Outcome:
         delivery = self.deliveries[i]

@@ -29,6 +29,7 @@ from ._jobs import (
     select_transitions,
 )
 from ._listing import JobPage, JobQuery, count_states, select_page
+from ._locks import KnownJobs
 from ._log import LogRow, MessageQuery, count_rejections, insert_log, select_messages
 from ._outbox import Outbox, create_outbox
 from ._prune import Pruned, prune, trim
@@ -65,6 +66,8 @@ class SqlStore(Store):
         self.outbox = Outbox(self.pool)
         self._created = 0
         self._analyze_at = ANALYZE_AFTER
+        #: Jobs found in the table before: their insert is skipped (see :mod:`._locks`).
+        self.known_jobs = KnownJobs()
 
     # -- writing
     def receive_many(
@@ -80,7 +83,9 @@ class SqlStore(Store):
                 # Pipelined: a batch's statements are checked by the database at its reads
                 # and its COMMIT; anything raised fails the whole batch, as before.
                 with self.pool.write(pipelined=True) as tx:
-                    batch = Batch(self.dialect, tx, deliveries, parsed, now, project_keys)
+                    batch = Batch(
+                        self.dialect, tx, deliveries, parsed, now, project_keys, self.known_jobs
+                    )
                     outcomes = batch.settle()
                     self.outbox.after_batch(tx, batch, outcomes)
             except Exception as exc:
@@ -120,8 +125,9 @@ class SqlStore(Store):
             # quarantine fails too, and nothing is set aside that could have been applied.
             tx.run("SAVEPOINT tw_alone")
             try:
+                parsed = [parse(delivery.body)]
                 batch = Batch(
-                    self.dialect, tx, [delivery], [parse(delivery.body)], now, project_keys
+                    self.dialect, tx, [delivery], parsed, now, project_keys, self.known_jobs
                 )
                 outcomes = batch.settle()
                 self.outbox.after_batch(tx, batch, outcomes)
