@@ -368,3 +368,15 @@ def test_the_rate_is_the_rule_worked_out_interval_by_interval():
             None if expected[1] is None else pytest.approx(expected[1], rel=1e-9)
         )
     assert rates > 1000 and paused > 50
+
+
+def test_the_paces_a_fleet_of_a_thousand_jobs_wrote_in_turn_are_read_back_unparsed():
+    # Each batch reads back the pace text the batch before it wrote for the same job: for
+    # 1,000 jobs sending in turn, a job's newest text was written 1,000 texts ago.
+    now = time.time()
+    written = []
+    for job in range(1_000):
+        pace = Pace().add(Sample(now, None, 1, 1.0)).add(Sample(now + 2.0, None, 2 + job, 2.0))
+        written.append((pace.dumps(), pace))
+    for text, pace in written:
+        assert Pace.loads(text) is pace

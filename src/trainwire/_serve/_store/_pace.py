@@ -133,9 +133,11 @@ class _Recent:
                 del self._paces[next(iter(self._paces))]  # the oldest written
 
 
-#: Room for the paces of this many jobs (about 10 KB each with 31 samples); a larger
-#: fleet's paces are parsed again, at the cost of one ``json.loads``.
-RECENT = 256
+#: Paces kept by their text: the newest text of each job of a fleet of 1,000 sending in
+#: turn, with room to spare. A full pace (31 samples) with its text takes about 16 KB, so
+#: at most about 32 MB. A job whose text has left is parsed again (``json.loads``, and
+#: its intervals worked out anew: about 6 µs a message for a short pace).
+RECENT = 2048
 _RECENT = _Recent(RECENT)
 
 
