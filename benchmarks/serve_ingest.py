@@ -6,7 +6,10 @@ starts and drains it. trainwire: a real ``trainwire serve`` process (SQLite, and
 PostgreSQL on a private server), the rate read from its ``/api/health`` counter.
 Baseline: a raw pika consumer in its own process with the same prefetch, acking each batch
 of the size serve stores at once (half the prefetch count) with ``multiple`` and doing
-nothing else. Both use serve's default prefetch.
+nothing else. Both use serve's default prefetch. Each side starts once the broker holds
+every message and has gone quiet (the fill is published without confirms, and the broker
+goes on writing it for a while): the raw consumer is ready a second before serve is, and
+would otherwise share the machine with the broker's work on the fill.
 """
 
 from __future__ import annotations
@@ -160,10 +163,37 @@ def _postgres() -> Any:
     return Postgres().start()
 
 
+#: The broker is quiet when it used less than this share of a core over QUIET_WINDOW s.
+QUIET_SHARE = 0.10
+QUIET_WINDOW = 0.25
+
+
+def _quiet(ctx: Context, queue: str, n: int, timeout: float = 30.0) -> None:
+    """Until the broker holds the ``n`` messages of ``queue`` and has gone quiet."""
+    broker = ctx.broker()
+    deadline = time.monotonic() + timeout
+    conn = broker.connect()
+    try:
+        channel = conn.channel()
+        while channel.queue_declare(queue, passive=True).method.message_count < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the broker did not take the {n:,} messages in {timeout} s")
+            time.sleep(0.05)
+    finally:
+        conn.close()
+    pid = broker.pid()
+    while pid is not None and time.monotonic() < deadline:
+        cpu = _cpu_seconds(pid)
+        time.sleep(QUIET_WINDOW)
+        if _cpu_seconds(pid) - cpu < QUIET_SHARE * QUIET_WINDOW:
+            return
+
+
 def _side(ctx: Context, jobs: int, steps: int, db: str | None) -> Side:
     queue = ctx.new_queue()
     try:
         n = _fill(ctx, queue, jobs, steps)
+        _quiet(ctx, queue, n)
         return _raw_rate(ctx, queue, n) if db is None else _serve_rate(ctx, queue, n, db)
     finally:
         ctx.delete_queue(queue)

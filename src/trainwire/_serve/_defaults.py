@@ -7,6 +7,6 @@ __all__ = ["PREFETCH"]
 
 #: Unacknowledged messages the broker may hand one server at once. Half of it is the
 #: largest batch stored in one transaction: a transaction's fixed cost (its round trips,
-#: each statement's) is then shared by up to 100 messages. A server that dies leaves at
+#: each statement's) is then shared by up to 200 messages. A server that dies leaves at
 #: most this many to be delivered again (each applied once: the message ids are kept).
-PREFETCH = 200
+PREFETCH = 400
