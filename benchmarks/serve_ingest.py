@@ -181,7 +181,7 @@ def _quiet(ctx: Context, queue: str, n: int, timeout: float = 30.0) -> None:
             time.sleep(0.05)
     finally:
         conn.close()
-    pid = broker.pid()
+    pid = broker.pid
     while pid is not None and time.monotonic() < deadline:
         cpu = _cpu_seconds(pid)
         time.sleep(QUIET_WINDOW)
